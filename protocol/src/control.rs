@@ -1,0 +1,92 @@
+//! The few messages the relay sends to a client, as WebSocket text frames of JSON.
+//!
+//! Peers never talk in text: everything between them is an encrypted binary frame. These messages
+//! carry only what the relay itself knows: whether the other person is there, and why it is about
+//! to close the socket.
+//!
+//! ```
+//! use line_protocol::control::RelayMessage;
+//!
+//! let text = RelayMessage::PeerJoined.to_json();
+//! assert_eq!(text, r#"{"type":"peer-joined"}"#);
+//! assert_eq!(RelayMessage::from_json(&text), Ok(RelayMessage::PeerJoined));
+//! ```
+
+use alloc::string::String;
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A message from the relay to one client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum RelayMessage {
+    /// You are alone on the line; the relay will say `peer-joined` when the other person arrives.
+    Waiting,
+    /// The other person is on the line: frames you send now reach them.
+    PeerJoined,
+    /// The other person left; you stay connected and wait for them (or someone with the link).
+    PeerLeft,
+    /// The relay is about to close the socket with `code`; `reason` says why, for a person.
+    Error {
+        /// The WebSocket close code that follows.
+        code: u16,
+        /// A short reason a person can read.
+        reason: String,
+    },
+}
+
+/// A text frame that is not a relay message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlDecodeError;
+
+impl fmt::Display for ControlDecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("text frame is not a relay message")
+    }
+}
+
+impl core::error::Error for ControlDecodeError {}
+
+impl RelayMessage {
+    /// The JSON text frame for this message.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a relay message always serializes")
+    }
+
+    /// Parses a text frame from the relay.
+    pub fn from_json(text: &str) -> Result<Self, ControlDecodeError> {
+        serde_json::from_str(text).map_err(|_| ControlDecodeError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_are_fixed() {
+        assert_eq!(RelayMessage::Waiting.to_json(), r#"{"type":"waiting"}"#);
+        assert_eq!(RelayMessage::PeerLeft.to_json(), r#"{"type":"peer-left"}"#);
+        let error = RelayMessage::Error {
+            code: 4400,
+            reason: "malformed frame".into(),
+        };
+        assert_eq!(
+            error.to_json(),
+            r#"{"type":"error","code":4400,"reason":"malformed frame"}"#
+        );
+        assert_eq!(RelayMessage::from_json(&error.to_json()), Ok(error));
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert_eq!(RelayMessage::from_json("{"), Err(ControlDecodeError));
+        assert_eq!(
+            RelayMessage::from_json(r#"{"type":"nope"}"#),
+            Err(ControlDecodeError)
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! The wire protocol of line, shared by the browser client and the relay server.
+//!
+//! This crate is sans-IO: it opens no socket, reads no clock and draws no randomness of its own.
+//! Callers pass the current time and random bytes in. Its framing and crypto core builds without
+//! `std` (with `alloc`), so any device that can run AES-GCM could speak the protocol.
+//!
+//! What the relay may look at is only the SFrame [`header`] of each frame; everything after it is
+//! ciphertext only the two people on the line can open.
+//!
+//! ```
+//! use line_protocol::header::Header;
+//!
+//! let header = Header::new(0x1234, 7);
+//! let mut buf = [0u8; Header::MAX_LEN];
+//! let n = header.encode(&mut buf);
+//! assert_eq!(Header::parse(&buf[..n]), Ok((header, n)));
+//! ```
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+pub mod control;
+pub mod header;
+
+/// The version of this crate, shown by clients and the server so a person can tell what runs.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
