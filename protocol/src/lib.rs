@@ -21,6 +21,11 @@ extern crate alloc;
 
 pub mod control;
 pub mod header;
+pub mod line_id;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The largest frame a client may send, in bytes: 20 ms of stereo 16-bit audio at 384 kHz (30,720
+/// bytes of PCM) plus headers and tag, with margin. The relay refuses anything larger.
+pub const MAX_FRAME_LEN: usize = 32 * 1024;
