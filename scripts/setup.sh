@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Installs what building and testing line needs and is missing, and says what it did.
+# Idempotent: a second run installs nothing and says so. Where it cannot install (not root, not
+# Debian/Ubuntu), it prints the exact command for the person to run and stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WASM_PACK_VERSION=0.15.1
+did=()
+
+need_root_apt() {
+  # $1: what for; rest: Debian packages.
+  local what=$1; shift
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing $what ($*) with apt-get"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    did+=("$what")
+  else
+    echo "setup: $what is missing and this script cannot install it here." >&2
+    echo "       On Debian or Ubuntu run:  sudo apt-get install -y --no-install-recommends $*" >&2
+    echo "       Elsewhere install $what with your package manager, then run 'just setup' again." >&2
+    exit 1
+  fi
+}
+
+# 1. The wasm target of the pinned toolchain (rust-toolchain.toml).
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "setup: adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+  did+=("wasm32 target")
+fi
+
+# 2. wasm-pack, pinned.
+if [ "$(wasm-pack --version 2>/dev/null)" != "wasm-pack $WASM_PACK_VERSION" ]; then
+  echo "setup: installing wasm-pack $WASM_PACK_VERSION (about 2 minutes on 2 cores)"
+  cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --force --quiet
+  did+=("wasm-pack $WASM_PACK_VERSION")
+fi
+
+# 3. The wasm-bindgen CLI, exactly the version of the wasm-bindgen crate in Cargo.lock.
+want=$(scripts/wasm-bindgen-version.sh)
+if ! command -v wasm-bindgen >/dev/null 2>&1; then
+  echo "setup: installing wasm-bindgen-cli $want (about 2.5 minutes on 2 cores)"
+  # Not --locked: the CLI's own lockfile names a webpki-roots release the registry lacks.
+  cargo install wasm-bindgen-cli --version "$want" --quiet
+  did+=("wasm-bindgen-cli $want")
+fi
+scripts/check-wasm-bindgen.sh
+
+# 4. Chromium and its driver for the browser tests, from one apt command so their versions match.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  need_root_apt "Chromium and chromedriver" chromium chromium-driver
+fi
+
+if [ ${#did[@]} -eq 0 ]; then
+  echo "setup: nothing to do, everything is installed"
+else
+  echo "setup: installed $(IFS=,; echo "${did[*]}" | sed 's/,/, /g')"
+fi

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs `just run` as the README shows it, on a spare port, and checks what a person would:
+# the printed link opens the client page and the wasm bundle is served as application/wasm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=${SMOKE_PORT:-17787}
+log=$(mktemp)
+PORT=$port just run >"$log" 2>&1 &
+pid=$!
+trap 'kill -- -$pid 2>/dev/null || kill $pid 2>/dev/null || true; pkill -f "line-server.*--port $port" 2>/dev/null || true; rm -f "$log"' EXIT
+
+link=""
+for _ in $(seq 1 600); do
+  link=$(grep -o "http://127.0.0.1:$port/line.html?apikey=[A-Za-z]*#generate_leaf" "$log" | head -1 || true)
+  [ -n "$link" ] && break
+  kill -0 $pid 2>/dev/null || { cat "$log"; echo "smoke: 'just run' exited early" >&2; exit 1; }
+  sleep 0.5
+done
+[ -n "$link" ] || { cat "$log"; echo "smoke: 'just run' printed no link" >&2; exit 1; }
+
+page=${link%%#*}
+curl -fsS "$page" | grep -q '<title>line</title>' || { echo "smoke: $page is not the client page" >&2; exit 1; }
+ctype=$(curl -fsS -o /dev/null -w '%{content_type}' "http://127.0.0.1:$port/pkg/line_client_bg.wasm")
+[ "$ctype" = "application/wasm" ] || { echo "smoke: wasm served as '$ctype'" >&2; exit 1; }
+echo "smoke: 'just run' serves the client page and the wasm bundle on port $port"
