@@ -25,8 +25,12 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 pub mod control;
 pub mod header;
+#[cfg(test)]
+mod hex;
 pub mod leaf;
 pub mod line_id;
+pub mod replay;
+pub mod sframe;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
