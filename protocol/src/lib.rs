@@ -29,6 +29,8 @@ pub mod header;
 mod hex;
 pub mod leaf;
 pub mod line_id;
+pub mod payload;
+pub mod pcm;
 pub mod replay;
 pub mod sframe;
 
