@@ -19,9 +19,22 @@
 
 extern crate alloc;
 
+// The unit tests also run in headless Chromium: `cargo test -p line-protocol --target wasm32-unknown-unknown`.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
 pub mod control;
+#[cfg(test)]
+mod docs_examples;
 pub mod header;
+#[cfg(test)]
+mod hex;
+pub mod leaf;
 pub mod line_id;
+pub mod payload;
+pub mod pcm;
+pub mod replay;
+pub mod sframe;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
