@@ -21,6 +21,8 @@ extern crate alloc;
 
 pub mod control;
 pub mod header;
+#[cfg(feature = "std")]
+pub mod jitter;
 pub mod line_id;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
