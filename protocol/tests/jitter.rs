@@ -1,5 +1,6 @@
 //! Jitter buffer scenarios on a virtual clock with seeded jitter: steady streams, stalls,
 //! reordering, duplicates, losses, and the tone a 200 kHz -> 48 kHz conversion must keep.
+#![cfg(feature = "std")]
 
 mod jitter_support;
 

@@ -4,8 +4,9 @@
 //!
 //! An hour is 173 million samples through the resampler: seconds when optimised, minutes
 //! without. So the hour-long runs are skipped in unoptimised builds; run them with
-//! `cargo test -p line-protocol --release --test jitter_drift`. A two-minute run of the same
+//! `cargo test -p line-protocol --release --test jitter_drift`. A one-minute run of the same
 //! checks always runs.
+#![cfg(feature = "std")]
 
 mod jitter_support;
 
@@ -51,6 +52,11 @@ fn drifting_sender(ppm: f64, seconds: f64) -> f64 {
     assert_eq!(stats.underruns, 0, "{stats:?}");
     assert_eq!(stats.dropped_samples, 0, "{stats:?}");
     assert!((stats.drift_ppm - ppm).abs() < 30.0, "{stats:?}");
+    eprintln!(
+        "{ppm:+} ppm for {seconds} s: worst delay error {worst:.2} ms, learnt {:+.1} ppm, \
+         target {:.2} ms, delay {:.2} ms",
+        stats.drift_ppm, stats.target_ms, stats.delay_ms
+    );
     worst
 }
 
@@ -69,9 +75,9 @@ fn sender_300_ppm_slow_for_an_hour() {
 }
 
 #[test]
-fn sender_300_ppm_fast_and_slow_for_two_minutes() {
+fn sender_300_ppm_fast_and_slow_for_a_minute() {
     for ppm in [300.0, -300.0] {
-        let worst = drifting_sender(ppm, 120.0);
+        let worst = drifting_sender(ppm, 60.0);
         assert!(worst < 5.0, "{ppm} ppm: worst delay error {worst:.2} ms");
     }
 }

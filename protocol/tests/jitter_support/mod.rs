@@ -123,7 +123,7 @@ impl Sim {
             let index = self.next_frame;
             let first = index * self.frame as u64;
             self.next_frame += 1;
-            let lose_this = self.lose_every.is_some_and(|n| index % n == 0);
+            let lose_this = self.lose_every.is_some_and(|n| index.is_multiple_of(n));
             if lose_this || self.rng.unit() < self.loss {
                 self.lost += 1;
                 continue;
@@ -134,10 +134,10 @@ impl Sim {
                 0
             };
             let mut arrival = send_us + self.base_delay_us + jitter;
-            if let Some((start, end)) = self.stall {
-                if (start..end).contains(&send_us) {
-                    arrival = arrival.max(end + self.base_delay_us);
-                }
+            if let Some((start, end)) = self.stall
+                && (start..end).contains(&send_us)
+            {
+                arrival = arrival.max(end + self.base_delay_us);
             }
             self.in_flight.push(Reverse((arrival, first, false)));
             if self.rng.unit() < self.duplicate {
