@@ -25,40 +25,51 @@
 //!
 //! # How it works
 //!
+//! **Delay.** The quantity everything below is about is the *buffer delay*: how long the newest
+//! sample of a packet waits from the packet's arrival until the device pulls it. It is what the
+//! buffer adds to the call's latency, and unlike the fill level at pull time (a saw-tooth) it does
+//! not depend on how pulls and arrivals happen to line up. [`JitterStats::delay_ms`] reports its
+//! one-second average, [`JitterStats::target_ms`] what it aims at.
+//!
 //! **Reordering.** Packets are placed by the index of their first sample in the sender's running
 //! count (`store.rs`), so order of arrival does not matter, a duplicate is recognised because its
 //! samples are all present already, and a packet whose samples were already played (or
-//! concealed) is late and discarded.
+//! concealed) is late and discarded. A sender that restarts its count is followed after three
+//! packets that are hopelessly behind ([`JitterStats::resyncs`]), or at once with
+//! [`JitterBuffer::reset`].
 //!
-//! **Play-out states.** The buffer starts *buffering*: the output is silence until it holds the
-//! target delay. Then it *plays*. A hole (missing samples with audio after them) is concealed and
-//! skipped: the cursor does not wait for a packet that is already later than the whole buffer.
-//! When nothing at all is left (an *underrun*) it conceals, grows the target, and buffers again
-//! without moving the cursor, so nothing the sender said is skipped because of a stall.
+//! **Play-out states.** The buffer starts *buffering*: silence until the newest audio, played
+//! from now on, would have waited the target delay. Then it *plays*. A hole (missing samples
+//! with audio after them) is concealed and skipped: the cursor does not wait for a packet that
+//! is already later than the whole buffer. At the tail, when nothing newer has arrived, it
+//! conceals up to one frame while moving on (one lost packet is a gap, not a stall); beyond that
+//! it is an *underrun*: it keeps concealing, grows the target, and buffers again without moving
+//! the cursor, so a stall loses nothing the sender said until the latency bound below drops it.
 //!
 //! **Concealment** (`conceal.rs`) repeats the last 10 ms (at most one frame) of audio, fading
 //! linearly to silence over 30 ms, then plays silence. Real audio coming back, and audio dropped
 //! to catch up, are cross-faded over 2 ms, so no splice clicks.
 //!
 //! **Target delay** (`target.rs`): starts at two frames; follows the observed arrival jitter
-//! (`jitter + frame + largest pull + 2 ms`) as soon as it rises; grows by one frame on each
-//! underrun; shrinks by 1 ms per second after 5 s without trouble. Capped at
-//! [`JitterConfig::max_target_ms`].
+//! (`jitter + frame + largest recent pull + 2 ms`, jitter being a robust peak of how late
+//! packets arrive relative to the fastest ones over the last 2 s) as soon as it rises; grows by
+//! one frame on each underrun; shrinks by 1 ms per second after 5 s without trouble. Capped at
+//! [`JitterConfig::max_target_ms`]. A stall is not counted as jitter.
 //!
 //! **Bounded latency.** When the buffer holds more than `target + max(target, frame) + frame +
 //! largest pull` (after a stall and the burst that follows it, for instance), it drops the
-//! oldest audio down to the target at once and counts the samples in
+//! oldest audio down to the target at once, cross-faded, and counts the samples in
 //! [`JitterStats::dropped_samples`].
 //!
-//! **Clock drift** (`drift.rs`): a PI loop on the smoothed depth (1 s average) against the target
-//! adjusts the resampler's speed by up to ±2000 ppm (20 s time constant, critically damped), so
-//! a sender clock up to ±300 ppm off keeps the depth at its target indefinitely, with no drops
-//! and no underruns; [`JitterStats::drift_ppm`] reports the learnt offset.
+//! **Clock drift** (`drift.rs`): a PI loop on the delay (1 s average) against the target adjusts
+//! the resampler's speed by up to ±2000 ppm (critically damped, 10 s time constant), so a sender
+//! clock up to ±300 ppm off keeps the delay at its target indefinitely, within about 1.5 ms, with
+//! no drops and no underruns; [`JitterStats::drift_ppm`] reports the learnt offset.
 //!
 //! **Rate conversion** (`resample.rs`): the same rubato resampler converts the wire rate to the
 //! device rate: a 128-tap windowed sinc when downsampling (200 kHz -> 48 kHz), a septic
 //! polynomial otherwise. All buffers are allocated in [`JitterBuffer::new`]; `push` and `pull`
-//! allocate nothing.
+//! allocate nothing (a test proves it).
 
 mod conceal;
 mod drift;
