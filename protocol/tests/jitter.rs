@@ -278,6 +278,40 @@ fn same_rate_and_200k_paths_keep_a_tone() {
 }
 
 #[test]
+fn hostile_sample_indices_do_not_panic() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("valid");
+    let frame = [0.5f32; 480];
+    let mut out = [0.0f32; 128];
+    for (i, first) in [
+        0,
+        u64::MAX - 100,
+        u64::MAX,
+        1 << 63,
+        5,
+        u64::MAX / 2,
+        0,
+        480,
+        960,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        jb.push(i as u64 * 10_000, first, &frame);
+        jb.pull(i as u64 * 10_000, &mut out);
+    }
+    assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+    // After all that, a plain stream plays again.
+    constant_frames(&mut jb, 2_000..2_100, 0.25);
+    let mut out = [0.0f32; 480];
+    jb.pull(21_000_000, &mut out);
+    assert!((out[479] - 0.25).abs() < 1e-3, "{}", out[479]);
+    jb.reset();
+    constant_frames(&mut jb, 0..50, 0.125);
+    jb.pull(500_000, &mut out);
+    assert!((out[479] - 0.125).abs() < 1e-3, "{}", out[479]);
+}
+
+#[test]
 fn bad_configurations_are_refused() {
     let refused = |c: JitterConfig| JitterBuffer::new(c).map(|_| ()).unwrap_err();
     assert_eq!(

@@ -424,6 +424,7 @@ impl JitterBuffer {
             self.feeder.started = false;
             self.feeder.concealer.clear();
             self.last_arrival = None;
+            self.target.restart_timing();
         }
         if outcome.duplicate {
             self.duplicate_packets += 1;
@@ -537,6 +538,7 @@ impl JitterBuffer {
         self.arrival_sum = 0.0;
         self.arrival_count = 0;
         self.last_arrival = None;
+        self.target.restart_timing();
     }
 
     /// What the buffer has been doing.
