@@ -54,12 +54,9 @@ impl Concealer {
             *v = if position < self.fade_len {
                 let gain = 1.0 - position as f32 / self.fade_len as f32;
                 let along = if turn == 0 { 0 } else { (position + 1) % turn };
-                let back = if along <= period - 1 {
-                    period - 1 - along
-                } else {
-                    along - (period - 1)
-                };
-                self.history[(self.write + back) % period] * gain
+                // Distance from the newest sample, bouncing between newest and oldest.
+                let index = (period - 1).abs_diff(along);
+                self.history[(self.write + index) % period] * gain
             } else {
                 0.0
             };
