@@ -54,7 +54,7 @@ impl Concealer {
             *v = if position < self.fade_len {
                 let gain = 1.0 - position as f32 / self.fade_len as f32;
                 let along = if turn == 0 { 0 } else { (position + 1) % turn };
-                // Distance from the newest sample, bouncing between newest and oldest.
+                // Chronological index, bouncing between the newest and the oldest sample.
                 let index = (period - 1).abs_diff(along);
                 self.history[(self.write + index) % period] * gain
             } else {
