@@ -31,7 +31,7 @@ fn exercise(wire_rate: u32, output_rate: u32) {
                 if sent != 30 {
                     jb.push(now, sent * frame_samples as u64, &frame);
                 }
-                if sent % 7 == 0 {
+                if sent.is_multiple_of(7) {
                     jb.push(now, sent * frame_samples as u64, &frame);
                 }
                 sent += 1;
