@@ -29,6 +29,8 @@ mod docs_examples;
 pub mod header;
 #[cfg(test)]
 mod hex;
+#[cfg(feature = "std")]
+pub mod jitter;
 pub mod leaf;
 pub mod line_id;
 pub mod payload;
