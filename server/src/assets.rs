@@ -41,7 +41,10 @@ fn find(source: &AssetSource, path: &str) -> Option<Asset> {
             let hash = file.metadata.sha256_hash();
             let etag = format!(
                 "\"{}\"",
-                hash[..16].iter().map(|b| format!("{b:02x}")).collect::<String>()
+                hash[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
             );
             Some(Asset {
                 body: file.data,
@@ -149,6 +152,11 @@ mod tests {
     fn mime_types() {
         assert_eq!(content_type("x.wasm"), "application/wasm");
         assert_eq!(content_type("line.html"), "text/html; charset=utf-8");
-        assert!(content_type("line.js").to_str().expect("ascii").contains("javascript"));
+        assert!(
+            content_type("line.js")
+                .to_str()
+                .expect("ascii")
+                .contains("javascript")
+        );
     }
 }

@@ -49,9 +49,9 @@ impl FailureLimiter {
     #[must_use]
     pub fn is_blocked(&self, ip: IpAddr, now: Instant) -> bool {
         let entries = self.entries.lock().expect("limiter lock is never poisoned");
-        entries
-            .get(&ip)
-            .is_some_and(|w| now.duration_since(w.start) < self.window && w.failures >= self.max_failures)
+        entries.get(&ip).is_some_and(|w| {
+            now.duration_since(w.start) < self.window && w.failures >= self.max_failures
+        })
     }
 
     /// Records one failed attempt from `ip`.

@@ -159,7 +159,11 @@ impl Server {
     /// Serves on `listener` until `shutdown` completes; then closes every WebSocket with 1001,
     /// stops accepting, and returns once sockets and requests have ended or
     /// [`Limits::shutdown_grace`] has passed.
-    pub async fn serve<F>(self, listener: std::net::TcpListener, shutdown: F) -> Result<(), ServerError>
+    pub async fn serve<F>(
+        self,
+        listener: std::net::TcpListener,
+        shutdown: F,
+    ) -> Result<(), ServerError>
     where
         F: Future<Output = ()> + Send,
     {
@@ -179,7 +183,11 @@ impl Server {
                         .serve(app),
                 )
             }
-            None => Box::pin(axum_server::from_tcp(listener)?.handle(handle.clone()).serve(app)),
+            None => Box::pin(
+                axum_server::from_tcp(listener)?
+                    .handle(handle.clone())
+                    .serve(app),
+            ),
         };
         let mut serving = tokio::spawn(serving);
         let _stop_watcher = stop_watcher.drop_guard();

@@ -86,6 +86,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -108,13 +109,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(key) => ApiKey::parse(key)?,
         None => ApiKey::generate(),
     };
-    let tls = tls::resolve_paths(args.tls_cert.clone(), args.tls_key.clone())?.map(
-        |(cert, key)| TlsSettings {
-            allow_tls12: args.tls12,
-            reload_interval: Duration::from_secs(args.tls_reload_secs.max(1)),
-            ..TlsSettings::new(cert, key)
-        },
-    );
+    let tls =
+        tls::resolve_paths(args.tls_cert.clone(), args.tls_key.clone())?.map(|(cert, key)| {
+            TlsSettings {
+                allow_tls12: args.tls12,
+                reload_interval: Duration::from_secs(args.tls_reload_secs.max(1)),
+                ..TlsSettings::new(cert, key)
+            }
+        });
     let addr = SocketAddr::new(args.bind, args.port);
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
@@ -129,7 +131,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         site_url: Some(siteurl.clone()),
         allowed_origins: args.allowed_origins.clone(),
         trusted_proxies: args.trusted_proxies.clone(),
-        assets: args.www.clone().map_or(AssetSource::Embedded, AssetSource::Dir),
+        assets: args
+            .www
+            .clone()
+            .map_or(AssetSource::Embedded, AssetSource::Dir),
         tls,
         limits: Limits {
             max_lines: args.max_lines,
@@ -138,7 +143,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..Config::new(apikey.clone())
     };
     let server = Server::new(config)?;
-    #[allow(clippy::print_stdout, reason = "the operator needs the start links, once")]
+    #[allow(
+        clippy::print_stdout,
+        reason = "the operator needs the start links, once"
+    )]
     {
         let key = apikey.expose();
         println!("Try {siteurl}/line.html?apikey={key}#generate_leaf");

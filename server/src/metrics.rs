@@ -69,7 +69,8 @@ impl Metrics {
     /// A frame of `bytes` bytes was written to its receiver.
     pub fn frame_relayed(&self, bytes: usize) {
         self.frames_relayed.fetch_add(1, Ordering::Relaxed);
-        self.bytes_relayed.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.bytes_relayed
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// `n` frames were dropped for `reason`.
@@ -115,7 +116,10 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut single = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         };
         single(
             "line_open_connections",

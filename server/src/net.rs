@@ -69,7 +69,8 @@ impl IpNet {
                     == masked(u128::from(u32::from(ip)), self.prefix, 32)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(u128::from(net), self.prefix, 128) == masked(u128::from(ip), self.prefix, 128)
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
             }
             _ => false,
         }
@@ -78,7 +79,11 @@ impl IpNet {
 
 fn masked(bits: u128, prefix: u8, width: u32) -> u128 {
     let host_bits = width - u32::from(prefix);
-    if host_bits >= 128 { 0 } else { bits >> host_bits }
+    if host_bits >= 128 {
+        0
+    } else {
+        bits >> host_bits
+    }
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -204,7 +209,12 @@ mod tests {
         assert!(net.contains("::ffff:10.0.0.1".parse().expect("ip")));
         let one: IpNet = "::1".parse().expect("valid");
         assert!(one.contains("::1".parse().expect("ip")));
-        assert!("0.0.0.0/0".parse::<IpNet>().expect("valid").contains("1.2.3.4".parse().expect("ip")));
+        assert!(
+            "0.0.0.0/0"
+                .parse::<IpNet>()
+                .expect("valid")
+                .contains("1.2.3.4".parse().expect("ip"))
+        );
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("nope".parse::<IpNet>().is_err());
     }
@@ -215,7 +225,10 @@ mod tests {
         let stranger: SocketAddr = "203.0.113.9:5000".parse().expect("addr");
         let trusted = ["10.0.0.0/8".parse().expect("net")];
         let h = headers(&[("x-forwarded-for", "1.1.1.1, 198.51.100.4, 10.0.0.7")]);
-        assert_eq!(client_ip(proxy, &h, &trusted), "198.51.100.4".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            client_ip(proxy, &h, &trusted),
+            "198.51.100.4".parse::<IpAddr>().expect("ip")
+        );
         assert_eq!(client_ip(stranger, &h, &trusted), stranger.ip());
         assert_eq!(client_ip(proxy, &h, &[]), proxy.ip());
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy.ip());
@@ -224,14 +237,26 @@ mod tests {
     #[test]
     fn origins() {
         let policy = OriginPolicy::new(["https://line.example.com/"]);
-        let ok = headers(&[("origin", "https://line.example.com"), ("host", "internal:7777")]);
+        let ok = headers(&[
+            ("origin", "https://line.example.com"),
+            ("host", "internal:7777"),
+        ]);
         assert!(policy.allows(&ok));
-        let same_host = headers(&[("origin", "http://127.0.0.1:7777"), ("host", "127.0.0.1:7777")]);
+        let same_host = headers(&[
+            ("origin", "http://127.0.0.1:7777"),
+            ("host", "127.0.0.1:7777"),
+        ]);
         assert!(policy.allows(&same_host));
-        let evil = headers(&[("origin", "https://evil.example"), ("host", "127.0.0.1:7777")]);
+        let evil = headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "127.0.0.1:7777"),
+        ]);
         assert!(!policy.allows(&evil));
         assert!(!policy.allows(&headers(&[("origin", "null"), ("host", "null")])));
         assert!(policy.allows(&HeaderMap::new()));
-        assert_eq!(origin_of("HTTPS://A.b:8443/x?y"), Some("https://a.b:8443".into()));
+        assert_eq!(
+            origin_of("HTTPS://A.b:8443/x?y"),
+            Some("https://a.b:8443".into())
+        );
     }
 }

@@ -61,6 +61,9 @@ mod tests {
     #[test]
     fn other_uris_are_untouched() {
         assert_eq!(redact_uri("/healthz"), "/healthz");
-        assert_eq!(redact_uri("/ws?line=abc&keyapikey=1"), "/ws?line=abc&keyapikey=1");
+        assert_eq!(
+            redact_uri("/ws?line=abc&keyapikey=1"),
+            "/ws?line=abc&keyapikey=1"
+        );
     }
 }

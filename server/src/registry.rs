@@ -107,7 +107,10 @@ impl Registry {
     /// Lines with at least one peer.
     #[must_use]
     pub fn active_lines(&self) -> usize {
-        self.lines.lock().expect("registry lock is never poisoned").len()
+        self.lines
+            .lock()
+            .expect("registry lock is never poisoned")
+            .len()
     }
 
     fn leave(&self, id: LineId, line: &Arc<Line>, slot: usize) {
@@ -193,7 +196,9 @@ mod tests {
     #[test]
     fn max_lines_is_enforced() {
         let registry = Registry::new(1, Arc::default());
-        let _a = registry.join(LineId::from_bytes([1; 16]), outbox()).expect("fits");
+        let _a = registry
+            .join(LineId::from_bytes([1; 16]), outbox())
+            .expect("fits");
         assert_eq!(
             registry.join(LineId::from_bytes([2; 16]), outbox()).err(),
             Some(JoinError::TooManyLines)

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::header::{CONTENT_TYPE, HeaderName, STRICT_TRANSPORT_SECURITY};
@@ -18,13 +18,13 @@ use axum::routing::get;
 use line_protocol::line_id::LineId;
 use tower_http::compression::CompressionLayer;
 
+use crate::AppState;
 use crate::auth::key_matches;
 use crate::net::client_ip;
 use crate::outbox::Outbox;
 use crate::redact::redact_uri;
 use crate::registry::JoinError;
 use crate::socket::{self, Session};
-use crate::AppState;
 
 /// The Content-Security-Policy on every response.
 ///
@@ -96,7 +96,12 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-async fn asset(method: Method, uri: Uri, headers: HeaderMap, State(state): State<Arc<AppState>>) -> Response {
+async fn asset(
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    State(state): State<Arc<AppState>>,
+) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response();
     }
@@ -127,11 +132,14 @@ async fn ws(
 ) -> Response {
     let ip = client_ip(peer, &headers, &state.config.trusted_proxies);
     let params = query.map(|Query(q)| q).unwrap_or_default();
-    let line = params.get("line").map(String::as_str).unwrap_or_default();
+    // A valid line id is no secret (a one-way hash of the leaf key); anything else a client put
+    // there is not logged, in case it pasted a key.
+    let line = params
+        .get("line")
+        .and_then(|l| l.parse::<LineId>().ok())
+        .map_or_else(|| "-".to_owned(), |l| l.to_string());
     let (response, outcome) = check_and_upgrade(&state, ip, &headers, &params, upgrade);
-    // The line id is no secret (it is a one-way hash of the leaf key); the API key never
-    // appears here.
-    tracing::info!(peer = %ip, line = %line.get(..LineId::TEXT_LEN).unwrap_or(line), outcome, "connection received");
+    tracing::info!(peer = %ip, line, outcome, "connection received");
     response
 }
 
@@ -145,11 +153,18 @@ fn check_and_upgrade(
     let now = Instant::now();
     if state.limiter.is_blocked(ip, now) {
         return (
-            refuse(state, StatusCode::TOO_MANY_REQUESTS, "too many failed api key attempts, wait a minute"),
+            refuse(
+                state,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed api key attempts, wait a minute",
+            ),
             "refused 429",
         );
     }
-    if !key_matches(&state.config.apikey, params.get("apikey").map(String::as_str)) {
+    if !key_matches(
+        &state.config.apikey,
+        params.get("apikey").map(String::as_str),
+    ) {
         state.limiter.record_failure(ip, now);
         state.metrics.auth_failed();
         return (
@@ -165,13 +180,22 @@ fn check_and_upgrade(
     }
     let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) else {
         return (
-            refuse(state, StatusCode::BAD_REQUEST, "line must be 22 characters of base64url"),
+            refuse(
+                state,
+                StatusCode::BAD_REQUEST,
+                "line must be 22 characters of base64url",
+            ),
             "refused 400",
         );
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return (rejection.into_response(), "refused: not a websocket upgrade"),
+        Err(rejection) => {
+            return (
+                rejection.into_response(),
+                "refused: not a websocket upgrade",
+            );
+        }
     };
     let limits = state.config.limits;
     let outbox = Arc::new(Outbox::new(limits.queue));
@@ -179,13 +203,21 @@ fn check_and_upgrade(
         Ok(membership) => membership,
         Err(JoinError::LineFull) => {
             return (
-                refuse(state, StatusCode::CONFLICT, "this line already has two people on it"),
+                refuse(
+                    state,
+                    StatusCode::CONFLICT,
+                    "this line already has two people on it",
+                ),
                 "refused 409",
             );
         }
         Err(_) => {
             return (
-                refuse(state, StatusCode::SERVICE_UNAVAILABLE, "server full, try again later"),
+                refuse(
+                    state,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server full, try again later",
+                ),
                 "refused 503",
             );
         }

@@ -95,7 +95,7 @@ async fn run_inner(socket: WebSocket, session: Session) {
     metrics.connection_opened();
     let started = Instant::now();
     let stats = Arc::new(Stats::default());
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let writer_done = CancellationToken::new();
     let mut writer = tokio::spawn(write_loop(
         sink,
@@ -107,7 +107,7 @@ async fn run_inner(socket: WebSocket, session: Session) {
     ));
 
     let end = read_loop(
-        stream,
+        &mut stream,
         &membership,
         &limits,
         &metrics,
@@ -143,18 +143,27 @@ async fn run_inner(socket: WebSocket, session: Session) {
     if !matches!(end, End::ClientClosed | End::Gone | End::WriterGone) {
         metrics.closed_by_server();
     }
-    match closing {
-        Some(closing) => outbox.close(closing),
-        None => writer.abort(),
-    }
     // Free the slot now, so the other peer hears `peer-left` without waiting for our close.
     drop(membership);
-    if tokio::time::timeout(limits.close_grace, &mut writer)
-        .await
-        .is_err()
-    {
-        // A peer that does not read cannot receive its close frame; stop trying.
-        writer.abort();
+    let deadline = Instant::now() + limits.close_grace;
+    match closing {
+        Some(closing) => {
+            let reply_expected = !matches!(end, End::ClientClosed);
+            outbox.close(closing);
+            // Keep reading until the client answers our close frame: dropping the TCP connection
+            // first could reset it before the client has read why it was closed.
+            if reply_expected {
+                let _ = tokio::time::timeout_at(deadline, drain(&mut stream)).await;
+            }
+            if tokio::time::timeout_at(deadline, &mut writer)
+                .await
+                .is_err()
+            {
+                // A peer that does not read cannot receive its close frame; stop trying.
+                writer.abort();
+            }
+        }
+        None => writer.abort(),
     }
     metrics.connection_closed();
     tracing::info!(
@@ -169,7 +178,7 @@ async fn run_inner(socket: WebSocket, session: Session) {
 }
 
 async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     membership: &Membership,
     limits: &Limits,
     metrics: &Metrics,
@@ -216,6 +225,15 @@ async fn read_loop(
                 );
             }
             Message::Close(_) => return End::ClientClosed,
+        }
+    }
+}
+
+/// Reads and discards until the client's close frame or the end of the stream.
+async fn drain(stream: &mut SplitStream<WebSocket>) {
+    while let Some(Ok(message)) = stream.next().await {
+        if matches!(message, Message::Close(_)) {
+            return;
         }
     }
 }
