@@ -160,7 +160,7 @@ impl OriginPolicy {
             return false;
         };
         let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-        if self.allowed.iter().any(|a| *a == origin) {
+        if self.allowed.contains(&origin) {
             return true;
         }
         let host = headers

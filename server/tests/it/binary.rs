@@ -88,8 +88,10 @@ async fn help_documents_every_environment_variable() {
     }
 }
 
-/// Reads stdout until the start links, returns them and the port.
-async fn start_links(child: &mut Child) -> (Vec<String>, u16, Vec<String>) {
+type StdoutLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Reads stdout until the start links; returns them, the port and the rest of stdout.
+async fn start_links(child: &mut Child) -> (Vec<String>, u16, StdoutLines) {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let mut links = Vec::new();
@@ -107,13 +109,7 @@ async fn start_links(child: &mut Child) -> (Vec<String>, u16, Vec<String>) {
         .and_then(|rest| rest.split('/').next())
         .and_then(|p| p.parse().ok())
         .expect("port in the link");
-    let mut rest = Vec::new();
-    while let Ok(Ok(Some(line))) =
-        tokio::time::timeout(Duration::from_millis(1), lines.next_line()).await
-    {
-        rest.push(line);
-    }
-    (links, port, rest)
+    (links, port, lines)
 }
 
 #[tokio::test]
@@ -133,7 +129,7 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
         let _ = stderr.read_to_string(&mut text).await;
         text
     });
-    let (links, port, _) = start_links(&mut child).await;
+    let (links, port, mut stdout) = start_links(&mut child).await;
     assert_eq!(
         links[0],
         format!(
@@ -179,7 +175,11 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
         .expect("exits in time")
         .expect("wait");
     assert!(exit.success(), "{exit:?}");
-    let logs = stderr_task.await.expect("stderr");
+    let mut logs = stderr_task.await.expect("stderr");
+    while let Ok(Some(line)) = stdout.next_line().await {
+        logs.push_str(&line);
+        logs.push('\n');
+    }
 
     assert!(logs.contains("connection received"), "{logs}");
     assert!(logs.contains("connection ended"), "{logs}");

@@ -141,3 +141,14 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
         matches!(r, Err(tokio_tungstenite::tungstenite::Error::Http(ref resp)) if resp.status() == 401)
     );
 }
+
+#[tokio::test]
+async fn lines_past_max_lines_get_503() {
+    let mut cfg = config();
+    cfg.limits.max_lines = 1;
+    let server = start(cfg);
+    let _first = server.join(random_line(), RelayMessage::Waiting).await;
+    let (status, body) = refused_status(&server.url(random_line()), None).await;
+    assert_eq!(status, 503);
+    assert!(body.contains("server full"), "{body}");
+}

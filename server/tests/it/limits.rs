@@ -159,10 +159,9 @@ async fn silent_sockets_are_closed_and_answering_ones_stay() {
     while Instant::now() < stop_reading {
         if let Ok(Some(Ok(Message::Text(text)))) =
             tokio::time::timeout(Duration::from_millis(50), lively.next()).await
+            && RelayMessage::from_json(&text) == Ok(RelayMessage::PeerLeft)
         {
-            if RelayMessage::from_json(&text) == Ok(RelayMessage::PeerLeft) {
-                saw_left = true;
-            }
+            saw_left = true;
         }
     }
     assert!(saw_left, "the silent peer was not removed");

@@ -1,6 +1,6 @@
 //! HTTPS/WSS with a certificate made here, and swapping it while a call goes on.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ fn make_cert() -> Cert {
     }
 }
 
-fn write(dir: &PathBuf, cert: &Cert) {
+fn write(dir: &Path, cert: &Cert) {
     // Write to a side file and rename, as certbot's symlink swap does: the watcher never sees half.
     for (name, text) in [
         ("privkey.pem", &cert.key_pem),
