@@ -73,6 +73,9 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// How long a closing socket may take to flush its close frame.
     pub close_grace: Duration,
+    /// Kernel send buffer asked for each accepted socket (Linux doubles it); `None` keeps the
+    /// system's autotuning, which lets a stalled receiver's backlog grow to megabytes.
+    pub socket_send_buffer: Option<usize>,
 }
 
 impl Default for Limits {
@@ -87,6 +90,8 @@ impl Default for Limits {
             auth_window: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             close_grace: Duration::from_secs(2),
+            // 128 KiB (256 KiB on Linux) carries 200 kHz mono audio over a 200 ms round trip.
+            socket_send_buffer: Some(128 * 1024),
         }
     }
 }

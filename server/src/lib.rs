@@ -168,6 +168,10 @@ impl Server {
         F: Future<Output = ()> + Send,
     {
         listener.set_nonblocking(true)?;
+        if let Some(size) = self.state.config.limits.socket_send_buffer {
+            // Accepted sockets inherit the listener's buffer size.
+            socket2::SockRef::from(&listener).set_send_buffer_size(size)?;
+        }
         let handle = axum_server::Handle::<SocketAddr>::new();
         let app = self
             .router()

@@ -130,16 +130,20 @@ async fn non_reading_peer_slows_nobody_and_its_queue_stays_bounded() {
     let dropped = server
         .metrics
         .dropped(line_server::metrics::DropReason::QueueFull);
+    eprintln!(
+        "sent {N} frames in {send_time:?}; other line worst round trip {worst_other:?}; \
+         delivered {delivered}, dropped {dropped}"
+    );
     assert_eq!(
         delivered + dropped,
         N,
         "delivered {delivered}, dropped {dropped}"
     );
-    // What was held for it was bounded: the queue (80 frames) plus what the kernel and the
-    // WebSocket write buffer held, far below what was sent.
+    // What was held for it was bounded: the queue (80 frames) plus a small kernel send buffer
+    // and the client's receive window (about 200 frames here), far below what was sent.
     assert!(
-        delivered < N / 2,
-        "delivered {delivered} of {N}: the queue did not bound"
+        delivered < 600,
+        "delivered {delivered} of {N}: the backlog was not bounded"
     );
 }
 
