@@ -229,6 +229,19 @@ async fn read_loop(
     }
 }
 
+/// A close frame's reason holds at most 123 bytes; cut at a character boundary.
+fn close_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 /// Reads and discards until the client's close frame or the end of the stream.
 async fn drain(stream: &mut SplitStream<WebSocket>) {
     while let Some(Ok(message)) = stream.next().await {
@@ -325,7 +338,7 @@ async fn write_loop(
                 let _ = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: closing.code,
-                        reason: closing.reason.into(),
+                        reason: close_reason(&closing.reason).into(),
                     })))
                     .await;
                 return;
@@ -357,6 +370,14 @@ mod tests {
         out.truncate(n);
         out.resize(n + payload_len, 0xab);
         out
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && long.starts_with(cut));
     }
 
     #[test]
