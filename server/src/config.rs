@@ -73,6 +73,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// How long a closing socket may take to flush its close frame.
     pub close_grace: Duration,
+    /// How long a client may take to send its first request and each request's headers.
+    pub header_timeout: Duration,
     /// Kernel send buffer asked for each accepted socket (Linux doubles it); `None` keeps the
     /// system's autotuning, which lets a stalled receiver's backlog grow to megabytes.
     pub socket_send_buffer: Option<usize>,
@@ -90,6 +92,7 @@ impl Default for Limits {
             auth_window: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(5),
             close_grace: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(10),
             // 128 KiB (256 KiB on Linux) carries 200 kHz mono audio over a 200 ms round trip.
             socket_send_buffer: Some(128 * 1024),
         }

@@ -82,6 +82,16 @@ impl From<std::io::Error> for ServerError {
     }
 }
 
+/// Bounds slow clients: axum-server sets no header timeout by default, so a connection that
+/// trickles bytes (slowloris) would otherwise hold a task and a descriptor forever.
+fn harden<A: axum_server::Address, Acc>(
+    mut server: axum_server::Server<A, Acc>,
+    timeout: Duration,
+) -> axum_server::Server<A, Acc> {
+    server.http_builder().http1().header_read_timeout(timeout);
+    server.first_request_timeout(timeout)
+}
+
 /// What every request and socket shares.
 pub(crate) struct AppState {
     pub(crate) config: Config,
@@ -177,18 +187,22 @@ impl Server {
             .router()
             .into_make_service_with_connect_info::<SocketAddr>();
         let stop_watcher = CancellationToken::new();
+        let header_timeout = self.state.config.limits.header_timeout;
         type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
         let serving: Serving = match self.tls {
             Some((live, settings)) => {
                 tokio::spawn(tls::watch(live.clone(), settings, stop_watcher.clone()));
                 Box::pin(
-                    axum_server::from_tcp_rustls(listener, live)?
-                        .handle(handle.clone())
-                        .serve(app),
+                    harden(
+                        axum_server::from_tcp_rustls(listener, live)?,
+                        header_timeout,
+                    )
+                    .handle(handle.clone())
+                    .serve(app),
                 )
             }
             None => Box::pin(
-                axum_server::from_tcp(listener)?
+                harden(axum_server::from_tcp(listener)?, header_timeout)
                     .handle(handle.clone())
                     .serve(app),
             ),

@@ -93,3 +93,26 @@ async fn reconnect(server: &TestServer, line: line_protocol::line_id::LineId) ->
     }
     panic!("could not rejoin the line");
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_request_is_cut_off() {
+    let mut cfg = config();
+    cfg.limits.header_timeout = Duration::from_millis(300);
+    let server = start(cfg);
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    // The server closes the connection: a read returns end of file (or a reset) in time.
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the trickling connection stayed open");
+}
