@@ -177,3 +177,38 @@ pub async fn watch(live: RustlsConfig, settings: TlsSettings, stop: Cancellation
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_paths_or_neither() {
+        let (cert, key) = (PathBuf::from("c.pem"), PathBuf::from("k.pem"));
+        assert!(matches!(
+            resolve_paths(Some(cert.clone()), None),
+            Err(TlsError::Incomplete)
+        ));
+        assert!(matches!(
+            resolve_paths(None, Some(key.clone())),
+            Err(TlsError::Incomplete)
+        ));
+        assert_eq!(
+            resolve_paths(Some(cert.clone()), Some(key.clone())).ok(),
+            Some(Some((cert, key)))
+        );
+    }
+
+    #[test]
+    fn unreadable_or_empty_files_are_errors() {
+        let dir = std::env::temp_dir().join(format!("line-tls-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not pem at all").expect("write");
+        let missing = TlsSettings::new(dir.join("nope.pem"), dir.join("nope.key"));
+        assert!(matches!(load(&missing), Err(TlsError::Read { .. })));
+        let no_cert = TlsSettings::new(empty.clone(), empty);
+        assert!(matches!(load(&no_cert), Err(TlsError::Pem { .. })));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
