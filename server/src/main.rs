@@ -105,9 +105,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let apikey = match &args.apikey {
+    // An empty APIKEY (as `APIKEY=${APIKEY}` in a compose file gives) counts as unset.
+    let apikey = match args.apikey.as_deref().filter(|k| !k.is_empty()) {
         Some(key) => ApiKey::parse(key)?,
-        None => ApiKey::generate(),
+        None => {
+            tracing::info!("no APIKEY set: generated one for this run");
+            ApiKey::generate()
+        }
     };
     let tls =
         tls::resolve_paths(args.tls_cert.clone(), args.tls_key.clone())?.map(|(cert, key)| {
