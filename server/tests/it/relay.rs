@@ -106,3 +106,31 @@ async fn shutdown_closes_every_socket_with_1001() {
     assert!(result.expect("no panic").is_ok());
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// Prints relay round-trip figures (`cargo test -p line-server --test it -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn relay_round_trip_figures() {
+    let server = start(config());
+    let (mut a, mut b) = server.call().await;
+    let mut rtts = Vec::new();
+    for i in 0..2000 {
+        // A 10 ms frame of 200 kHz mono PCM: 4000 bytes plus header and tag.
+        let f = frame(1, i, 4016);
+        let t = std::time::Instant::now();
+        send(&mut a, f).await;
+        let echoed = next_binary(&mut b).await;
+        send(&mut b, echoed).await;
+        let back = next_binary(&mut a).await;
+        rtts.push(t.elapsed());
+        assert_eq!(ctr_of(&back), i);
+    }
+    rtts.sort();
+    let pct = |p: usize| rtts[rtts.len() * p / 100];
+    eprintln!(
+        "two relay hops, 4 KB frames: p50 {:?}, p99 {:?}, max {:?}",
+        pct(50),
+        pct(99),
+        rtts[rtts.len() - 1]
+    );
+}
