@@ -1,21 +1,30 @@
 //! The `line-server` binary: flags and environment in, a running relay out.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use line_server::apikey::ApiKey;
+use line_server::net::IpNet;
+use line_server::tls::{self, TlsSettings};
+use line_server::{AssetSource, Config, Limits, Server};
 use tracing_subscriber::EnvFilter;
 
 /// line: end-to-end-encrypted voice calls between two browsers, relayed by this server.
+///
+/// Every flag can also be set by the environment variable named in brackets.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// The root API key browsers must present (at least 72 letters a-z, A-Z); generated when unset.
+    /// The root API key browsers must present: at least 72 letters a-z, A-Z. Generated from the
+    /// OS random source when unset (`line-server generate-apikey` prints a good one).
     #[arg(long, env = "APIKEY", hide_env_values = true)]
     apikey: Option<String>,
-    /// The public base URL, used in the printed links.
+    /// The public base URL, e.g. https://line.example.com: used in the printed links and allowed
+    /// as WebSocket Origin. Default: http(s)://localhost:PORT.
     #[arg(long, env = "SITEURL")]
     siteurl: Option<String>,
     /// The TCP port to listen on.
@@ -23,10 +32,37 @@ struct Args {
     port: u16,
     /// The address to listen on.
     #[arg(long, env = "BIND", default_value = "0.0.0.0")]
-    bind: std::net::IpAddr,
-    /// Serve the client page from this folder.
-    #[arg(long, default_value = "www")]
-    www: PathBuf,
+    bind: IpAddr,
+    /// PEM certificate chain for HTTPS/WSS. With neither TLS_CERT nor TLS_KEY set, /tmp/fullchain.pem
+    /// and /tmp/privkey.pem are used when both exist. Renewed files are picked up without restart.
+    #[arg(long, env = "TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS/WSS.
+    #[arg(long, env = "TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Also accept TLS 1.2 (only TLS 1.3 by default).
+    #[arg(long, env = "TLS12")]
+    tls12: bool,
+    /// Seconds between checks of the certificate files for renewal.
+    #[arg(long, env = "TLS_RELOAD_SECS", default_value_t = 60)]
+    tls_reload_secs: u64,
+    /// More origins (comma-separated, e.g. https://a.example,https://b.example) allowed to open a
+    /// WebSocket, besides SITEURL's origin and the server's own host.
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Proxies (comma-separated addresses or CIDR blocks) whose X-Forwarded-For names the client;
+    /// nobody else's is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<IpNet>,
+    /// How many lines (calls) the server holds at once; more get 503.
+    #[arg(long, env = "MAX_LINES", default_value_t = 10_000)]
+    max_lines: usize,
+    /// Serve the client from this folder instead of the copy built into the binary.
+    #[arg(long, env = "WWW")]
+    www: Option<PathBuf>,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,42 +73,120 @@ enum Command {
     GenerateApikey,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::GenerateApikey) = args.command {
         #[allow(clippy::print_stdout, reason = "the key is this command's output")]
         {
             println!("{}", ApiKey::generate().expose());
         }
-        return Ok(());
+        return ExitCode::SUCCESS;
     }
-    let apikey = match &args.apikey {
-        Some(key) => ApiKey::parse(key)?,
-        None => ApiKey::generate(),
+    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("line-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
     };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("line-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    // An empty APIKEY (as `APIKEY=${APIKEY}` in a compose file gives) counts as unset.
+    let apikey = match args.apikey.as_deref().filter(|k| !k.is_empty()) {
+        Some(key) => ApiKey::parse(key)?,
+        None => {
+            tracing::info!("no APIKEY set: generated one for this run");
+            ApiKey::generate()
+        }
+    };
+    let tls =
+        tls::resolve_paths(args.tls_cert.clone(), args.tls_key.clone())?.map(|(cert, key)| {
+            TlsSettings {
+                allow_tls12: args.tls12,
+                reload_interval: Duration::from_secs(args.tls_reload_secs.max(1)),
+                ..TlsSettings::new(cert, key)
+            }
+        });
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let port = listener.local_addr()?.port();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let siteurl = args
         .siteurl
         .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{port}"));
+        .unwrap_or_else(|| format!("{scheme}://localhost:{port}"));
+    let siteurl = siteurl.trim_end_matches('/').to_owned();
+    let config = Config {
+        site_url: Some(siteurl.clone()),
+        allowed_origins: args.allowed_origins.clone(),
+        trusted_proxies: args.trusted_proxies.clone(),
+        assets: args
+            .www
+            .clone()
+            .map_or(AssetSource::Embedded, AssetSource::Dir),
+        tls,
+        limits: Limits {
+            max_lines: args.max_lines,
+            ..Limits::default()
+        },
+        ..Config::new(apikey.clone())
+    };
+    let server = Server::new(config)?;
     #[allow(
         clippy::print_stdout,
-        reason = "the operator needs the start links once"
+        reason = "the operator needs the start links, once"
     )]
     {
         let key = apikey.expose();
         println!("Try {siteurl}/line.html?apikey={key}#generate_leaf");
-        println!("Try mobile {siteurl}/line.html?apikey={key}&mobile=1#generate_leaf");
+        println!("Try {siteurl}/line.html?apikey={key}&mobile=1#generate_leaf");
     }
-    tracing::info!(%addr, "listening");
-    line_server::serve(listener, line_server::Config { www: args.www }).await?;
+    tracing::info!(
+        %addr,
+        tls = server.is_tls(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    server.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
 }

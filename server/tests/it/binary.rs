@@ -1,0 +1,195 @@
+//! The real `line-server` binary: start links, log redaction, weak keys, signals.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use line_protocol::control::RelayMessage;
+use line_server::apikey::ApiKey;
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_line-server");
+
+fn command() -> Command {
+    let mut command = Command::new(BIN);
+    // Nothing from the outer environment decides these tests.
+    for var in [
+        "APIKEY",
+        "SITEURL",
+        "PORT",
+        "BIND",
+        "TLS_CERT",
+        "TLS_KEY",
+        "ALLOWED_ORIGINS",
+        "TRUSTED_PROXIES",
+        "MAX_LINES",
+        "WWW",
+        "LOG_LEVEL",
+        "RUST_LOG",
+    ] {
+        command.env_remove(var);
+    }
+    command.kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn weak_apikey_exits_non_zero_with_the_reason() {
+    for (key, needle) in [
+        ("tooshort", "at least 72"),
+        (&*"a1".repeat(40), "only letters"),
+    ] {
+        let output = command()
+            .env("APIKEY", key)
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .output()
+            .await
+            .expect("runs");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{stderr}");
+        assert!(stderr.contains("generate-apikey"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn generate_apikey_prints_a_valid_key() {
+    let output = command()
+        .arg("generate-apikey")
+        .output()
+        .await
+        .expect("runs");
+    assert!(output.status.success());
+    let key = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(ApiKey::parse(key.trim()).is_ok(), "{key}");
+}
+
+#[tokio::test]
+async fn help_documents_every_environment_variable() {
+    let output = command().arg("--help").output().await.expect("runs");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for var in [
+        "APIKEY",
+        "SITEURL",
+        "PORT",
+        "BIND",
+        "TLS_CERT",
+        "TLS_KEY",
+        "ALLOWED_ORIGINS",
+        "TRUSTED_PROXIES",
+        "MAX_LINES",
+        "LOG_LEVEL",
+        "generate-apikey",
+        "--www",
+    ] {
+        assert!(help.contains(var), "--help lacks {var}");
+    }
+}
+
+type StdoutLines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Reads stdout until the start links; returns them, the port and the rest of stdout.
+async fn start_links(child: &mut Child) -> (Vec<String>, u16, StdoutLines) {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut links = Vec::new();
+    while links.len() < 2 {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("links in time")
+            .expect("read")
+            .expect("links before eof");
+        links.push(line);
+    }
+    let port = links[0]
+        .split("localhost:")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("port in the link");
+    (links, port, lines)
+}
+
+#[tokio::test]
+async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
+    let key = ApiKey::generate();
+    let wrong = ApiKey::generate();
+    let mut child = command()
+        .env("APIKEY", key.expose())
+        .args(["--port", "0", "--bind", "127.0.0.1", "--log-level", "debug"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let (links, port, mut stdout) = start_links(&mut child).await;
+    assert_eq!(
+        links[0],
+        format!(
+            "Try http://localhost:{port}/line.html?apikey={}#generate_leaf",
+            key.expose()
+        )
+    );
+    assert_eq!(
+        links[1],
+        format!(
+            "Try http://localhost:{port}/line.html?apikey={}&mobile=1#generate_leaf",
+            key.expose()
+        )
+    );
+
+    // Requests carrying the key and a wrong key, the page included.
+    let base = format!("127.0.0.1:{port}");
+    let page = format!("/line.html?apikey={}", key.expose());
+    let stream = tokio::net::TcpStream::connect(&base)
+        .await
+        .expect("connect");
+    assert_eq!(http_get(stream, &base, &page, &[]).await.status, 200);
+    let line = random_line();
+    let bad = format!("ws://{base}/ws?apikey={}&line={line}", wrong.expose());
+    assert_eq!(refused_status(&bad, None).await.0, 401);
+    let good = format!("ws://{base}/ws?apikey={}&line={line}", key.expose());
+    let (mut ws, _) = tokio_tungstenite::connect_async(good)
+        .await
+        .expect("connects");
+    assert_eq!(next_control(&mut ws).await, RelayMessage::Waiting);
+
+    // SIGTERM: the socket is closed with 1001 and the process exits cleanly.
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let (code, _) = expect_close(&mut ws).await;
+    assert_eq!(code, 1001);
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = stderr_task.await.expect("stderr");
+    while let Ok(Some(line)) = stdout.next_line().await {
+        logs.push_str(&line);
+        logs.push('\n');
+    }
+
+    assert!(logs.contains("connection received"), "{logs}");
+    assert!(logs.contains("connection ended"), "{logs}");
+    assert!(logs.contains("apikey=<redacted>"), "{logs}");
+    assert!(
+        !logs.contains(key.expose()),
+        "the key leaked into the logs:\n{logs}"
+    );
+    assert!(
+        !logs.contains(wrong.expose()),
+        "a tried key leaked into the logs:\n{logs}"
+    );
+}

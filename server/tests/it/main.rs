@@ -1,0 +1,10 @@
+//! End-to-end tests of the relay: real sockets on port 0, tokio-tungstenite clients.
+
+mod binary;
+mod checks;
+mod common;
+mod limits;
+mod relay;
+mod robustness;
+mod static_client;
+mod tls;
