@@ -104,6 +104,16 @@ impl Registry {
         })
     }
 
+    /// Whether `line` has two peers now: a read-only look, so a plain `GET /ws` (a browser that
+    /// could not open its WebSocket and asks why) learns 409 without taking a slot.
+    #[must_use]
+    pub fn is_full(&self, id: LineId) -> bool {
+        let lines = self.lines.lock().expect("registry lock is never poisoned");
+        lines
+            .get(&id)
+            .is_some_and(|line| line.lock().iter().all(Option::is_some))
+    }
+
     /// Lines with at least one peer.
     #[must_use]
     pub fn active_lines(&self) -> usize {

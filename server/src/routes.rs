@@ -188,6 +188,18 @@ fn check_and_upgrade(
             "refused 400",
         );
     };
+    // Checked again, atomically, when joining below; this early look is for a plain GET, whose
+    // missing upgrade would otherwise hide that the line is full.
+    if state.registry.is_full(line) {
+        return (
+            refuse(
+                state,
+                StatusCode::CONFLICT,
+                "this line already has two people on it",
+            ),
+            "refused 409",
+        );
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {

@@ -72,6 +72,10 @@ async fn third_peer_gets_409_and_call_goes_on() {
     let (status, body) = refused_status(&server.url(line), None).await;
     assert_eq!(status, 409);
     assert!(body.contains("two people"), "{body}");
+    // A browser whose WebSocket failed asks with a plain GET; it must learn 409 too.
+    let path = format!("/ws?apikey={}&line={line}", server.key.expose());
+    let plain = server.get(&path, &[]).await;
+    assert_eq!(plain.status, 409, "{}", plain.body_text());
     let f = frame(3, 3, 500);
     send(&mut a, f.clone()).await;
     assert_eq!(next_binary(&mut b).await, f);
@@ -79,8 +83,25 @@ async fn third_peer_gets_409_and_call_goes_on() {
         server
             .metrics_text()
             .await
-            .contains("line_upgrades_refused_total{status=\"409\"} 1")
+            .contains("line_upgrades_refused_total{status=\"409\"} 2")
     );
+}
+
+#[tokio::test]
+async fn plain_get_on_a_free_line_is_not_409() {
+    let server = start(config());
+    let line = random_line();
+    let path = format!("/ws?apikey={}&line={line}", server.key.expose());
+    let plain = server.get(&path, &[]).await;
+    assert_ne!(plain.status, 409);
+    assert!(
+        plain.status >= 400,
+        "a plain GET never upgrades: {}",
+        plain.status
+    );
+    // It took no slot: two peers still fit.
+    let _a = server.join(line, RelayMessage::Waiting).await;
+    let _b = server.join(line, RelayMessage::PeerJoined).await;
 }
 
 #[tokio::test]
