@@ -1,4 +1,20 @@
 //! line's browser client: the call engine, compiled to WebAssembly and driven by `www/line.html`.
+//!
+//! Three threads (see docs/CLIENT.md): the page's main thread holds [`LineClient`], the public
+//! facade an app uses; a dedicated module Worker runs the engine (WebSocket, SFrame, jitter buffer,
+//! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
+//! and the worker through the shared rings of [`ring`].
+//!
+//! The plain-Rust parts ([`link`], [`ring`], [`qr`], [`messages`]) build and test natively; the
+//! browser glue builds only for wasm32.
+
+pub mod link;
+pub mod messages;
+pub mod qr;
+pub mod ring;
+
+#[cfg(target_arch = "wasm32")]
+pub mod js_ring;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 
