@@ -19,8 +19,13 @@
 
 extern crate alloc;
 
+// The unit tests also run in headless Chromium: `cargo test -p line-protocol --target wasm32-unknown-unknown`.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
 pub mod control;
 pub mod header;
+pub mod leaf;
 pub mod line_id;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
