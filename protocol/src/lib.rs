@@ -26,6 +26,8 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 pub mod control;
 pub mod header;
 pub mod leaf;
+#[cfg(feature = "std")]
+pub mod jitter;
 pub mod line_id;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.

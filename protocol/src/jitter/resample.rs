@@ -1,0 +1,127 @@
+//! The rate converter: rubato's asynchronous resampler behind a small output FIFO.
+//!
+//! One resampler does both jobs: the fixed conversion from the wire rate to the device rate and
+//! the tiny, continuously adjusted speed correction that absorbs clock drift. It runs with a
+//! fixed output chunk of [`CHUNK`] frames (the Web Audio render quantum); the FIFO hands those
+//! out to pulls of any size. Every buffer is allocated here, once.
+//!
+//! Choice of interpolation (cost per output sample, mono):
+//! - Downsampling (device rate below wire rate, e.g. 200 kHz -> 48 kHz) needs an anti-alias
+//!   filter: windowed sinc, [`SINC_LEN`] taps, Blackman-Harris², automatic cutoff (about 0.9 of
+//!   the output Nyquist), [`OVERSAMPLING`] sub-sample tables with linear interpolation between
+//!   them: two dot products of 128, about 256 multiply-adds per output sample.
+//! - Same rate or upsampling (48 -> 48 kHz, 200 -> 200 kHz) only needs a fractional delay of a
+//!   few hundred ppm: a septic (8-point) polynomial, a few dozen operations per sample and no
+//!   roll-off below 0.4 of the sample rate.
+
+use rubato::audioadapter_buffers::direct::SequentialSlice;
+use rubato::{
+    Adjustable, Async, FixedAsync, PolynomialDegree, Resampler, SincInterpolationParameters,
+    SincInterpolationType, WindowFunction,
+};
+
+use super::drift::MAX_CORRECTION;
+
+/// Output frames per resampler call.
+pub(crate) const CHUNK: usize = 128;
+/// Taps of the sinc filter used for downsampling.
+pub(crate) const SINC_LEN: usize = 128;
+/// Sub-sample positions tabulated for the sinc filter.
+pub(crate) const OVERSAMPLING: usize = 256;
+
+pub(crate) struct RateConverter {
+    resampler: Async<f32>,
+    output: Vec<f32>,
+    read: usize,
+}
+
+impl core::fmt::Debug for RateConverter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RateConverter")
+            .field("ratio", &self.resampler.resample_ratio())
+            .field("buffered", &self.buffered())
+            .finish()
+    }
+}
+
+impl RateConverter {
+    /// Rates must be positive; the caller validated them.
+    pub(crate) fn new(wire_rate: u32, output_rate: u32) -> Self {
+        let ratio = f64::from(output_rate) / f64::from(wire_rate);
+        // Headroom above the controller's clamp, so a correction never hits rubato's bound.
+        let max_relative = 1.0 + 2.0 * MAX_CORRECTION;
+        let resampler = if output_rate < wire_rate {
+            let params =
+                SincInterpolationParameters::new(SINC_LEN, WindowFunction::BlackmanHarris2)
+                    .oversampling_factor(OVERSAMPLING)
+                    .interpolation(SincInterpolationType::Linear);
+            Async::new_sinc(ratio, max_relative, &params, CHUNK, 1, FixedAsync::Output)
+        } else {
+            Async::new_poly(
+                ratio,
+                max_relative,
+                PolynomialDegree::Septic,
+                CHUNK,
+                1,
+                FixedAsync::Output,
+            )
+        }
+        .expect("validated rates give a finite positive ratio and a non-zero chunk");
+        RateConverter {
+            resampler,
+            output: vec![0.0; CHUNK],
+            read: CHUNK,
+        }
+    }
+
+    /// Largest number of input frames one chunk may need.
+    pub(crate) fn input_frames_max(&self) -> usize {
+        self.resampler.input_frames_max()
+    }
+
+    /// Input frames the next chunk needs.
+    pub(crate) fn input_frames_next(&self) -> usize {
+        self.resampler.input_frames_next()
+    }
+
+    /// Output frames converted but not yet handed out.
+    pub(crate) fn buffered(&self) -> usize {
+        self.output.len() - self.read
+    }
+
+    /// Converts one chunk; `input` holds exactly [`Self::input_frames_next`] frames.
+    pub(crate) fn process(&mut self, input: &[f32]) {
+        debug_assert_eq!(self.buffered(), 0, "the previous chunk was handed out");
+        let frames = input.len();
+        let input = SequentialSlice::new(input, 1, frames).expect("one channel of `frames`");
+        let mut output =
+            SequentialSlice::new_mut(&mut self.output[..], 1, CHUNK).expect("one chunk");
+        let (_, written) = self
+            .resampler
+            .process_into_buffer(&input, &mut output, None)
+            .expect("buffers sized from the resampler's own figures");
+        debug_assert_eq!(written, CHUNK);
+        self.read = 0;
+    }
+
+    /// Hands out converted frames into `out`; returns how many.
+    pub(crate) fn read(&mut self, out: &mut [f32]) -> usize {
+        let n = out.len().min(self.buffered());
+        out[..n].copy_from_slice(&self.output[self.read..self.read + n]);
+        self.read += n;
+        n
+    }
+
+    /// Consumes wire audio `1 + correction` times faster than nominal.
+    pub(crate) fn set_correction(&mut self, correction: f64) {
+        let correction = correction.clamp(-MAX_CORRECTION, MAX_CORRECTION);
+        self.resampler
+            .set_resample_ratio_relative(1.0 / (1.0 + correction), true)
+            .expect("the correction is clamped inside the resampler's range");
+    }
+
+    /// Output rate over wire rate, correction included.
+    pub(crate) fn ratio(&self) -> f64 {
+        self.resampler.resample_ratio()
+    }
+}

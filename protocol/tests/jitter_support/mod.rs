@@ -1,0 +1,182 @@
+//! A deterministic network and sound-card simulator for the jitter buffer tests: a virtual clock,
+//! a sender whose clock may run fast or slow, seeded jitter, stalls, losses and duplicates.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use line_protocol::jitter::{JitterBuffer, JitterConfig, JitterStats};
+
+/// xorshift64*: a tiny seeded generator, so runs repeat exactly without extra dependencies.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// One simulated call: a sender, a network and a device pulling at a fixed period.
+pub struct Sim {
+    pub jb: JitterBuffer,
+    pub wire_rate: u32,
+    pub output_rate: u32,
+    pub frame: usize,
+    /// The sender's clock relative to ours: 1.0003 is 300 ppm fast.
+    pub sender_speed: f64,
+    /// Fixed one-way delay, microseconds.
+    pub base_delay_us: u64,
+    /// Extra delay, uniform in [0, jitter_us), per packet.
+    pub jitter_us: u64,
+    /// Packets sent in [start, end) microseconds arrive at `end` instead (a stall).
+    pub stall: Option<(u64, u64)>,
+    /// Probability that a packet is lost.
+    pub loss: f64,
+    /// Probability that a packet is delivered twice.
+    pub duplicate: f64,
+    pub rng: Rng,
+    /// One frame of the signal; the tone has a whole number of periods per frame.
+    signal: Vec<f32>,
+    next_frame: u64,
+    in_flight: BinaryHeap<Reverse<(u64, u64)>>,
+    pub out: Vec<f32>,
+    pulled: u64,
+    pub sent_duplicates: u64,
+    pub lost: u64,
+}
+
+impl Sim {
+    /// A sender of a `tone_hz` sine (amplitude 0.5) in frames of `frame` samples; the device
+    /// pulls `pull` samples at a time.
+    pub fn new(wire_rate: u32, output_rate: u32, frame: usize, pull: usize, tone_hz: f64) -> Self {
+        let jb = JitterBuffer::new(JitterConfig::new(wire_rate, output_rate, frame))
+            .expect("valid test configuration");
+        let signal = (0..frame)
+            .map(|n| {
+                (0.5 * (2.0 * std::f64::consts::PI * tone_hz * n as f64 / f64::from(wire_rate))
+                    .sin()) as f32
+            })
+            .collect();
+        Sim {
+            jb,
+            wire_rate,
+            output_rate,
+            frame,
+            sender_speed: 1.0,
+            base_delay_us: 20_000,
+            jitter_us: 0,
+            stall: None,
+            loss: 0.0,
+            duplicate: 0.0,
+            rng: Rng::new(0x5eed_1234),
+            signal,
+            next_frame: 0,
+            in_flight: BinaryHeap::new(),
+            out: vec![0.0; pull],
+            pulled: 0,
+            sent_duplicates: 0,
+            lost: 0,
+        }
+    }
+
+    /// Our clock now, in microseconds.
+    pub fn now_us(&self) -> u64 {
+        (self.pulled as u128 * 1_000_000 / u128::from(self.output_rate)) as u64
+    }
+
+    pub fn frame_ms(&self) -> f64 {
+        self.frame as f64 * 1000.0 / f64::from(self.wire_rate)
+    }
+
+    pub fn pull_ms(&self) -> f64 {
+        self.out.len() as f64 * 1000.0 / f64::from(self.output_rate)
+    }
+
+    /// Sends every frame the sender has finished by `now`, onto the network.
+    fn send_until(&mut self, now: u64) {
+        loop {
+            let end_sample = (self.next_frame + 1) * self.frame as u64;
+            let send_us = (end_sample as f64 * 1e6 / (f64::from(self.wire_rate) * self.sender_speed))
+                as u64;
+            if send_us > now {
+                return;
+            }
+            let first = self.next_frame * self.frame as u64;
+            self.next_frame += 1;
+            if self.rng.unit() < self.loss {
+                self.lost += 1;
+                continue;
+            }
+            let jitter = if self.jitter_us > 0 {
+                (self.rng.unit() * self.jitter_us as f64) as u64
+            } else {
+                0
+            };
+            let mut arrival = send_us + self.base_delay_us + jitter;
+            if let Some((start, end)) = self.stall {
+                if (start..end).contains(&send_us) {
+                    arrival = arrival.max(end + self.base_delay_us);
+                }
+            }
+            self.in_flight.push(Reverse((arrival, first)));
+            if self.rng.unit() < self.duplicate {
+                self.sent_duplicates += 1;
+                self.in_flight.push(Reverse((arrival + 1_000, first)));
+            }
+        }
+    }
+
+    /// Delivers what arrived by now, then pulls one device period. Returns the stats after it.
+    pub fn step(&mut self) -> JitterStats {
+        let now = self.now_us();
+        self.send_until(now);
+        while let Some(Reverse((arrival, first))) = self.in_flight.peek().copied() {
+            if arrival > now {
+                break;
+            }
+            self.in_flight.pop();
+            self.jb.push(arrival, first, &self.signal);
+        }
+        self.jb.pull(now, &mut self.out);
+        self.pulled += self.out.len() as u64;
+        self.jb.stats()
+    }
+
+    /// Runs until our clock reaches `seconds`, calling `check` after every pull.
+    pub fn run_until(&mut self, seconds: f64, mut check: impl FnMut(f64, &JitterStats, &[f32])) {
+        let end = (seconds * 1e6) as u64;
+        while self.now_us() < end {
+            let stats = self.step();
+            let t = self.now_us() as f64 / 1e6;
+            check(t, &stats, &self.out);
+        }
+    }
+}
+
+/// Amplitude of the `freq` component of `x` sampled at `rate`, by the Goertzel algorithm.
+pub fn goertzel_amplitude(x: &[f32], rate: f64, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &v in x {
+        let s0 = f64::from(v) + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+    2.0 * power.max(0.0).sqrt() / x.len() as f64
+}
