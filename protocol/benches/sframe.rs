@@ -1,1 +1,3 @@
+//! Placeholder until the encrypt + decrypt benchmark lands.
+
 fn main() {}

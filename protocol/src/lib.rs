@@ -25,10 +25,16 @@ wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 pub mod control;
 pub mod header;
+#[cfg(test)]
+mod hex;
 pub mod leaf;
 #[cfg(feature = "std")]
 pub mod jitter;
 pub mod line_id;
+pub mod payload;
+pub mod pcm;
+pub mod replay;
+pub mod sframe;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
