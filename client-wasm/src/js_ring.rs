@@ -78,7 +78,7 @@ fn span(at: usize, len: usize) -> (u32, u32) {
     (at, at + len)
 }
 
-impl RingMemory for &JsRing {
+impl RingMemory for JsRing {
     fn capacity(&self) -> usize {
         self.capacity
     }

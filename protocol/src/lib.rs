@@ -27,9 +27,9 @@ pub mod control;
 pub mod header;
 #[cfg(test)]
 mod hex;
-pub mod leaf;
 #[cfg(feature = "std")]
 pub mod jitter;
+pub mod leaf;
 pub mod line_id;
 pub mod payload;
 pub mod pcm;

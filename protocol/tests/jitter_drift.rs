@@ -22,12 +22,21 @@ fn an_hour_at(ppm: f64) {
             return;
         }
         let baseline = *after_warm_up.get_or_insert(*stats);
-        assert_eq!(stats.underruns, baseline.underruns, "underrun at {t:.1} s: {stats:?}");
-        assert_eq!(stats.dropped_samples, baseline.dropped_samples, "drop at {t:.1} s: {stats:?}");
+        assert_eq!(
+            stats.underruns, baseline.underruns,
+            "underrun at {t:.1} s: {stats:?}"
+        );
+        assert_eq!(
+            stats.dropped_samples, baseline.dropped_samples,
+            "drop at {t:.1} s: {stats:?}"
+        );
         let error = stats.mean_depth_ms - stats.target_ms;
         worst = worst.max(error.abs());
         assert!(error.abs() <= frame_ms, "at {t:.1} s: {stats:?}");
-        assert!(stats.depth_ms <= stats.target_ms + 3.0 * frame_ms, "at {t:.1} s: {stats:?}");
+        assert!(
+            stats.depth_ms <= stats.target_ms + 3.0 * frame_ms,
+            "at {t:.1} s: {stats:?}"
+        );
     });
     let stats = sim.jb.stats();
     assert!((stats.drift_ppm - ppm).abs() < 10.0, "{stats:?}");

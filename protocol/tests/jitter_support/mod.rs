@@ -110,8 +110,8 @@ impl Sim {
     fn send_until(&mut self, now: u64) {
         loop {
             let end_sample = (self.next_frame + 1) * self.frame as u64;
-            let send_us = (end_sample as f64 * 1e6 / (f64::from(self.wire_rate) * self.sender_speed))
-                as u64;
+            let send_us =
+                (end_sample as f64 * 1e6 / (f64::from(self.wire_rate) * self.sender_speed)) as u64;
             if send_us > now {
                 return;
             }

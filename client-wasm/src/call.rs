@@ -1,0 +1,405 @@
+//! The call engine's logic, sans-IO: samples and frames in, frames and samples out.
+//!
+//! [`Call`] reads no clock and opens no socket: the worker passes `now` (microseconds of wall
+//! clock, `performance.timeOrigin + performance.now()`) and moves bytes. So two `Call`s can talk to
+//! each other in a native test.
+//!
+//! Per connection the worker calls [`Call::connected`] with a fresh random KID (a new SFrame
+//! sender, so a reconnect never reuses a key and nonce), then feeds [`Call::capture`],
+//! [`Call::receive`] and [`Call::play`], and sends what [`Call::poll_transmit`] returns.
+
+use std::collections::VecDeque;
+
+use line_protocol::jitter::{JitterBuffer, JitterConfig};
+use line_protocol::leaf::LeafKey;
+use line_protocol::payload::{Audio, Bye, Hello, Payload, Ping};
+use line_protocol::pcm;
+use line_protocol::sframe::{DecryptError, FrameReceiver, FrameSender};
+
+use crate::link::FrameDuration;
+use crate::messages::Stats;
+use crate::resample::LinearResampler;
+
+/// How often to measure the round trip.
+const PING_INTERVAL_US: u64 = 1_000_000;
+/// Failed frames after which, with none decrypted, the other side is taken to use another leaf.
+const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 25;
+/// The client name sent in Hello.
+const CLIENT_NAME: &str = "line-web";
+
+/// What the call needs to know about this side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallConfig {
+    /// The rate this side sends, Hz.
+    pub wire_rate: u32,
+    /// This side's frame duration.
+    pub frame: FrameDuration,
+    /// The AudioContext's rate: capture arrives and playback leaves at this rate.
+    pub context_rate: u32,
+}
+
+/// A frame ready for the socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The SFrame frame.
+    pub bytes: Vec<u8>,
+    /// Audio may be dropped when the uplink is behind; control frames (Ping, Hello, Bye) may not.
+    pub is_audio: bool,
+}
+
+/// Something the other side said that the worker should act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// The other side is hanging up.
+    Bye,
+}
+
+/// The other side's audio stream, as far as this side has seen it.
+#[derive(Debug)]
+struct Incoming {
+    rate: u32,
+    kid: u64,
+    jitter: JitterBuffer,
+    next_sample: Option<u64>,
+    frame_samples: usize,
+}
+
+/// One person's side of a call.
+pub struct Call {
+    config: CallConfig,
+    leaf: LeafKey,
+    sender: Option<FrameSender>,
+    receiver: FrameReceiver,
+    resampler: LinearResampler,
+    /// Captured audio at the wire rate, not yet framed.
+    pending: Vec<f32>,
+    scratch_pcm: Vec<u8>,
+    scratch_plain: Vec<u8>,
+    scratch_decrypted: Vec<u8>,
+    scratch_samples: Vec<f32>,
+    /// Running index of the next sample this side sends.
+    next_sample: u64,
+    muted: bool,
+    incoming: Option<Incoming>,
+    outgoing: VecDeque<Outgoing>,
+    events: VecDeque<PeerEvent>,
+    next_ping_us: u64,
+    ping_id: u32,
+    /// Extra delay after the jitter buffer: playback ring plus the device, microseconds.
+    playout_delay_us: u64,
+    stats: Stats,
+    decrypted_since_join: u64,
+    failures_since_join: u64,
+    input_peak: f32,
+    output_peak: f32,
+}
+
+impl core::fmt::Debug for Call {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The leaf is a secret: print only the shape.
+        f.debug_struct("Call")
+            .field("config", &self.config)
+            .field("connected", &self.sender.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    /// A call on the line of `leaf`.
+    #[must_use]
+    pub fn new(config: CallConfig, leaf: LeafKey) -> Self {
+        let receiver = FrameReceiver::new(&leaf);
+        Self {
+            config,
+            leaf,
+            sender: None,
+            receiver,
+            resampler: LinearResampler::new(config.context_rate, config.wire_rate),
+            pending: Vec::new(),
+            scratch_pcm: Vec::new(),
+            scratch_plain: Vec::new(),
+            scratch_decrypted: Vec::new(),
+            scratch_samples: Vec::new(),
+            next_sample: 0,
+            muted: false,
+            incoming: None,
+            outgoing: VecDeque::new(),
+            events: VecDeque::new(),
+            next_ping_us: 0,
+            ping_id: 0,
+            playout_delay_us: 0,
+            stats: Stats {
+                wire_rate: config.wire_rate,
+                context_rate: config.context_rate,
+                frame_ms: config.frame.millis(),
+                ..Stats::default()
+            },
+            decrypted_since_join: 0,
+            failures_since_join: 0,
+            input_peak: 0.0,
+            output_peak: 0.0,
+        }
+    }
+
+    /// A new connection with a fresh 64-bit `kid`: new sender keys, and a Hello to send first.
+    pub fn connected(&mut self, now_us: u64, kid: u64) {
+        self.sender = Some(FrameSender::new(&self.leaf, kid));
+        self.outgoing.clear();
+        self.pending.clear();
+        self.next_ping_us = now_us;
+        self.send_hello();
+    }
+
+    /// The connection is gone: nothing more is sent until [`Call::connected`].
+    pub fn disconnected(&mut self) {
+        self.sender = None;
+        self.outgoing.clear();
+        self.pending.clear();
+    }
+
+    /// The relay says the other person arrived: greet them and forget the previous stream.
+    pub fn peer_joined(&mut self) {
+        self.incoming = None;
+        self.decrypted_since_join = 0;
+        self.failures_since_join = 0;
+        self.send_hello();
+    }
+
+    /// The relay says the other person left.
+    pub fn peer_left(&mut self) {
+        self.incoming = None;
+    }
+
+    /// Send silence (`true`) or the microphone.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+        self.stats.muted = muted;
+    }
+
+    /// Delay after the jitter buffer (playback ring and device), for the mouth-to-ear estimate.
+    pub fn set_playout_delay_us(&mut self, delay_us: u64) {
+        self.playout_delay_us = delay_us;
+    }
+
+    /// Queues a Bye for the other side.
+    pub fn hang_up(&mut self) {
+        self.send_control(&Payload::Bye(Bye { reason: "hang up" }));
+    }
+
+    /// Microphone samples at the context rate; the last one was captured at `now_us`.
+    pub fn capture(&mut self, now_us: u64, samples: &[f32]) {
+        for &s in samples {
+            self.input_peak = self.input_peak.max(s.abs());
+        }
+        if self.sender.is_none() {
+            return;
+        }
+        self.resampler.process(samples, &mut self.pending);
+        let frame_samples = self.config.frame.samples(self.config.wire_rate);
+        let mut start = 0;
+        while self.pending.len() - start >= frame_samples {
+            let behind = (self.pending.len() - start) as u64;
+            let capture_time_us =
+                now_us.saturating_sub(behind * 1_000_000 / u64::from(self.config.wire_rate));
+            self.send_audio(start, frame_samples, capture_time_us);
+            start += frame_samples;
+        }
+        self.pending.drain(..start);
+    }
+
+    fn send_audio(&mut self, start: usize, len: usize, capture_time_us: u64) {
+        self.scratch_pcm.resize(2 * len, 0);
+        if self.muted {
+            self.scratch_pcm.fill(0);
+        } else {
+            pcm::f32_to_i16le(&self.pending[start..start + len], &mut self.scratch_pcm);
+        }
+        let audio = Payload::Audio(Audio {
+            sample_rate: self.config.wire_rate,
+            channels: 1,
+            first_sample: self.next_sample,
+            capture_time_us,
+            pcm: &self.scratch_pcm,
+        });
+        self.next_sample += len as u64;
+        self.scratch_plain.clear();
+        audio.encode(&mut self.scratch_plain);
+        if let Some(bytes) = self.seal() {
+            self.outgoing.push_back(Outgoing {
+                bytes,
+                is_audio: true,
+            });
+        }
+    }
+
+    fn send_hello(&mut self) {
+        let hello = Payload::Hello(Hello {
+            protocol_version: u16::from(line_protocol::payload::VERSION),
+            client: CLIENT_NAME,
+            sample_rate: self.config.wire_rate,
+            channels: 1,
+            frame_duration_us: self.config.frame.micros(),
+        });
+        self.send_control(&hello);
+    }
+
+    fn send_control(&mut self, payload: &Payload<'_>) {
+        self.scratch_plain.clear();
+        payload.encode(&mut self.scratch_plain);
+        if let Some(bytes) = self.seal() {
+            self.outgoing.push_back(Outgoing {
+                bytes,
+                is_audio: false,
+            });
+        }
+    }
+
+    /// Encrypts `scratch_plain`; `None` when not connected or the sender's counter is spent (a
+    /// reconnect draws a new KID and starts over).
+    fn seal(&mut self) -> Option<Vec<u8>> {
+        let sender = self.sender.as_mut()?;
+        let mut out = Vec::with_capacity(self.scratch_plain.len() + 32);
+        sender.encrypt(&self.scratch_plain, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// Sends a Ping when one is due.
+    pub fn tick(&mut self, now_us: u64) {
+        if self.sender.is_some() && now_us >= self.next_ping_us {
+            self.next_ping_us = now_us + PING_INTERVAL_US;
+            self.ping_id = self.ping_id.wrapping_add(1);
+            let ping = Payload::Ping(Ping {
+                id: self.ping_id,
+                send_time_us: now_us,
+            });
+            self.send_control(&ping);
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Outgoing> {
+        let frame = self.outgoing.pop_front()?;
+        if frame.is_audio {
+            self.stats.frames_sent += 1;
+        }
+        Some(frame)
+    }
+
+    /// The worker could not send an audio frame because the uplink is behind.
+    pub fn dropped_outgoing(&mut self) {
+        self.stats.frames_sent -= 1;
+        self.stats.frames_dropped += 1;
+    }
+
+    /// What the other side said, for the worker to act on.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    /// A binary frame from the relay, received at `now_us`.
+    pub fn receive(&mut self, now_us: u64, frame: &[u8]) {
+        let header = match self.receiver.decrypt(frame, &mut self.scratch_decrypted) {
+            Ok(header) => header,
+            Err(DecryptError::Replay) => return,
+            Err(_) => {
+                self.stats.decrypt_failures += 1;
+                self.failures_since_join += 1;
+                return;
+            }
+        };
+        self.decrypted_since_join += 1;
+        let plain = core::mem::take(&mut self.scratch_decrypted);
+        match Payload::decode(&plain) {
+            Ok(Payload::Audio(audio)) => self.receive_audio(now_us, header.kid, &audio),
+            Ok(Payload::Ping(ping)) => self.send_control(&Payload::Pong(ping)),
+            Ok(Payload::Pong(pong)) if pong.id == self.ping_id => {
+                self.stats.rtt_ms = now_us.saturating_sub(pong.send_time_us) as f64 / 1000.0;
+            }
+            Ok(Payload::Bye(_)) => self.events.push_back(PeerEvent::Bye),
+            // Hello says the rate the audio frames declare anyway; late Pongs and newer payload
+            // kinds are ignored.
+            _ => {}
+        }
+        self.scratch_decrypted = plain;
+    }
+
+    fn receive_audio(&mut self, now_us: u64, kid: u64, audio: &Audio<'_>) {
+        if audio.channels != 1 || audio.pcm.len() < 2 {
+            return;
+        }
+        let samples = audio.pcm.len() / 2;
+        let fresh = match &self.incoming {
+            Some(incoming) => incoming.rate != audio.sample_rate || incoming.kid != kid,
+            None => true,
+        };
+        if fresh {
+            let config = JitterConfig::new(audio.sample_rate, self.config.context_rate, samples);
+            let Ok(jitter) = JitterBuffer::new(config) else {
+                return; // a rate or frame size the buffer refuses: not playable
+            };
+            self.incoming = Some(Incoming {
+                rate: audio.sample_rate,
+                kid,
+                jitter,
+                next_sample: None,
+                frame_samples: samples,
+            });
+        }
+        let incoming = self.incoming.as_mut().expect("set just above");
+        if let Some(expected) = incoming.next_sample
+            && audio.first_sample > expected
+        {
+            let gap = audio.first_sample - expected;
+            self.stats.frames_lost += gap.div_ceil(incoming.frame_samples as u64);
+        }
+        let end = audio.first_sample + samples as u64;
+        incoming.next_sample = Some(incoming.next_sample.map_or(end, |n| n.max(end)));
+        self.scratch_samples.resize(samples, 0.0);
+        pcm::i16le_to_f32(&audio.pcm[..2 * samples], &mut self.scratch_samples);
+        incoming
+            .jitter
+            .push(now_us, audio.first_sample, &self.scratch_samples);
+        self.stats.frames_received += 1;
+        self.stats.peer_rate = audio.sample_rate;
+        let depth_us = (incoming.jitter.stats().depth_ms * 1000.0) as u64;
+        let delay = now_us.saturating_sub(audio.capture_time_us) + depth_us + self.playout_delay_us;
+        self.stats.mouth_to_ear_ms = delay as f64 / 1000.0;
+    }
+
+    /// Fills `out` with the other side's audio at the context rate (silence when there is none).
+    pub fn play(&mut self, now_us: u64, out: &mut [f32]) {
+        match &mut self.incoming {
+            Some(incoming) => incoming.jitter.pull(now_us, out),
+            None => out.fill(0.0),
+        }
+        for &s in out.iter() {
+            self.output_peak = self.output_peak.max(s.abs());
+        }
+    }
+
+    /// Whether every frame since the other person joined failed decryption (a different link).
+    #[must_use]
+    pub fn cannot_decrypt(&self) -> bool {
+        self.decrypted_since_join == 0 && self.failures_since_join >= DECRYPT_FAILURES_BEFORE_ALARM
+    }
+
+    /// A snapshot of the statistics; resets the level peaks.
+    pub fn stats(&mut self) -> Stats {
+        let mut stats = self.stats.clone();
+        if let Some(incoming) = &self.incoming {
+            let jitter = incoming.jitter.stats();
+            stats.jitter_depth_ms = jitter.depth_ms;
+            stats.jitter_target_ms = jitter.target_ms;
+            stats.underruns = jitter.underruns;
+            let frame = incoming.frame_samples.max(1) as u64;
+            stats.frames_concealed = jitter.concealed_samples.div_ceil(frame);
+            stats.frames_discarded = jitter.late_packets
+                + jitter.duplicate_packets
+                + jitter.dropped_samples.div_ceil(frame);
+        }
+        stats.input_level = core::mem::take(&mut self.input_peak);
+        stats.output_level = core::mem::take(&mut self.output_peak);
+        stats
+    }
+}
