@@ -403,3 +403,169 @@ impl Call {
         stats
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 48_000;
+    const FRAME: usize = 480;
+
+    fn config(context_rate: u32) -> CallConfig {
+        CallConfig {
+            wire_rate: RATE,
+            frame: FrameDuration::Ms10,
+            context_rate,
+        }
+    }
+
+    fn pair(leaf_b: [u8; 32]) -> (Call, Call) {
+        let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        let mut b = Call::new(config(RATE), LeafKey::from_random(leaf_b));
+        a.connected(0, 0xA);
+        b.connected(0, 0xB);
+        a.peer_joined();
+        b.peer_joined();
+        // Hellos cross.
+        while let Some(out) = a.poll_transmit() {
+            b.receive(0, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(0, &out.bytes);
+        }
+        (a, b)
+    }
+
+    fn tone(freq: f64, start: usize, n: usize, rate: u32) -> Vec<f32> {
+        (start..start + n)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+                    as f32
+            })
+            .collect()
+    }
+
+    /// Amplitude of `freq` in `samples` (a single-bin DFT).
+    fn amplitude(samples: &[f32], freq: f64, rate: u32) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, &s) in samples.iter().enumerate() {
+            let phase = 2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate);
+            re += f64::from(s) * phase.cos();
+            im += f64::from(s) * phase.sin();
+        }
+        2.0 * (re * re + im * im).sqrt() / samples.len() as f64
+    }
+
+    #[test]
+    fn a_tone_sent_by_one_side_plays_on_the_other() {
+        let (mut a, mut b) = pair([7; 32]);
+        let mut heard = Vec::new();
+        for step in 0..100u64 {
+            let now = step * 10_000;
+            a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
+            while let Some(out) = a.poll_transmit() {
+                b.receive(now, &out.bytes);
+            }
+            let mut out = vec![0.0; FRAME];
+            b.play(now, &mut out);
+            heard.extend_from_slice(&out);
+        }
+        let last_half = &heard[heard.len() / 2..];
+        let amp = amplitude(last_half, 1000.0, RATE);
+        // The jitter buffer's drift control may bend the pitch a hair, smearing the DFT bin a little.
+        assert!(amp > 0.45 && amp < 0.52, "heard {amp}");
+        assert!(amplitude(last_half, 440.0, RATE) < 0.01);
+        let (sent, received) = (a.stats(), b.stats());
+        assert_eq!(sent.frames_sent, 100);
+        assert_eq!(received.frames_received, 100);
+        assert_eq!((received.decrypt_failures, received.frames_lost), (0, 0));
+        assert_eq!(received.peer_rate, RATE);
+        assert!(received.output_level > 0.4 && sent.input_level > 0.4);
+    }
+
+    #[test]
+    fn another_link_cannot_decrypt_and_says_so() {
+        let (mut a, mut b) = pair([8; 32]);
+        for step in 0..30u64 {
+            a.capture(step * 10_000, &[0.1; FRAME]);
+            while let Some(out) = a.poll_transmit() {
+                b.receive(step * 10_000, &out.bytes);
+            }
+        }
+        let stats = b.stats();
+        assert_eq!(stats.frames_received, 0);
+        assert!(stats.decrypt_failures >= 30);
+        assert!(b.cannot_decrypt());
+        assert!(!a.cannot_decrypt());
+    }
+
+    #[test]
+    fn a_missing_frame_counts_as_lost_and_mute_sends_silence() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.set_muted(true);
+        for step in 0..5u64 {
+            a.capture(step * 10_000, &[0.9; FRAME]);
+            let mut first = true;
+            while let Some(out) = a.poll_transmit() {
+                // The third audio frame is lost on the way.
+                if !(step == 2 && first) {
+                    b.receive(step * 10_000, &out.bytes);
+                }
+                first = false;
+            }
+        }
+        let stats = b.stats();
+        assert_eq!((stats.frames_received, stats.frames_lost), (4, 1));
+        assert!(a.stats().muted);
+        let mut out = vec![1.0; FRAME];
+        b.play(50_000, &mut out);
+        assert!(out.iter().all(|s| s.abs() < 1e-6), "muted audio is silence");
+    }
+
+    #[test]
+    fn ping_and_pong_measure_the_round_trip() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.tick(1_000_000);
+        while let Some(out) = a.poll_transmit() {
+            assert!(!out.is_audio);
+            b.receive(1_010_000, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(1_030_000, &out.bytes);
+        }
+        assert!((a.stats().rtt_ms - 30.0).abs() < 1e-9);
+        // The next ping waits a second.
+        a.tick(1_500_000);
+        assert!(a.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn capture_at_the_device_rate_is_framed_at_the_wire_rate() {
+        let mut a = Call::new(config(44_100), LeafKey::from_random([7; 32]));
+        a.connected(0, 1);
+        while a.poll_transmit().is_some() {}
+        for step in 0..100u64 {
+            a.capture(step * 10_000, &[0.2; 441]);
+        }
+        let mut frames = 0;
+        while let Some(out) = a.poll_transmit() {
+            frames += usize::from(out.is_audio);
+        }
+        assert!(
+            (99..=100).contains(&frames),
+            "{frames} frames from one second"
+        );
+    }
+
+    #[test]
+    fn nothing_is_sent_before_connecting_or_after_disconnecting() {
+        let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        a.capture(0, &[0.1; FRAME]);
+        a.tick(0);
+        assert!(a.poll_transmit().is_none());
+        a.connected(0, 1);
+        a.disconnected();
+        a.capture(10_000, &[0.1; FRAME]);
+        assert!(a.poll_transmit().is_none());
+    }
+}
