@@ -30,13 +30,15 @@ const PLAYBACK_FILL_MS: f64 = 12.0;
 /// The most the playback fill may grow to, milliseconds.
 const PLAYBACK_FILL_MAX_MS: f64 = 40.0;
 /// How often stats go to the page, microseconds.
-const STATS_INTERVAL_US: u64 = 250_000;
+const STATS_INTERVAL_US: u64 = 100_000;
 /// Frames' worth of bytes the socket may hold unsent before audio frames are dropped.
 const BACKPRESSURE_FRAMES: f64 = 3.0;
 /// Reconnect delays grow from this, doubling, milliseconds...
 const BACKOFF_START_MS: f64 = 500.0;
 /// ...up to this.
 const BACKOFF_MAX_MS: f64 = 8_000.0;
+/// Refused upgrades (with the plain check passing) before the page hears the line may be full.
+const REFUSALS_BEFORE_FULL_NOTICE: u32 = 3;
 
 thread_local! {
     /// The worker's one engine and its message handler, for the worker's lifetime.
@@ -291,6 +293,8 @@ struct Engine {
     reconnect: Option<Timer>,
     state: CallState,
     attempts: u32,
+    /// Failed upgrades in a row whose plain check passed.
+    refused_upgrades: u32,
     reconnects: u32,
     ever_open: bool,
     hanging_up: bool,
@@ -371,6 +375,7 @@ impl Engine {
                 reconnect: None,
                 state: CallState::Connecting,
                 attempts: 0,
+                refused_upgrades: 0,
                 reconnects: 0,
                 ever_open: false,
                 hanging_up: false,
@@ -472,6 +477,7 @@ impl Engine {
         }
         self.ever_open = true;
         self.attempts = 0;
+        self.refused_upgrades = 0;
         self.call.connected(now_us(), random_kid());
         self.flush();
     }
@@ -590,8 +596,19 @@ impl Engine {
                 );
                 self.schedule_reconnect(None);
             }
-            // The check passed (400/426 for the missing upgrade, or 5xx): try again.
-            Some(_) => self.schedule_reconnect(None),
+            // The check passed (400/426 for the missing upgrade, or 5xx): try again. A server that
+            // checks fullness only while upgrading looks like this too, so say so after a few.
+            Some(_) => {
+                self.refused_upgrades += 1;
+                if self.refused_upgrades == REFUSALS_BEFORE_FULL_NOTICE {
+                    post_error(
+                        ErrorCode::LineFull,
+                        "the server keeps refusing this line; two people may already be on it",
+                        false,
+                    );
+                }
+                self.schedule_reconnect(None);
+            }
         }
     }
 
