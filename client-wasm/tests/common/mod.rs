@@ -9,9 +9,9 @@ use line_protocol::leaf::LeafKey;
 use line_protocol::sframe::{FrameReceiver, FrameSender};
 
 /// `leaf line_id` per line.
-pub const LINE_IDS: &str = include_str!("../fixtures/line_ids.txt");
+const LINE_IDS: &str = include_str!("../fixtures/line_ids.txt");
 /// `leaf kid(hex) plaintext(hex) first_frame(hex)` per line.
-pub const FRAMES: &str = include_str!("../fixtures/frames.txt");
+const FRAMES: &str = include_str!("../fixtures/frames.txt");
 
 fn unhex(text: &str) -> Vec<u8> {
     (0..text.len())
@@ -27,7 +27,7 @@ fn rows(text: &str) -> impl Iterator<Item = Vec<&str>> {
 }
 
 /// Every fixed leaf gives its recorded line id; returns how many were checked.
-pub fn check_line_ids() -> usize {
+pub(crate) fn check_line_ids() -> usize {
     let mut n = 0;
     for row in rows(LINE_IDS) {
         let leaf: LeafKey = row[0].parse().expect("fixture leaves parse");
@@ -40,7 +40,7 @@ pub fn check_line_ids() -> usize {
 
 /// Every recorded frame is what this target's sender makes, and this target's receiver opens
 /// it; a flipped byte is refused. Returns how many were checked.
-pub fn check_frames() -> usize {
+pub(crate) fn check_frames() -> usize {
     let mut n = 0;
     for row in rows(FRAMES) {
         let leaf: LeafKey = row[0].parse().expect("fixture leaves parse");
