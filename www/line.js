@@ -16,7 +16,8 @@ let link = null;
 function setState(state) {
   document.body.dataset.state = state;
   $('status').textContent = STATUS[state] ?? state;
-  $('share').hidden = !link?.shareUrl || state === FATAL_STATE || state === 'ended';
+  // The link matters until the other person is there; in a call the controls come first.
+  $('share').hidden = !link?.shareUrl || !['ready', 'starting', 'connecting', 'waiting'].includes(state);
   $('start').hidden = state !== 'ready';
   $('call').hidden = !['starting', 'connecting', 'waiting', 'in-call', 'reconnecting'].includes(state);
   $('ended').hidden = state !== 'ended';
