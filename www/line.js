@@ -23,10 +23,13 @@ function setState(state) {
   $('ended').hidden = state !== 'ended';
 }
 
+// The engine's messages are lower-case clauses; the page shows sentences.
+const sentence = (m) => (m ? m[0].toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? '' : '.') : '');
+
 function showError(code, message, action) {
   document.body.dataset.error = code;
   $('error').dataset.code = code;
-  $('error-message').textContent = message;
+  $('error-message').textContent = sentence(message);
   $('error').hidden = false;
   const button = $('error-action');
   button.hidden = !action;
@@ -42,7 +45,7 @@ function clearError() {
 function showNotice(code, message) {
   $('notice').dataset.code = code;
   document.body.dataset.notice = code;
-  $('notice-message').textContent = message;
+  $('notice-message').textContent = sentence(message);
   $('notice').hidden = false;
 }
 
@@ -110,7 +113,9 @@ async function join() {
   });
   client.addEventListener('error', (e) => {
     const { code, message, fatal } = e.detail;
-    if (fatal) showError(code, message); else showNotice(code, message);
+    if (!fatal) { showNotice(code, message); return; }
+    showError(code, message);
+    client.hangUp(); // release the microphone; the engine has stopped already
   });
   client.addEventListener('stats', (e) => showStats(e.detail));
   try {
