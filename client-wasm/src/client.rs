@@ -62,6 +62,7 @@ export interface LineStats {
 
 /** Events: "state" {state}, "peer-joined", "peer-left", "error" {code, message, fatal}, "stats" LineStats. */
 export type LineState = "idle" | "starting" | "connecting" | "waiting" | "in-call" | "reconnecting" | "ended";
+export type LineEventType = "state" | "peer-joined" | "peer-left" | "error" | "stats";
 "#;
 
 #[wasm_bindgen]
@@ -283,6 +284,7 @@ impl LineClient {
     /// Joins a line: starts audio (call it from a click), the microphone and the engine. Resolves
     /// once the engine is connecting; rejects with an `Error` whose `code` says what went wrong
     /// (`no-api-key`, `bad-leaf`, `bad-link`, `mic-denied`, `mic-missing`, `audio-failed`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn join(&self, options: JoinOptions) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -315,7 +317,7 @@ impl LineClient {
     }
 
     /// Hangs up: says goodbye to the other side, closes the connection, stops audio.
-    #[wasm_bindgen(js_name = hangUp)]
+    #[wasm_bindgen(js_name = hangUp, unchecked_return_type = "Promise<void>")]
     pub fn hang_up(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -336,7 +338,7 @@ impl LineClient {
     }
 
     /// `idle`, `starting`, `connecting`, `waiting`, `in-call`, `reconnecting` or `ended`.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "LineState")]
     pub fn state(&self) -> String {
         self.inner.state.get().to_owned()
     }
@@ -371,7 +373,11 @@ impl LineClient {
     /// Listens for `state`, `peer-joined`, `peer-left`, `error` and `stats` events (CustomEvent;
     /// the data is in `event.detail`).
     #[wasm_bindgen(js_name = addEventListener)]
-    pub fn add_event_listener(&self, kind: &str, listener: &Function) -> Result<(), JsValue> {
+    pub fn add_event_listener(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "LineEventType")] kind: &str,
+        #[wasm_bindgen(unchecked_param_type = "(event: CustomEvent) => void")] listener: &Function,
+    ) -> Result<(), JsValue> {
         self.inner
             .events
             .add_event_listener_with_callback(kind, listener)

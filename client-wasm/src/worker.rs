@@ -424,11 +424,15 @@ impl Engine {
             return;
         }
         self.state = state;
-        if state == CallState::InCall {
-            self.in_call_since_us = Some(now_us());
-            self.xrun_baseline = self.playback.xruns();
-        } else {
-            self.in_call_since_us = None;
+        match state {
+            // The call timer runs on through a reconnect; it restarts when the other person leaves.
+            CallState::InCall => {
+                self.xrun_baseline = self.playback.xruns();
+                self.in_call_since_us.get_or_insert_with(now_us);
+            }
+            CallState::Ended => self.in_call_since_us = None,
+            // Waiting after a reconnect is not the end of the call: `peer-left` is (see below).
+            _ => {}
         }
         post(&FromWorker::State { state });
     }
@@ -510,6 +514,7 @@ impl Engine {
             }
             Ok(RelayMessage::PeerLeft) => {
                 self.call.peer_left();
+                self.in_call_since_us = None;
                 post(&FromWorker::PeerLeft);
                 self.set_state(CallState::Waiting);
             }
@@ -744,8 +749,10 @@ impl Engine {
         stats.reconnects = self.reconnects;
         stats.capture_xruns = self.capture.xruns();
         stats.playback_xruns = self.playback.xruns().saturating_sub(self.xrun_baseline);
+        let in_call = matches!(self.state, CallState::InCall | CallState::Reconnecting);
         stats.call_seconds = self
             .in_call_since_us
+            .filter(|_| in_call)
             .map_or(0.0, |since| now.saturating_sub(since) as f64 / 1e6);
         let dropped = stats.frames_dropped;
         post(&FromWorker::Stats(Box::new(stats)));
