@@ -29,6 +29,8 @@ const TICK_MS: i32 = 4;
 const PLAYBACK_FILL_MS: f64 = 12.0;
 /// The most the playback fill may grow to, milliseconds.
 const PLAYBACK_FILL_MAX_MS: f64 = 40.0;
+/// Calm time after which the playback fill shrinks again, microseconds.
+const CALM_BEFORE_SHRINK_US: u64 = 10_000_000;
 /// How often stats go to the page, microseconds.
 const STATS_INTERVAL_US: u64 = 100_000;
 /// Frames' worth of bytes the socket may hold unsent before audio frames are dropped.
@@ -302,6 +304,8 @@ struct Engine {
     capture_scratch: Vec<f32>,
     play_scratch: Vec<f32>,
     playback_fill_ms: f64,
+    /// Since when the audio thread has not starved.
+    calm_since_us: u64,
     last_playback_xruns: u64,
     xrun_baseline: u64,
     in_call_since_us: Option<u64>,
@@ -383,6 +387,7 @@ impl Engine {
                 capture_scratch: Vec::new(),
                 play_scratch: Vec::new(),
                 playback_fill_ms: PLAYBACK_FILL_MS,
+                calm_since_us: 0,
                 last_playback_xruns: 0,
                 xrun_baseline: 0,
                 in_call_since_us: None,
@@ -723,6 +728,11 @@ impl Engine {
         let xruns = self.playback.xruns();
         if self.state == CallState::InCall && xruns > self.last_playback_xruns {
             self.playback_fill_ms = (self.playback_fill_ms + 4.0).min(PLAYBACK_FILL_MAX_MS);
+            self.calm_since_us = now;
+        } else if now.saturating_sub(self.calm_since_us) > CALM_BEFORE_SHRINK_US {
+            // Ten calm seconds: give back a little latency.
+            self.playback_fill_ms = (self.playback_fill_ms - 2.0).max(PLAYBACK_FILL_MS);
+            self.calm_since_us = now;
         }
         self.last_playback_xruns = xruns;
         let target = (self.playback_fill_ms * rate / 1000.0) as usize;
