@@ -81,6 +81,8 @@ pub struct Call {
     /// Running index of the next sample this side sends.
     next_sample: u64,
     muted: bool,
+    /// Audio goes out only while the relay says the other person is there.
+    peer_present: bool,
     incoming: Option<Incoming>,
     outgoing: VecDeque<Outgoing>,
     events: VecDeque<PeerEvent>,
@@ -123,6 +125,7 @@ impl Call {
             scratch_samples: Vec::new(),
             next_sample: 0,
             muted: false,
+            peer_present: false,
             incoming: None,
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
@@ -154,12 +157,14 @@ impl Call {
     /// The connection is gone: nothing more is sent until [`Call::connected`].
     pub fn disconnected(&mut self) {
         self.sender = None;
+        self.peer_present = false;
         self.outgoing.clear();
         self.pending.clear();
     }
 
     /// The relay says the other person arrived: greet them and forget the previous stream.
     pub fn peer_joined(&mut self) {
+        self.peer_present = true;
         self.incoming = None;
         self.decrypted_since_join = 0;
         self.failures_since_join = 0;
@@ -168,6 +173,7 @@ impl Call {
 
     /// The relay says the other person left.
     pub fn peer_left(&mut self) {
+        self.peer_present = false;
         self.incoming = None;
     }
 
@@ -197,6 +203,13 @@ impl Call {
         }
         self.resampler.process(samples, &mut self.pending);
         let frame_samples = self.config.frame.samples(self.config.wire_rate);
+        if !self.peer_present {
+            // Nobody to hear it: the relay would drop it. Keep only the unframed tail.
+            let whole = self.pending.len() / frame_samples * frame_samples;
+            self.pending.drain(..whole);
+            self.next_sample += whole as u64;
+            return;
+        }
         let mut start = 0;
         while self.pending.len() - start >= frame_samples {
             let behind = (self.pending.len() - start) as u64;
@@ -543,6 +556,7 @@ mod tests {
     fn capture_at_the_device_rate_is_framed_at_the_wire_rate() {
         let mut a = Call::new(config(44_100), LeafKey::from_random([7; 32]));
         a.connected(0, 1);
+        a.peer_joined();
         while a.poll_transmit().is_some() {}
         for step in 0..100u64 {
             a.capture(step * 10_000, &[0.2; 441]);
@@ -567,5 +581,29 @@ mod tests {
         a.disconnected();
         a.capture(10_000, &[0.1; FRAME]);
         assert!(a.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn audio_waits_for_the_other_person_but_control_does_not() {
+        let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        a.connected(0, 1);
+        a.capture(0, &[0.1; 3 * FRAME]);
+        a.tick(0);
+        let kinds: Vec<bool> =
+            std::iter::from_fn(|| a.poll_transmit().map(|o| o.is_audio)).collect();
+        assert_eq!(
+            kinds,
+            [false, false],
+            "Hello and Ping, no audio while alone"
+        );
+        a.peer_joined();
+        a.capture(30_000, &[0.1; FRAME]);
+        let audio = std::iter::from_fn(|| a.poll_transmit())
+            .filter(|o| o.is_audio)
+            .count();
+        assert_eq!(audio, 1);
+        a.peer_left();
+        a.capture(40_000, &[0.1; FRAME]);
+        assert!(std::iter::from_fn(|| a.poll_transmit()).all(|o| !o.is_audio));
     }
 }
