@@ -66,6 +66,9 @@ impl RelayMessage {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     #[test]
     fn wire_names_are_fixed() {
         assert_eq!(RelayMessage::Waiting.to_json(), r#"{"type":"waiting"}"#);

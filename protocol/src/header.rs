@@ -148,6 +148,9 @@ fn be_u64(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     #[test]
     fn small_values_sit_in_the_config_byte() {
         let mut buf = [0u8; Header::MAX_LEN];

@@ -24,6 +24,8 @@ extern crate alloc;
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
 pub mod control;
+#[cfg(test)]
+mod docs_examples;
 pub mod header;
 #[cfg(test)]
 mod hex;

@@ -95,7 +95,10 @@ impl fmt::Debug for LineId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use alloc::string::ToString;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn text_form_round_trips() {

@@ -36,6 +36,8 @@ mod vectors;
 use alloc::vec::Vec;
 use core::fmt;
 
+#[cfg(test)]
+pub(crate) use suite::key_and_salt as suite_key_and_salt;
 pub use suite::{AuthenticationError, CipherSuite, NONCE_LEN, SframeKey, TAG_LEN};
 
 use crate::MAX_FRAME_LEN;
