@@ -484,8 +484,11 @@ mod tests {
             heard.extend_from_slice(&out);
         }
         let last_half = &heard[heard.len() / 2..];
-        let amp = amplitude(last_half, 1000.0, RATE);
-        // The jitter buffer's drift control may bend the pitch a hair, smearing the DFT bin a little.
+        // The jitter buffer steers its delay by resampling a hair faster or slower (a few
+        // thousandths), so look for the tone within half a percent of its pitch.
+        let amp = (-10..=10)
+            .map(|d| amplitude(last_half, 1000.0 + f64::from(d) * 0.5, RATE))
+            .fold(0.0, f64::max);
         assert!(amp > 0.45 && amp < 0.52, "heard {amp}");
         assert!(amplitude(last_half, 440.0, RATE) < 0.01);
         let (sent, received) = (a.stats(), b.stats());

@@ -1,5 +1,6 @@
 //! Jitter buffer scenarios on a virtual clock with seeded jitter: steady streams, stalls,
 //! reordering, duplicates, losses, and the tone a 200 kHz -> 48 kHz conversion must keep.
+#![cfg(feature = "std")]
 
 mod jitter_support;
 
@@ -20,9 +21,9 @@ fn steady_stream_never_underruns_and_holds_the_target() {
     sim.run_until(60.0, |t, stats, _| {
         if t > 30.0 {
             assert!(
-                (stats.mean_depth_ms - stats.target_ms).abs() <= frame_ms,
+                (stats.delay_ms - stats.target_ms).abs() <= frame_ms,
                 "at {t:.2} s mean depth {:.2} ms vs target {:.2} ms",
-                stats.mean_depth_ms,
+                stats.delay_ms,
                 stats.target_ms
             );
             checked += 1;
@@ -54,4 +55,289 @@ fn tone_200k_to_48k_keeps_its_amplitude() {
         let amplitude = goertzel_amplitude(window, 48_000.0, 1_000.0);
         assert!((amplitude - 0.5).abs() < 0.005, "amplitude {amplitude}");
     }
+}
+
+#[test]
+fn stall_then_burst_catches_up_within_a_second() {
+    let mut sim = sim_48k();
+    sim.jitter_us = 2_000;
+    // Everything sent between 10 s and 10.5 s arrives at once when the network recovers.
+    sim.stall = Some((10_000_000, 10_500_000));
+    let frame_ms = sim.frame_ms();
+    let pull_ms = sim.pull_ms();
+    let burst_s = 10.5 + sim.base_delay_us as f64 / 1e6;
+    let mut before = None;
+    let mut peak_depth: f64 = 0.0;
+    sim.run_until(20.0, |t, stats, _| {
+        if t < 10.0 {
+            before = Some(*stats);
+        }
+        peak_depth = peak_depth.max(stats.depth_ms);
+        if t > burst_s + 1.0 {
+            assert!(
+                stats.depth_ms <= stats.target_ms + frame_ms + pull_ms,
+                "still late at {t:.2} s: {stats:?}"
+            );
+            assert!(
+                (stats.delay_ms - stats.target_ms).abs() <= frame_ms,
+                "at {t:.2} s: {stats:?}"
+            );
+        }
+    });
+    let before = before.expect("ran past 10 s");
+    let stats = sim.jb.stats();
+    assert_eq!(before.underruns, 0, "{before:?}");
+    assert_eq!(before.dropped_samples, 0, "{before:?}");
+    assert_eq!(stats.underruns, 1, "one stall, one underrun: {stats:?}");
+    // Nearly the whole half second was dropped to get back to the target.
+    let dropped_ms = stats.dropped_samples as f64 / 48.0;
+    assert!(
+        dropped_ms > 400.0 && dropped_ms < 500.0,
+        "dropped {dropped_ms} ms: {stats:?}"
+    );
+    assert!(
+        stats.concealed_samples > 0 && stats.concealment_events == 1,
+        "{stats:?}"
+    );
+    assert!(
+        peak_depth < 100.0,
+        "the burst never played late: peak {peak_depth} ms"
+    );
+    // The target grew by one frame for the underrun and shrinks back when calm.
+    assert!(stats.target_ms <= before.target_ms + frame_ms, "{stats:?}");
+}
+
+#[test]
+fn reordered_and_duplicated_packets_play_in_order() {
+    let mut sim = sim_48k();
+    // Up to 2.5 frames of jitter: packets overtake each other all the time.
+    sim.jitter_us = 25_000;
+    sim.duplicate = 0.1;
+    let mut warm = None;
+    let mut recorded = Vec::new();
+    sim.run_until(30.0, |t, stats, out| {
+        if t > 5.0 {
+            let warm = *warm.get_or_insert(*stats);
+            assert_eq!(
+                stats.concealed_samples, warm.concealed_samples,
+                "at {t:.2} s: {stats:?}"
+            );
+            assert_eq!(
+                stats.late_packets, warm.late_packets,
+                "at {t:.2} s: {stats:?}"
+            );
+            if recorded.len() < 48_000 {
+                recorded.extend_from_slice(out);
+            }
+        }
+    });
+    let stats = sim.jb.stats();
+    assert!(sim.sent_duplicates > 200);
+    assert_eq!(stats.duplicate_packets, sim.sent_duplicates, "{stats:?}");
+    assert!(
+        stats.target_ms > 25.0,
+        "the target followed the jitter: {stats:?}"
+    );
+    for window in recorded.chunks_exact(960) {
+        let amplitude = goertzel_amplitude(window, 48_000.0, 1_000.0);
+        assert!((amplitude - 0.5).abs() < 0.005, "amplitude {amplitude}");
+    }
+}
+
+#[test]
+fn lost_packets_are_concealed_and_counted() {
+    let mut sim = sim_48k();
+    sim.jitter_us = 2_000;
+    sim.lose_every = Some(50);
+    sim.run_until(20.0, |_, _, _| {});
+    let stats = sim.jb.stats();
+    assert!(sim.lost >= 39, "lost {}", sim.lost);
+    // Frame 0 is lost before anything played: the stream simply starts at frame 1.
+    let gaps = sim.lost - 1;
+    let in_flight = u64::from(stats.received_packets < 1_999);
+    assert!(stats.concealment_events + in_flight >= gaps, "{stats:?}");
+    assert!(stats.concealment_events <= gaps, "{stats:?}");
+    // A loss at the very end of what arrived looks like the buffer running dry until the next
+    // packet comes: with a two-frame target that happens once, then the target has grown.
+    assert!(stats.underruns <= 1, "{stats:?}");
+    let gap_samples = stats.concealment_events * 480;
+    assert!(stats.concealed_samples >= gap_samples, "{stats:?}");
+    assert!(
+        stats.concealed_samples <= gap_samples + stats.underruns * 480,
+        "{stats:?}"
+    );
+    assert_eq!(stats.late_packets, 0, "{stats:?}");
+}
+
+/// Pushes 10 ms frames of a constant level at 48 kHz, and pulls as they arrive.
+fn constant_frames(jb: &mut JitterBuffer, frames: std::ops::Range<u64>, level: f32) {
+    let frame = vec![level; 480];
+    let mut out = [0.0; 480];
+    for i in frames {
+        jb.push(i * 10_000, i * 480, &frame);
+        jb.pull(i * 10_000, &mut out);
+    }
+}
+
+#[test]
+fn a_gap_repeats_then_fades_and_late_packet_is_counted() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("valid");
+    let frame = vec![0.5f32; 480];
+    let mut out = vec![0.0; 480];
+    let mut played = Vec::new();
+    for i in 0..40u64 {
+        // Frame 20 never comes in time.
+        if i != 20 {
+            jb.push(i * 10_000, i * 480, &frame);
+        }
+        jb.pull(i * 10_000, &mut out);
+        played.extend_from_slice(&out);
+    }
+    jb.push(400_000, 20 * 480, &frame);
+    let stats = jb.stats();
+    assert_eq!(stats.late_packets, 1, "{stats:?}");
+    assert_eq!(stats.concealment_events, 1, "{stats:?}");
+    assert_eq!(stats.concealed_samples, 480, "{stats:?}");
+    assert_eq!(stats.underruns, 0, "{stats:?}");
+    // Where the gap played, the level fades from the repeated 0.5 towards silence and comes back.
+    let dip = played
+        .iter()
+        .enumerate()
+        .skip(48_00)
+        .fold(
+            (0, f32::MAX),
+            |m, (i, v)| if *v < m.1 { (i, *v) } else { m },
+        );
+    assert!(dip.1 > 0.2 && dip.1 < 0.45, "deepest point {dip:?}");
+    assert!((played[played.len() - 1] - 0.5).abs() < 1e-3);
+    assert!(
+        played.windows(2).all(|w| (w[1] - w[0]).abs() < 0.01),
+        "no clicks"
+    );
+}
+
+#[test]
+fn silence_before_the_first_packet_and_any_pull_size() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("valid");
+    let mut out = vec![1.0; 1_000];
+    jb.pull(0, &mut out);
+    assert!(out.iter().all(|v| *v == 0.0));
+    assert_eq!(jb.stats().underruns, 0);
+    jb.push(0, 0, &[]);
+    assert_eq!(jb.stats().received_packets, 0);
+    // A whole second arrives, then one pull takes half of it at once.
+    let frame = vec![0.5f32; 480];
+    for i in 0..100u64 {
+        jb.push(1_000_000, i * 480, &frame);
+    }
+    let mut big = vec![0.0; 24_000];
+    jb.pull(1_000_000, &mut big);
+    let stats = jb.stats();
+    assert_eq!(stats.underruns, 0, "{stats:?}");
+    assert!((big[23_999] - 0.5).abs() < 1e-3, "{}", big[23_999]);
+}
+
+#[test]
+fn sender_restarting_its_count_resyncs() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("valid");
+    constant_frames(&mut jb, 1_000..1_500, 0.5);
+    let frame = vec![0.25f32; 480];
+    let mut out = [0.0; 480];
+    for i in 0..100u64 {
+        jb.push(5_000_000 + i * 10_000, i * 480, &frame);
+        jb.pull(5_000_000 + i * 10_000, &mut out);
+    }
+    let stats = jb.stats();
+    assert_eq!(stats.resyncs, 1, "{stats:?}");
+    assert_eq!(stats.late_packets, 2, "{stats:?}");
+    assert!((out[479] - 0.25).abs() < 1e-3, "{}", out[479]);
+}
+
+#[test]
+fn same_rate_and_200k_paths_keep_a_tone() {
+    for (wire, output, frame) in [
+        (48_000, 48_000, 480),
+        (200_000, 200_000, 2_000),
+        (48_000, 44_100, 480),
+    ] {
+        let mut sim = Sim::new(wire, output, frame, 128, 1_000.0);
+        let mut recorded = Vec::new();
+        sim.run_until(1.5, |t, _, out| {
+            if t > 1.0 {
+                recorded.extend_from_slice(out);
+            }
+        });
+        // A tenth of a second: whole periods of 1 kHz at every rate here.
+        let window = output as usize / 10;
+        let amplitude = goertzel_amplitude(&recorded[..window], f64::from(output), 1_000.0);
+        assert!(
+            (amplitude - 0.5).abs() < 0.005,
+            "{wire} -> {output}: amplitude {amplitude}"
+        );
+    }
+}
+
+#[test]
+fn hostile_sample_indices_do_not_panic() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("valid");
+    let frame = [0.5f32; 480];
+    let mut out = [0.0f32; 128];
+    for (i, first) in [
+        0,
+        u64::MAX - 100,
+        u64::MAX,
+        1 << 63,
+        5,
+        u64::MAX / 2,
+        0,
+        480,
+        960,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        jb.push(i as u64 * 10_000, first, &frame);
+        jb.pull(i as u64 * 10_000, &mut out);
+    }
+    assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+    // After all that, a plain stream plays again.
+    constant_frames(&mut jb, 2_000..2_100, 0.25);
+    let mut out = [0.0f32; 480];
+    jb.pull(21_000_000, &mut out);
+    assert!((out[479] - 0.25).abs() < 1e-3, "{}", out[479]);
+    jb.reset();
+    constant_frames(&mut jb, 0..50, 0.125);
+    jb.pull(500_000, &mut out);
+    assert!((out[479] - 0.125).abs() < 1e-3, "{}", out[479]);
+}
+
+#[test]
+fn bad_configurations_are_refused() {
+    let refused = |c: JitterConfig| JitterBuffer::new(c).map(|_| ()).unwrap_err();
+    assert_eq!(
+        refused(JitterConfig::new(0, 48_000, 480)),
+        JitterConfigError::WireRate(0)
+    );
+    assert_eq!(
+        refused(JitterConfig::new(48_000, 1_000_000, 480)),
+        JitterConfigError::OutputRate(1_000_000)
+    );
+    assert_eq!(
+        refused(JitterConfig::new(48_000, 48_000, 0)),
+        JitterConfigError::FrameSamples(0)
+    );
+    assert_eq!(
+        refused(JitterConfig::new(48_000, 48_000, 48_000)),
+        JitterConfigError::FrameSamples(48_000)
+    );
+    let mut small = JitterConfig::new(48_000, 48_000, 480);
+    small.capacity_ms = 100;
+    assert_eq!(refused(small), JitterConfigError::Capacity(100));
+    let mut tight = JitterConfig::new(48_000, 48_000, 4_800);
+    tight.max_target_ms = 150;
+    assert_eq!(refused(tight), JitterConfigError::MaxTarget(150));
+    assert_eq!(
+        JitterConfigError::WireRate(0).to_string(),
+        "wire sample rate 0 Hz is outside 8000..=384000"
+    );
 }

@@ -1,38 +1,49 @@
-//! The drift controller: a slow PI loop from buffer depth to playback speed.
+//! The drift controller: a slow PI loop from buffer delay to playback speed.
 //!
 //! The sender's sound card and ours tick at slightly different rates (up to a few hundred ppm),
-//! so at a fixed ratio the buffer would slowly fill or drain. The controller smooths the depth
-//! (exponential average, [`SMOOTHING`]) and sets a speed correction `c`: the resampler consumes
-//! wire audio `1 + c` times faster than nominal. `c = KP * e + KI * ∫e`, with `e` the smoothed
-//! depth minus the target, in seconds.
+//! so at a fixed ratio the buffer would slowly fill or drain. The controller smooths the buffer
+//! delay (exponential average, [`SMOOTHING`]) and sets a speed correction `c`: the resampler
+//! consumes wire audio `1 + c` times faster than nominal. `c = KP * e + KI * ∫e`, with `e` the
+//! smoothed delay minus the target, in seconds.
 //!
-//! Depth obeys `d' = drift - c`, so the error follows `e'' + KP e' + KI e = 0`: with `KP = 0.1/s`
-//! and `KI = 0.0025/s²` the loop is critically damped with a 20 s time constant. A step of
-//! 300 ppm of drift moves the depth by at most about 2 ms, and the integral settles on the
+//! The delay measured is how long each packet's newest sample waits from its arrival until it
+//! plays, not the fill level at pull time: the fill level is a saw-tooth (up by a frame at each
+//! arrival, down at each pull), and when pulls and frames have nearly the same period the phase
+//! between them slides slowly, which the loop would otherwise chase as a fake slow oscillation.
+//!
+//! The delay obeys `d' = drift - c`, so the error follows `e'' + KP e' + KI e = 0`: with
+//! `KP = 0.2/s` and `KI = 0.01/s²` the loop is critically damped with a 10 s time constant. A
+//! step of 300 ppm of drift moves the delay by at most 1.2 ms, and the integral settles on the
 //! drift itself, which is what [`DriftController::drift_ppm`] reports. The correction is clamped
-//! to ±[`MAX_CORRECTION`] (2000 ppm, 3.5 cents of pitch: inaudible), and the integral to the same
-//! range so it cannot wind up.
+//! to ±[`MAX_CORRECTION`] (2000 ppm, 3.5 cents of pitch: inaudible). The integral takes the
+//! error clamped to ±[`INTEGRATED_ERROR`], so a large error at start-up (the buffer starts
+//! playing up to one pull late) is corrected by the proportional term without winding the
+//! integral up: a 10 ms start error plus 300 ppm of drift undershoots by less than 2 ms.
 
-/// Time constant of the depth average, in seconds.
+/// Time constant of the delay average, in seconds.
 const SMOOTHING: f64 = 1.0;
 /// Proportional gain, per second.
-const KP: f64 = 0.1;
+const KP: f64 = 0.2;
 /// Integral gain, per second squared.
-const KI: f64 = 0.0025;
+const KI: f64 = 0.01;
+/// Largest error the integral takes in, in seconds.
+const INTEGRATED_ERROR: f64 = 0.002;
 /// Largest speed correction, as a fraction: 2000 ppm.
 pub(crate) const MAX_CORRECTION: f64 = 2e-3;
 
 #[derive(Debug, Default)]
 pub(crate) struct DriftController {
-    mean_depth: Option<f64>,
+    mean_delay: Option<f64>,
+    /// Time since the average last took a measurement.
+    unmeasured: f64,
     integral: f64,
     correction: f64,
 }
 
 impl DriftController {
-    /// Depth average the loop steers, in seconds.
-    pub(crate) fn mean_depth(&self) -> Option<f64> {
-        self.mean_depth
+    /// The delay average the loop steers, in seconds.
+    pub(crate) fn mean_delay(&self) -> Option<f64> {
+        self.mean_delay
     }
 
     /// The sender's clock relative to ours, as learnt by the integral, in ppm.
@@ -40,23 +51,33 @@ impl DriftController {
         KI * self.integral * 1e6
     }
 
-    /// Restarts the average at `depth`, after a step the loop should not chase (a drop, a
-    /// rebuffer). The learnt drift stays: the clocks did not change.
-    pub(crate) fn restart(&mut self, depth: f64) {
-        self.mean_depth = Some(depth);
+    /// Restarts the average at the next measurement, after a step the loop should not chase (a
+    /// drop, a rebuffer). The learnt drift stays: the clocks did not change.
+    pub(crate) fn restart(&mut self) {
+        self.mean_delay = None;
+        self.unmeasured = 0.0;
         self.correction = (KI * self.integral).clamp(-MAX_CORRECTION, MAX_CORRECTION);
     }
 
-    /// One pull of `dt` seconds left `depth` seconds buffered; returns the new correction.
-    pub(crate) fn update(&mut self, depth: f64, target: f64, dt: f64) -> f64 {
-        let mean = match self.mean_depth {
-            None => depth,
-            Some(mean) => mean + (depth - mean) * (dt / SMOOTHING).min(1.0),
+    /// One pull of `dt` seconds, with a fresh `measured` delay if packets arrived since the last
+    /// one; returns the new correction.
+    pub(crate) fn update(&mut self, measured: Option<f64>, target: f64, dt: f64) -> f64 {
+        self.unmeasured += dt;
+        if let Some(delay) = measured {
+            let mean = match self.mean_delay {
+                None => delay,
+                Some(mean) => mean + (delay - mean) * (self.unmeasured / SMOOTHING).min(1.0),
+            };
+            self.mean_delay = Some(mean);
+            self.unmeasured = 0.0;
+        }
+        let Some(mean) = self.mean_delay else {
+            return self.correction;
         };
-        self.mean_depth = Some(mean);
         let error = mean - target;
         let limit = MAX_CORRECTION / KI;
-        self.integral = (self.integral + error * dt).clamp(-limit, limit);
+        let integrated = error.clamp(-INTEGRATED_ERROR, INTEGRATED_ERROR);
+        self.integral = (self.integral + integrated * dt).clamp(-limit, limit);
         self.correction = (KP * error + KI * self.integral).clamp(-MAX_CORRECTION, MAX_CORRECTION);
         self.correction
     }
@@ -74,7 +95,7 @@ mod tests {
         let dt = 0.01;
         let mut worst: f64 = 0.0;
         for _ in 0..seconds * 100 {
-            let correction = c.update(depth, target, dt);
+            let correction = c.update(Some(depth), target, dt);
             depth += (drift - correction) * dt;
             worst = worst.max((depth - target).abs());
         }
@@ -90,7 +111,7 @@ mod tests {
                 "drift {}",
                 c.drift_ppm()
             );
-            assert!(worst < 0.003, "worst depth error {worst}");
+            assert!(worst < 0.0015, "worst depth error {worst}");
         }
     }
 }

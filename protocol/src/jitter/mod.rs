@@ -25,40 +25,51 @@
 //!
 //! # How it works
 //!
+//! **Delay.** The quantity everything below is about is the *buffer delay*: how long the newest
+//! sample of a packet waits from the packet's arrival until the device pulls it. It is what the
+//! buffer adds to the call's latency, and unlike the fill level at pull time (a saw-tooth) it does
+//! not depend on how pulls and arrivals happen to line up. [`JitterStats::delay_ms`] reports its
+//! one-second average, [`JitterStats::target_ms`] what it aims at.
+//!
 //! **Reordering.** Packets are placed by the index of their first sample in the sender's running
 //! count (`store.rs`), so order of arrival does not matter, a duplicate is recognised because its
 //! samples are all present already, and a packet whose samples were already played (or
-//! concealed) is late and discarded.
+//! concealed) is late and discarded. A sender that restarts its count is followed after three
+//! packets that are hopelessly behind ([`JitterStats::resyncs`]), or at once with
+//! [`JitterBuffer::reset`].
 //!
-//! **Play-out states.** The buffer starts *buffering*: the output is silence until it holds the
-//! target delay. Then it *plays*. A hole (missing samples with audio after them) is concealed and
-//! skipped: the cursor does not wait for a packet that is already later than the whole buffer.
-//! When nothing at all is left (an *underrun*) it conceals, grows the target, and buffers again
-//! without moving the cursor, so nothing the sender said is skipped because of a stall.
+//! **Play-out states.** The buffer starts *buffering*: silence until the newest audio, played
+//! from now on, would have waited the target delay. Then it *plays*. A hole (missing samples
+//! with audio after them) is concealed and skipped: the cursor does not wait for a packet that
+//! is already later than the whole buffer. At the tail, when nothing newer has arrived, it
+//! conceals up to one frame while moving on (one lost packet is a gap, not a stall); beyond that
+//! it is an *underrun*: it keeps concealing, grows the target, and buffers again without moving
+//! the cursor, so a stall loses nothing the sender said until the latency bound below drops it.
 //!
 //! **Concealment** (`conceal.rs`) repeats the last 10 ms (at most one frame) of audio, fading
 //! linearly to silence over 30 ms, then plays silence. Real audio coming back, and audio dropped
 //! to catch up, are cross-faded over 2 ms, so no splice clicks.
 //!
 //! **Target delay** (`target.rs`): starts at two frames; follows the observed arrival jitter
-//! (`jitter + frame + largest pull + 2 ms`) as soon as it rises; grows by one frame on each
-//! underrun; shrinks by 1 ms per second after 5 s without trouble. Capped at
-//! [`JitterConfig::max_target_ms`].
+//! (`jitter + frame + largest recent pull + 2 ms`, jitter being a robust peak of how late
+//! packets arrive relative to the fastest ones over the last 2 s) as soon as it rises; grows by
+//! one frame on each underrun; shrinks by 1 ms per second after 5 s without trouble. Capped at
+//! [`JitterConfig::max_target_ms`]. A stall is not counted as jitter.
 //!
 //! **Bounded latency.** When the buffer holds more than `target + max(target, frame) + frame +
 //! largest pull` (after a stall and the burst that follows it, for instance), it drops the
-//! oldest audio down to the target at once and counts the samples in
+//! oldest audio down to the target at once, cross-faded, and counts the samples in
 //! [`JitterStats::dropped_samples`].
 //!
-//! **Clock drift** (`drift.rs`): a PI loop on the smoothed depth (1 s average) against the target
-//! adjusts the resampler's speed by up to ±2000 ppm (20 s time constant, critically damped), so
-//! a sender clock up to ±300 ppm off keeps the depth at its target indefinitely, with no drops
-//! and no underruns; [`JitterStats::drift_ppm`] reports the learnt offset.
+//! **Clock drift** (`drift.rs`): a PI loop on the delay (1 s average) against the target adjusts
+//! the resampler's speed by up to ±2000 ppm (critically damped, 10 s time constant), so a sender
+//! clock up to ±300 ppm off keeps the delay at its target indefinitely, within about 1.5 ms, with
+//! no drops and no underruns; [`JitterStats::drift_ppm`] reports the learnt offset.
 //!
 //! **Rate conversion** (`resample.rs`): the same rubato resampler converts the wire rate to the
 //! device rate: a 128-tap windowed sinc when downsampling (200 kHz -> 48 kHz), a septic
 //! polynomial otherwise. All buffers are allocated in [`JitterBuffer::new`]; `push` and `pull`
-//! allocate nothing.
+//! allocate nothing (a test proves it).
 
 mod conceal;
 mod drift;
@@ -197,8 +208,10 @@ impl std::error::Error for JitterConfigError {}
 pub struct JitterStats {
     /// Audio buffered after the last pull, in milliseconds.
     pub depth_ms: f64,
-    /// Depth averaged over about a second: what the drift controller holds at the target.
-    pub mean_depth_ms: f64,
+    /// How long audio waits in the buffer, from the arrival of a packet until its last sample
+    /// is pulled, averaged over about a second, in milliseconds: the latency the buffer adds,
+    /// and what the drift controller holds at the target.
+    pub delay_ms: f64,
     /// The delay the buffer currently aims at, in milliseconds.
     pub target_ms: f64,
     /// The arrival jitter currently estimated, in milliseconds.
@@ -245,6 +258,9 @@ struct Feeder {
     state: State,
     /// Audio has played since the last resync: silence from now on is concealment.
     started: bool,
+    /// How far past the newest audio received the cursor may conceal before calling it an
+    /// underrun: one frame, so that one lost packet at the tail is a gap, not a stall.
+    loss_allowance: u64,
     underruns: u64,
     concealed_samples: u64,
     concealment_events: u64,
@@ -288,6 +304,17 @@ impl Feeder {
                     if !self.concealer.is_active() {
                         self.concealment_events += 1;
                     }
+                    let allowed_until = self.store.end() + self.loss_allowance;
+                    let cursor = self.store.cursor();
+                    if cursor < allowed_until {
+                        // Perhaps only the next packet is lost: conceal it and move on, as
+                        // for a hole. If the one after it does not come either, it is a stall.
+                        let n = seg.len().min((allowed_until - cursor) as usize);
+                        self.conceal(&mut seg[..n]);
+                        self.store.skip(n as u64);
+                        filled += n;
+                        continue;
+                    }
                     self.underruns += 1;
                     self.state = State::Buffering;
                     underrun = true;
@@ -326,6 +353,11 @@ pub struct JitterBuffer {
     target: TargetDelay,
     drift: DriftController,
     depth: f64,
+    /// Sum over packets stored since the last pull of (newest sample's media time - arrival).
+    arrival_sum: f64,
+    arrival_count: u32,
+    /// Arrival time and newest sample (one past) of the last packet stored.
+    last_arrival: Option<(f64, u64)>,
     received_packets: u64,
     dropped_samples: u64,
     late_packets: u64,
@@ -354,6 +386,7 @@ impl JitterBuffer {
                 splice: Splice::new(seconds(SPLICE)),
                 state: State::Idle,
                 started: false,
+                loss_allowance: config.frame_samples as u64,
                 underruns: 0,
                 concealed_samples: 0,
                 concealment_events: 0,
@@ -363,6 +396,9 @@ impl JitterBuffer {
             target: TargetDelay::new(frame, f64::from(config.max_target_ms) / 1000.0),
             drift: DriftController::default(),
             depth: 0.0,
+            arrival_sum: 0.0,
+            arrival_count: 0,
+            last_arrival: None,
             received_packets: 0,
             dropped_samples: 0,
             late_packets: 0,
@@ -387,15 +423,24 @@ impl JitterBuffer {
             self.feeder.state = State::Buffering;
             self.feeder.started = false;
             self.feeder.concealer.clear();
+            self.last_arrival = None;
+            self.target.restart_timing();
         }
         if outcome.duplicate {
             self.duplicate_packets += 1;
             return;
         }
+        let now = now_us as f64 / 1e6;
         if outcome.late {
             self.late_packets += 1;
+        } else {
+            let newest = first_sample + samples.len() as u64;
+            self.arrival_sum += newest as f64 / self.wire_rate - now;
+            self.arrival_count += 1;
+            if self.last_arrival.is_none_or(|(_, last)| newest >= last) {
+                self.last_arrival = Some((now, newest));
+            }
         }
-        let now = now_us as f64 / 1e6;
         self.target
             .on_arrival(now, first_sample as f64 / self.wire_rate);
     }
@@ -415,7 +460,7 @@ impl JitterBuffer {
         let mut written = 0;
         while written < out.len() {
             if self.converter.buffered() == 0 {
-                self.before_chunk();
+                self.before_chunk(now);
                 let need = self.converter.input_frames_next();
                 let input = &mut self.input[..need];
                 if self.feeder.fill(input) {
@@ -426,34 +471,52 @@ impl JitterBuffer {
             written += self.converter.read(&mut out[written..]);
         }
         self.depth = self.depth_now();
+        let measured = (self.arrival_count > 0).then(|| {
+            // The device plays what it pulls without a break, so sample `i` is pulled at
+            // `now + duration + depth - (end - i) / wire_rate`.
+            let offset =
+                now + duration + self.depth - self.feeder.store.end() as f64 / self.wire_rate;
+            offset + self.arrival_sum / f64::from(self.arrival_count)
+        });
+        self.arrival_sum = 0.0;
+        self.arrival_count = 0;
         if self.feeder.state == State::Playing {
-            let correction = self
-                .drift
-                .update(self.depth, self.target.target(), duration);
+            let correction = self.drift.update(measured, self.target.target(), duration);
             self.converter.set_correction(correction);
         }
     }
 
     /// Starts playing once the target is held, and drops audio the latency bound forbids.
-    fn before_chunk(&mut self) {
+    fn before_chunk(&mut self, now: f64) {
         let target = self.target.target();
         let depth = self.depth_now();
-        if self.feeder.state == State::Buffering && depth >= target {
+        // Start when the newest audio, played from now on, would have waited the target delay.
+        let newest_delay = self.last_arrival.map_or(0.0, |(arrival, newest)| {
+            let ahead = newest.saturating_sub(self.feeder.store.cursor());
+            now + ahead as f64 / self.wire_rate - arrival
+        });
+        let frame = self.target.frame();
+        if self.feeder.state == State::Buffering
+            && newest_delay >= target
+            && depth >= frame.min(target)
+        {
             self.feeder.state = State::Playing;
             self.feeder.store.start_playing();
-            self.drift.restart(depth);
+            self.drift.restart();
         }
         if self.feeder.state != State::Playing {
             return;
         }
-        let frame = self.target.frame();
         let limit = target + target.max(frame) + frame + self.target.largest_pull();
         if depth > limit {
             let excess = ((depth - target) * self.wire_rate) as u64;
             let excess = excess.min(self.feeder.store.depth());
             self.feeder.drop_oldest(excess);
             self.dropped_samples += excess;
-            self.drift.restart(self.depth_now());
+            self.drift.restart();
+            // Packets measured so far may be among the dropped: their delay means nothing.
+            self.arrival_sum = 0.0;
+            self.arrival_count = 0;
         }
     }
 
@@ -472,6 +535,10 @@ impl JitterBuffer {
         self.feeder.started = false;
         self.drift = DriftController::default();
         self.converter.set_correction(0.0);
+        self.arrival_sum = 0.0;
+        self.arrival_count = 0;
+        self.last_arrival = None;
+        self.target.restart_timing();
     }
 
     /// What the buffer has been doing.
@@ -479,7 +546,7 @@ impl JitterBuffer {
         let feeder = &self.feeder;
         JitterStats {
             depth_ms: self.depth * 1e3,
-            mean_depth_ms: self.drift.mean_depth().unwrap_or(self.depth) * 1e3,
+            delay_ms: self.drift.mean_delay().unwrap_or(0.0) * 1e3,
             target_ms: self.target.target() * 1e3,
             jitter_ms: self.target.jitter() * 1e3,
             received_packets: self.received_packets,

@@ -67,9 +67,20 @@ impl SampleRing {
         }
     }
 
-    /// Samples from the cursor to the newest one stored, holes included.
+    /// Samples from the cursor to the newest one stored, holes included; zero when the cursor
+    /// has moved past everything received (concealing a loss at the tail).
     pub(crate) fn depth(&self) -> u64 {
-        self.end - self.cursor
+        self.end.saturating_sub(self.cursor)
+    }
+
+    /// Index of the next sample to play.
+    pub(crate) fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// One past the newest sample received (the cursor may be past it).
+    pub(crate) fn end(&self) -> u64 {
+        self.end
     }
 
     /// Forget everything; the next packet anchors the stream again.
@@ -112,7 +123,8 @@ impl SampleRing {
         } else {
             self.far_behind_streak = 0;
         }
-        if first < self.cursor && self.may_rewind && self.end - first <= self.capacity {
+        if first < self.cursor && self.may_rewind && self.end.saturating_sub(first) <= self.capacity
+        {
             // A packet older than the first one, reordered, before anything played.
             self.cursor = first;
         }
@@ -193,7 +205,6 @@ impl SampleRing {
             done += len as u64;
         }
         self.cursor += n;
-        self.end = self.end.max(self.cursor);
     }
 
     /// Copies up to `out.len()` samples from the cursor without consuming them; missing ones

@@ -139,6 +139,11 @@ impl TargetDelay {
         self.raise_to(self.floor(), now);
     }
 
+    /// The stream restarted at an unrelated sample index: transit times start over.
+    pub(crate) fn restart_timing(&mut self) {
+        self.base_transit = None;
+    }
+
     /// The device pulled `duration` seconds of audio at `now`.
     pub(crate) fn on_pull(&mut self, now: f64, duration: f64) {
         if duration >= self.pull || now - self.pull_seen > PULL_MEMORY {

@@ -48,13 +48,17 @@ pub struct Sim {
     pub loss: f64,
     /// Probability that a packet is delivered twice.
     pub duplicate: f64,
+    /// Every n-th frame is lost.
+    pub lose_every: Option<u64>,
     pub rng: Rng,
     /// One frame of the signal; the tone has a whole number of periods per frame.
     signal: Vec<f32>,
     next_frame: u64,
-    in_flight: BinaryHeap<Reverse<(u64, u64)>>,
+    /// (arrival, first sample, is a duplicate)
+    in_flight: BinaryHeap<Reverse<(u64, u64, bool)>>,
     pub out: Vec<f32>,
     pulled: u64,
+    /// Duplicates delivered so far.
     pub sent_duplicates: u64,
     pub lost: u64,
 }
@@ -82,6 +86,7 @@ impl Sim {
             stall: None,
             loss: 0.0,
             duplicate: 0.0,
+            lose_every: None,
             rng: Rng::new(0x5eed_1234),
             signal,
             next_frame: 0,
@@ -115,9 +120,11 @@ impl Sim {
             if send_us > now {
                 return;
             }
-            let first = self.next_frame * self.frame as u64;
+            let index = self.next_frame;
+            let first = index * self.frame as u64;
             self.next_frame += 1;
-            if self.rng.unit() < self.loss {
+            let lose_this = self.lose_every.is_some_and(|n| index.is_multiple_of(n));
+            if lose_this || self.rng.unit() < self.loss {
                 self.lost += 1;
                 continue;
             }
@@ -127,15 +134,14 @@ impl Sim {
                 0
             };
             let mut arrival = send_us + self.base_delay_us + jitter;
-            if let Some((start, end)) = self.stall {
-                if (start..end).contains(&send_us) {
-                    arrival = arrival.max(end + self.base_delay_us);
-                }
+            if let Some((start, end)) = self.stall
+                && (start..end).contains(&send_us)
+            {
+                arrival = arrival.max(end + self.base_delay_us);
             }
-            self.in_flight.push(Reverse((arrival, first)));
+            self.in_flight.push(Reverse((arrival, first, false)));
             if self.rng.unit() < self.duplicate {
-                self.sent_duplicates += 1;
-                self.in_flight.push(Reverse((arrival + 1_000, first)));
+                self.in_flight.push(Reverse((arrival + 1_000, first, true)));
             }
         }
     }
@@ -144,11 +150,12 @@ impl Sim {
     pub fn step(&mut self) -> JitterStats {
         let now = self.now_us();
         self.send_until(now);
-        while let Some(Reverse((arrival, first))) = self.in_flight.peek().copied() {
+        while let Some(Reverse((arrival, first, duplicate))) = self.in_flight.peek().copied() {
             if arrival > now {
                 break;
             }
             self.in_flight.pop();
+            self.sent_duplicates += u64::from(duplicate);
             self.jb.push(arrival, first, &self.signal);
         }
         self.jb.pull(now, &mut self.out);
