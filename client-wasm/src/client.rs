@@ -611,8 +611,12 @@ impl Inner {
 }
 
 fn message_detail(message: &FromWorker) -> JsValue {
-    // Stats carry their fields plus a harmless `type`; errors their code, message and fatal.
-    let json = serde_json::to_string(message).expect("worker messages always serialize");
+    // Stats are the `LineStats` fields; errors `{type, code, message, fatal}`.
+    let json = match message {
+        FromWorker::Stats(stats) => serde_json::to_string(stats),
+        _ => serde_json::to_string(message),
+    }
+    .expect("worker messages always serialize");
     js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
 }
 

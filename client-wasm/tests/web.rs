@@ -113,3 +113,43 @@ fn qr_codes_render_as_svg() {
     let svg = line_client::qr_svg("https://line.example/line.html?apikey=x#leaf_y").unwrap();
     assert!(svg.starts_with("<svg"));
 }
+
+#[wasm_bindgen_test]
+fn two_call_engines_talk_through_wasm_crypto_and_jitter_buffer() {
+    use line_client::call::{Call, CallConfig};
+    use line_client::link::FrameDuration;
+
+    let config = CallConfig {
+        wire_rate: 48_000,
+        frame: FrameDuration::Ms10,
+        context_rate: 48_000,
+    };
+    let mut a = Call::new(config, LeafKey::from_random([3; 32]));
+    let mut b = Call::new(config, LeafKey::from_random([3; 32]));
+    a.connected(0, 1);
+    b.connected(0, 2);
+    a.peer_joined();
+    b.peer_joined();
+    let mut loudest = 0.0f32;
+    for step in 0..60u64 {
+        let now = step * 10_000;
+        let tone: Vec<f32> = (0..480)
+            .map(|i| {
+                0.5 * (2.0 * core::f32::consts::PI * 1000.0 * (step as f32 * 480.0 + i as f32)
+                    / 48_000.0)
+                    .sin()
+            })
+            .collect();
+        a.capture(now, &tone);
+        while let Some(out) = a.poll_transmit() {
+            b.receive(now, &out.bytes);
+        }
+        let mut played = [0.0f32; 480];
+        b.play(now, &mut played);
+        loudest = played.iter().fold(loudest, |m, s| m.max(s.abs()));
+    }
+    let stats = b.stats();
+    assert_eq!(stats.frames_received, 60);
+    assert_eq!(stats.decrypt_failures, 0);
+    assert!(loudest > 0.45 && loudest < 0.55, "played peak {loudest}");
+}
