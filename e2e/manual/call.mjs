@@ -109,6 +109,14 @@ try {
   console.log('B hears', JSON.stringify(mB));
   console.log('A stats', JSON.stringify(sA));
   console.log('B stats', JSON.stringify(sB));
+  // Mute: B's output goes silent within a second or so, and comes back after unmuting.
+  await A.page.click('#mute');
+  await B.page.waitForFunction(() => window.line.stats().outputLevel < 0.01, null, { timeout: 5000 });
+  console.log('A muted: B output level', await B.page.evaluate(() => window.line.stats().outputLevel));
+  await A.page.screenshot({ path: `${out}/3-muted-A.png`, fullPage: true });
+  await A.page.click('#mute');
+  await B.page.waitForFunction(() => window.line.stats().outputLevel > 0.4, null, { timeout: 5000 });
+  console.log('A unmuted: B output level', await B.page.evaluate(() => window.line.stats().outputLevel));
   await A.page.screenshot({ path: `${out}/3-in-call-A.png`, fullPage: true });
   await B.page.screenshot({ path: `${out}/3-in-call-B.png`, fullPage: true });
 
