@@ -3,11 +3,12 @@
 //! It owns the AudioContext, the microphone, the two worklet nodes and the engine's Worker, and
 //! relays the worker's messages as DOM events. The audio itself never passes through this thread.
 
+use core::fmt;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
-use line_protocol::leaf::LeafKey;
+use line_protocol::leaf::{LeafKey, LeafKeyError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -151,42 +152,128 @@ fn base_url() -> String {
         .unwrap_or_default()
 }
 
-fn resolve(relative: &str, base: &str) -> Result<String, JsValue> {
-    Ok(web_sys::Url::new_with_base(relative, base)?.href())
+fn resolve(relative: &str, base: &str) -> Result<String, JoinError> {
+    web_sys::Url::new_with_base(relative, base)
+        .map(|url| url.href())
+        .map_err(|_| JoinError::BadAddress(base.to_owned()))
+}
+
+/// Why joining failed. Typed here; a JavaScript `Error` with a `code` only at the boundary.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+enum JoinError {
+    /// `join` was called twice on one client.
+    AlreadyJoined,
+    /// No `apiKey`.
+    NoApiKey,
+    /// No `leaf`.
+    NoLeaf,
+    /// The leaf does not parse.
+    BadLeaf(LeafKeyError),
+    /// `rate` outside 8000..=384000 or not whole.
+    BadRate(f64),
+    /// `frameMs` not 2.5, 5, 10 or 20.
+    BadFrame,
+    /// `server` or `assets` is not a URL.
+    BadAddress(String),
+    /// No `navigator.mediaDevices` (an insecure page).
+    NoMediaDevices,
+    /// The person or the browser refused the microphone.
+    MicDenied,
+    /// No microphone, or none that can open.
+    MicMissing,
+    /// getUserMedia failed otherwise; the DOMException's name.
+    Mic(String),
+    /// The audio graph or the worker failed; the browser's message.
+    Audio(String),
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyJoined => f.write_str("this client has already joined"),
+            Self::NoApiKey => {
+                f.write_str("the link has no API key (?apikey=...); ask for the full link")
+            }
+            Self::NoLeaf => f.write_str("the link has no leaf key"),
+            Self::BadLeaf(e) => write!(f, "the leaf key in the link is malformed: {e}"),
+            Self::BadRate(rate) => {
+                write!(f, "line supports {MIN_RATE} to {MAX_RATE} Hz, not {rate}")
+            }
+            Self::BadFrame => f.write_str("frame length must be 2.5, 5, 10 or 20 ms"),
+            Self::BadAddress(url) => write!(f, "{url:?} is not a web address"),
+            Self::NoMediaDevices => {
+                f.write_str("this page cannot use a microphone here (it needs https)")
+            }
+            Self::MicDenied => {
+                f.write_str("the microphone is blocked; allow it for this page and try again")
+            }
+            Self::MicMissing => {
+                f.write_str("no usable microphone was found; connect one and try again")
+            }
+            Self::Mic(name) => write!(f, "the microphone could not start ({name})"),
+            Self::Audio(detail) => write!(f, "audio could not start: {detail}"),
+        }
+    }
+}
+
+impl JoinError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::AlreadyJoined => ErrorCode::Internal,
+            Self::NoApiKey => ErrorCode::NoApiKey,
+            Self::NoLeaf => ErrorCode::NoLeaf,
+            Self::BadLeaf(_) => ErrorCode::BadLeaf,
+            Self::BadRate(_) | Self::BadFrame | Self::BadAddress(_) => ErrorCode::BadLink,
+            Self::NoMediaDevices | Self::MicMissing => ErrorCode::MicMissing,
+            Self::MicDenied => ErrorCode::MicDenied,
+            Self::Mic(_) | Self::Audio(_) => ErrorCode::AudioFailed,
+        }
+    }
+
+    /// A getUserMedia rejection, by the DOMException's name.
+    fn mic(error: &JsValue) -> Self {
+        let name = Reflect::get(error, &"name".into())
+            .ok()
+            .and_then(|n| n.as_string())
+            .unwrap_or_default();
+        match name.as_str() {
+            "NotAllowedError" | "SecurityError" => Self::MicDenied,
+            "NotFoundError" | "OverconstrainedError" | "NotReadableError" => Self::MicMissing,
+            _ => Self::Mic(name),
+        }
+    }
+
+    /// A failure of the audio graph or the worker, with the browser's message.
+    fn audio(error: JsValue) -> Self {
+        let detail = Reflect::get(&error, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .unwrap_or_default();
+        Self::Audio(detail)
+    }
+}
+
+impl From<JoinError> for JsValue {
+    fn from(error: JoinError) -> Self {
+        js_error(error.code(), &error.to_string())
+    }
 }
 
 impl Join {
-    fn read(options: &JsValue) -> Result<Self, JsValue> {
+    fn read(options: &JsValue) -> Result<Self, JoinError> {
         let text = |key| get(options, key).as_string().filter(|s| !s.is_empty());
-        let api_key = text("apiKey").ok_or_else(|| {
-            js_error(
-                ErrorCode::NoApiKey,
-                "the link has no API key (?apikey=...); ask for the full link",
-            )
-        })?;
+        let api_key = text("apiKey").ok_or(JoinError::NoApiKey)?;
         let leaf = text("leaf")
-            .ok_or_else(|| js_error(ErrorCode::NoLeaf, "the link has no leaf key"))?
+            .ok_or(JoinError::NoLeaf)?
             .parse::<LeafKey>()
-            .map_err(|e| {
-                js_error(
-                    ErrorCode::BadLeaf,
-                    &format!("the leaf key in the link is malformed: {e}"),
-                )
-            })?;
+            .map_err(JoinError::BadLeaf)?;
         let rate = get(options, "rate").as_f64().unwrap_or(200_000.0);
         if !(f64::from(MIN_RATE)..=f64::from(MAX_RATE)).contains(&rate) || rate.fract() != 0.0 {
-            return Err(js_error(
-                ErrorCode::BadLink,
-                &format!("line supports {MIN_RATE} to {MAX_RATE} Hz, not {rate}"),
-            ));
+            return Err(JoinError::BadRate(rate));
         }
         let frame = FrameDuration::from_millis(get(options, "frameMs").as_f64().unwrap_or(10.0))
-            .ok_or_else(|| {
-                js_error(
-                    ErrorCode::BadLink,
-                    "frame length must be 2.5, 5, 10 or 20 ms",
-                )
-            })?;
+            .ok_or(JoinError::BadFrame)?;
         let origin = web_sys::window()
             .and_then(|w| w.location().origin().ok())
             .unwrap_or_default();
@@ -202,8 +289,9 @@ impl Join {
     }
 
     /// `(ws_url, check_url)` for this line.
-    fn urls(&self) -> Result<(String, String), JsValue> {
-        let url = web_sys::Url::new_with_base("/ws", &self.server)?;
+    fn urls(&self) -> Result<(String, String), JoinError> {
+        let url = web_sys::Url::new_with_base("/ws", &self.server)
+            .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
         let query = format!(
             "apikey={}&line={}",
             String::from(js_sys::encode_uri_component(&self.api_key)),
@@ -219,38 +307,6 @@ impl Join {
         url.set_protocol(scheme);
         Ok((url.href(), check))
     }
-}
-
-fn mic_error(error: &JsValue) -> JsValue {
-    let name = Reflect::get(error, &"name".into())
-        .ok()
-        .and_then(|n| n.as_string())
-        .unwrap_or_default();
-    match name.as_str() {
-        "NotAllowedError" | "SecurityError" => js_error(
-            ErrorCode::MicDenied,
-            "the microphone is blocked; allow it for this page and try again",
-        ),
-        "NotFoundError" | "OverconstrainedError" | "NotReadableError" => js_error(
-            ErrorCode::MicMissing,
-            "no usable microphone was found; connect one and try again",
-        ),
-        _ => js_error(
-            ErrorCode::AudioFailed,
-            &format!("the microphone could not start ({name})"),
-        ),
-    }
-}
-
-fn audio_error(error: JsValue) -> JsValue {
-    let detail = Reflect::get(&error, &"message".into())
-        .ok()
-        .and_then(|m| m.as_string())
-        .unwrap_or_default();
-    js_error(
-        ErrorCode::AudioFailed,
-        &format!("audio could not start: {detail}"),
-    )
 }
 
 fn new_context(rate: Option<u32>) -> Result<AudioContext, JsValue> {
@@ -289,10 +345,7 @@ impl LineClient {
         let inner = self.inner.clone();
         future_to_promise(async move {
             if inner.state.get() != "idle" {
-                return Err(js_error(
-                    ErrorCode::Internal,
-                    "this client has already joined",
-                ));
+                return Err(JoinError::AlreadyJoined.into());
             }
             inner.set_state("starting");
             let result = inner.clone().start(Join::read(&options)).await;
@@ -300,7 +353,7 @@ impl LineClient {
                 inner.teardown();
                 inner.set_state("ended");
             }
-            result.map(|()| JsValue::UNDEFINED)
+            result.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
         })
     }
 
@@ -481,7 +534,7 @@ impl Inner {
         self.audio.borrow_mut().take();
     }
 
-    async fn start(self: Rc<Self>, join: Result<Join, JsValue>) -> Result<(), JsValue> {
+    async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
         let join = join?;
         let (ws_url, check_url) = join.urls()?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
@@ -495,7 +548,7 @@ impl Inner {
             // device's rate and let the engine resample.
             Err(_) => connect_at(None, &stream, &worklet_url)
                 .await
-                .map_err(audio_error)?,
+                .map_err(JoinError::audio)?,
         };
         let context_rate = context.sample_rate() as u32;
         let shared = is_cross_origin_isolated();
@@ -517,7 +570,7 @@ impl Inner {
             &ring_or_null(&capture_ring),
             capacity,
         )
-        .map_err(audio_error)?;
+        .map_err(JoinError::audio)?;
         let playback = worklet_node(
             &context,
             "line-playback",
@@ -525,24 +578,24 @@ impl Inner {
             &ring_or_null(&playback_ring),
             capacity,
         )
-        .map_err(audio_error)?;
-        let remote = context.create_gain().map_err(audio_error)?;
+        .map_err(JoinError::audio)?;
+        let remote = context.create_gain().map_err(JoinError::audio)?;
         source
             .connect_with_audio_node(&capture)
-            .map_err(audio_error)?;
+            .map_err(JoinError::audio)?;
         // The capture node outputs silence; connecting it keeps the graph pulling it.
         capture
             .connect_with_audio_node(&context.destination())
-            .map_err(audio_error)?;
+            .map_err(JoinError::audio)?;
         playback
             .connect_with_audio_node(&remote)
-            .map_err(audio_error)?;
+            .map_err(JoinError::audio)?;
         remote
             .connect_with_audio_node(&context.destination())
-            .map_err(audio_error)?;
-        JsFuture::from(context.resume().map_err(audio_error)?)
+            .map_err(JoinError::audio)?;
+        JsFuture::from(context.resume().map_err(JoinError::audio)?)
             .await
-            .map_err(audio_error)?;
+            .map_err(JoinError::audio)?;
         // Not every browser reports these; a missing one counts as zero in the estimate.
         let latency = |name: &str| {
             Reflect::get(&context, &name.into())
@@ -561,7 +614,7 @@ impl Inner {
 
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options(&worker_url, &options).map_err(audio_error)?;
+        let worker = Worker::new_with_options(&worker_url, &options).map_err(JoinError::audio)?;
         let me = Rc::downgrade(&self);
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(inner) = me.upgrade() {
@@ -574,7 +627,7 @@ impl Inner {
             worker,
             _on_message: on_message,
         });
-        JsFuture::from(ready).await?;
+        JsFuture::from(ready).await.map_err(JoinError::audio)?;
 
         let config = EngineConfig {
             ws_url,
@@ -596,11 +649,14 @@ impl Inner {
         } else {
             // No shared memory: each worklet node gets one end of a channel, the worker the other.
             for (node, name) in [(&capture, "capturePort"), (&playback, "playbackPort")] {
-                let channel = MessageChannel::new()?;
+                let channel = MessageChannel::new().map_err(JoinError::audio)?;
                 let to_node = Object::new();
                 let _ = Reflect::set(&to_node, &"port".into(), &channel.port1());
-                node.port()?
-                    .post_message_with_transferable(&to_node, &Array::of1(&channel.port1()))?;
+                node.port()
+                    .and_then(|port| {
+                        port.post_message_with_transferable(&to_node, &Array::of1(&channel.port1()))
+                    })
+                    .map_err(JoinError::audio)?;
                 let _ = Reflect::set(&extra, &name.into(), &channel.port2());
                 transfer.push(&channel.port2());
             }
@@ -631,15 +687,10 @@ fn is_cross_origin_isolated() -> bool {
     isolated && has_sab
 }
 
-async fn open_microphone(studio: bool) -> Result<MediaStream, JsValue> {
+async fn open_microphone(studio: bool) -> Result<MediaStream, JoinError> {
     let devices = web_sys::window()
         .and_then(|w| w.navigator().media_devices().ok())
-        .ok_or_else(|| {
-            js_error(
-                ErrorCode::MicMissing,
-                "this page cannot use a microphone here (it needs https)",
-            )
-        })?;
+        .ok_or(JoinError::NoMediaDevices)?;
     let track = MediaTrackConstraints::new();
     let processing = JsValue::from_bool(!studio);
     track.set_echo_cancellation(&processing);
@@ -650,8 +701,10 @@ async fn open_microphone(studio: bool) -> Result<MediaStream, JsValue> {
     constraints.set_audio(&track);
     let promise = devices
         .get_user_media_with_constraints(&constraints)
-        .map_err(|e| mic_error(&e))?;
-    let stream = JsFuture::from(promise).await.map_err(|e| mic_error(&e))?;
+        .map_err(|e| JoinError::mic(&e))?;
+    let stream = JsFuture::from(promise)
+        .await
+        .map_err(|e| JoinError::mic(&e))?;
     Ok(stream.unchecked_into())
 }
 
