@@ -404,6 +404,8 @@ impl Call {
             let jitter = incoming.jitter.stats();
             stats.jitter_depth_ms = jitter.depth_ms;
             stats.jitter_target_ms = jitter.target_ms;
+            stats.arrival_jitter_ms = jitter.jitter_ms;
+            stats.drift_ppm = jitter.drift_ppm;
             stats.underruns = jitter.underruns;
             let frame = incoming.frame_samples.max(1) as u64;
             stats.frames_concealed = jitter.concealed_samples.div_ceil(frame);

@@ -54,7 +54,8 @@ export interface JoinOptions {
 export interface LineStats {
   wireRate: number; peerRate: number; contextRate: number; frameMs: number;
   sendBitrate: number; receiveBitrate: number; rttMs: number;
-  jitterDepthMs: number; jitterTargetMs: number; mouthToEarMs: number;
+  jitterDepthMs: number; jitterTargetMs: number; arrivalJitterMs: number; driftPpm: number;
+  mouthToEarMs: number;
   framesSent: number; framesReceived: number; framesLost: number; framesConcealed: number;
   framesDropped: number; framesDiscarded: number; decryptFailures: number; underruns: number;
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;

@@ -172,6 +172,10 @@ pub struct Stats {
     pub jitter_depth_ms: f64,
     /// The jitter buffer's current target, milliseconds.
     pub jitter_target_ms: f64,
+    /// Arrival jitter the jitter buffer estimates, milliseconds.
+    pub arrival_jitter_ms: f64,
+    /// The other side's clock against ours as the jitter buffer learnt it, ppm.
+    pub drift_ppm: f64,
     /// Estimated mouth-to-ear latency of the last received frame, milliseconds.
     pub mouth_to_ear_ms: f64,
     /// Audio frames sent.
