@@ -48,6 +48,9 @@ export interface JoinOptions {
   studio?: boolean;
   /** Base URL of worklet.js and worker.js (default: the page's base URL). */
   assets?: string;
+  /** Run the AudioContext at this rate (8000..=384000) instead of the wire rate; the engine
+   *  resamples. Default: the wire rate, or the device's where the browser refuses that. */
+  contextRate?: number;
 }
 
 /** A snapshot of the call's statistics (`LineClient.stats()`, `stats` events). */
@@ -140,6 +143,8 @@ struct Join {
     frame: FrameDuration,
     studio: bool,
     assets: String,
+    /// The AudioContext's rate when it should differ from the wire rate.
+    context_rate: Option<u32>,
 }
 
 fn get(options: &JsValue, key: &str) -> JsValue {
@@ -275,6 +280,15 @@ impl Join {
         }
         let frame = FrameDuration::from_millis(get(options, "frameMs").as_f64().unwrap_or(10.0))
             .ok_or(JoinError::BadFrame)?;
+        let context_rate = match get(options, "contextRate").as_f64() {
+            None => None,
+            Some(r)
+                if (f64::from(MIN_RATE)..=f64::from(MAX_RATE)).contains(&r) && r.fract() == 0.0 =>
+            {
+                Some(r as u32)
+            }
+            Some(r) => return Err(JoinError::BadRate(r)),
+        };
         let origin = web_sys::window()
             .and_then(|w| w.location().origin().ok())
             .unwrap_or_default();
@@ -286,6 +300,7 @@ impl Join {
             frame,
             studio: get(options, "studio").is_truthy(),
             assets: text("assets").unwrap_or_else(base_url),
+            context_rate,
         })
     }
 
@@ -543,7 +558,8 @@ impl Inner {
 
         // The microphone first: its prompt is what a person answers, and a refusal needs no audio.
         let stream = open_microphone(join.studio).await?;
-        let (context, source) = match connect_at(Some(join.rate), &stream, &worklet_url).await {
+        let preferred = join.context_rate.unwrap_or(join.rate);
+        let (context, source) = match connect_at(Some(preferred), &stream, &worklet_url).await {
             Ok(pair) => pair,
             // Firefox will not connect a microphone to a context at another rate: run at the
             // device's rate and let the engine resample.

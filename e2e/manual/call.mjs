@@ -9,6 +9,8 @@
 //   node call.mjs target/debug/line-server www target/e2e-manual 'studio=1&mobile=1'  # 48 kHz
 //   KILL=1 node call.mjs …     # kill and restart the server mid-call: both must reconnect
 //   NOISO=1 node call.mjs …    # strip COOP/COEP from line.html: the MessagePort fallback
+//   CTX_A=44100 node call.mjs … # A's AudioContext at 44.1 kHz, its wire at the link's rate
+//   MOBILE_B=1 node call.mjs …  # B joins with the mobile link: 200 kHz one way, 48 kHz the other
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -87,10 +89,25 @@ try {
   const A = await browser('A', '/tmp/e2e-scratch/tone440.wav');
   await A.page.goto(`${base}/line.html?apikey=${KEY}&${query}#generate_leaf`);
   await waitState(A.page, 'ready');
-  const link = await A.page.inputValue('#share-link');
+  // MOBILE_B=1: B opens the mobile link (48 kHz) while A sends at A's rate: a cross-rate call.
+  const link = process.env.MOBILE_B
+    ? await A.page.getAttribute('#share-mobile', 'href')
+    : await A.page.inputValue('#share-link');
   console.log('A url', A.page.url().replace(KEY, 'KEY'), 'share', link.replace(KEY, 'KEY'));
   await A.page.screenshot({ path: `${out}/1-link.png`, fullPage: true });
-  await A.page.click('#join');
+  if (process.env.CTX_A) {
+    // CTX_A=44100: A's AudioContext runs at another rate than its wire rate (the Firefox path:
+    // the engine resamples capture, the jitter buffer converts playback). Joined through the API.
+    await A.page.evaluate(async (contextRate) => {
+      const { LineClient } = await import('./pkg/line_client.js');
+      const l = window.lineLink, c = new LineClient();
+      window.line = c;
+      c.addEventListener('state', (e) => { document.body.dataset.state = e.detail.state; });
+      await c.join({ apiKey: l.apiKey, leaf: l.leaf, rate: l.rate, frameMs: l.frameMs, studio: l.studio, contextRate });
+    }, Number(process.env.CTX_A));
+  } else {
+    await A.page.click('#join');
+  }
   await waitState(A.page, 'waiting');
   await A.page.screenshot({ path: `${out}/2-waiting.png`, fullPage: true });
 
@@ -109,6 +126,10 @@ try {
   console.log('B hears', JSON.stringify(mB));
   console.log('A stats', JSON.stringify(sA));
   console.log('B stats', JSON.stringify(sB));
+  if (process.env.CTX_A) {
+    await A.b.close(); await B.b.close(); srv.kill('SIGTERM');
+    process.exit(0);
+  }
   // Mute: B's output goes silent within a second or so, and comes back after unmuting.
   await A.page.click('#mute');
   await B.page.waitForFunction(() => window.line.stats().outputLevel < 0.01, null, { timeout: 5000 });
