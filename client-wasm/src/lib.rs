@@ -1,6 +1,6 @@
 //! line's browser client: the call engine, compiled to WebAssembly and driven by `www/line.html`.
 //!
-//! Three threads (see docs/CLIENT.md): the page's main thread holds [`LineClient`], the public
+//! Three threads (see docs/CLIENT.md): the page's main thread holds `LineClient`, the public
 //! facade an app uses; a dedicated module Worker runs the engine (WebSocket, SFrame, jitter buffer,
 //! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
 //! and the worker through the shared rings of [`ring`].

@@ -1,4 +1,4 @@
-//! Messages between the page ([`crate::LineClient`]) and the engine's worker.
+//! Messages between the page (`LineClient`) and the engine's worker.
 //!
 //! Each message is a JavaScript object `{ json: "<one of these enums as JSON>", ...buffers }`: the
 //! JSON carries everything typed, the extra fields carry what JSON cannot (the shared ring buffers or
