@@ -87,6 +87,9 @@ pub enum DecryptError {
     Replay,
     /// The frame is not authentic under the leaf (forged, damaged, or from another line).
     Authentication,
+    /// The frame carries this side's own sender KID (see [`FrameReceiver::refuse_kid`]): a relay
+    /// reflected our own audio back.
+    Reflected,
 }
 
 impl fmt::Display for DecryptError {
@@ -95,6 +98,7 @@ impl fmt::Display for DecryptError {
             Self::Header(e) => write!(f, "bad frame: {e}"),
             Self::Replay => f.write_str("replayed or too old frame"),
             Self::Authentication => f.write_str("frame failed authentication"),
+            Self::Reflected => f.write_str("frame carries our own key id: reflected"),
         }
     }
 }
@@ -178,6 +182,8 @@ impl fmt::Debug for FrameSender {
 /// Decrypts the frames of every sender on a line, refusing replays.
 pub struct FrameReceiver {
     leaf: LeafKey,
+    /// This side's own sender KID, whose frames can only be reflections.
+    own_kid: Option<u64>,
     senders: Vec<KnownSender>,
     /// Counts successful decryptions; orders the cache from least to most recently used.
     uses: u64,
@@ -200,6 +206,7 @@ impl FrameReceiver {
     pub fn new(leaf: &LeafKey) -> Self {
         Self {
             leaf: leaf.clone(),
+            own_kid: None,
             senders: Vec::with_capacity(Self::KEY_CACHE),
             uses: 0,
         }
@@ -210,6 +217,9 @@ impl FrameReceiver {
     pub fn decrypt(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<Header, DecryptError> {
         out.clear();
         let (header, header_len) = Header::parse(frame)?;
+        if self.own_kid == Some(header.kid) {
+            return Err(DecryptError::Reflected);
+        }
         let now = self.uses + 1;
         if let Some(known) = self.senders.iter_mut().find(|s| s.kid == header.kid) {
             known
@@ -244,6 +254,13 @@ impl FrameReceiver {
             *oldest = fresh;
         }
         Ok(header)
+    }
+
+    /// Refuses frames with `kid`: pass this side's own [`FrameSender::kid`], so a relay cannot play
+    /// a person's own voice back to them. Replaces an earlier own KID (after a reconnect).
+    pub fn refuse_kid(&mut self, kid: u64) {
+        self.own_kid = Some(kid);
+        self.senders.retain(|s| s.kid != kid);
     }
 
     /// How many senders' keys the receiver holds (at most [`Self::KEY_CACHE`]).

@@ -128,7 +128,8 @@ impl SframeKey {
 
     /// Clears `out` and writes the frame `header || ciphertext || tag` into it.
     ///
-    /// The caller guarantees that `header` is never sealed twice under this key.
+    /// Low level: the caller must never seal two frames with the same counter under one key, or
+    /// AES-GCM loses all its security. [`FrameSender`](super::FrameSender) guarantees that.
     pub fn seal(&self, header: Header, metadata: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
         out.clear();
         out.reserve(Header::MAX_LEN + plaintext.len() + TAG_LEN);

@@ -272,3 +272,20 @@ fn debug_output_shows_no_key_material() {
     assert!(text.contains("FrameSender") && text.contains("FrameReceiver"));
     assert!(!text.contains(&leaf.to_string()[5..12]));
 }
+
+#[test]
+fn our_own_frames_reflected_back_are_refused() {
+    let leaf = leaf();
+    let mut sender = FrameSender::new(&leaf, KID);
+    let mut receiver = FrameReceiver::new(&leaf);
+    let frames = frames(&mut sender, 2);
+    let mut plain = Vec::new();
+    assert!(receiver.decrypt(&frames[0], &mut plain).is_ok());
+    receiver.refuse_kid(sender.kid());
+    assert_eq!(receiver.known_senders(), 0);
+    assert_eq!(
+        receiver.decrypt(&frames[1], &mut plain),
+        Err(DecryptError::Reflected)
+    );
+    assert!(plain.is_empty());
+}
