@@ -18,8 +18,8 @@ fn steady_stream_never_underruns_and_holds_the_target() {
     sim.jitter_us = 4_000;
     let frame_ms = sim.frame_ms();
     let mut checked = 0;
-    sim.run_until(60.0, |t, stats, _| {
-        if t > 30.0 {
+    sim.run_until(45.0, |t, stats, _| {
+        if t > 20.0 {
             assert!(
                 (stats.delay_ms - stats.target_ms).abs() <= frame_ms,
                 "at {t:.2} s mean depth {:.2} ms vs target {:.2} ms",
@@ -214,6 +214,32 @@ fn a_gap_repeats_then_fades_and_late_packet_is_counted() {
         played.windows(2).all(|w| (w[1] - w[0]).abs() < 0.01),
         "no clicks"
     );
+}
+
+#[test]
+fn concealing_a_tone_does_not_click() {
+    // 1234.5 Hz is not periodic in 10 ms, so a plain repetition would jump at each junction.
+    let tone =
+        |n: u64| (0.5 * (2.0 * std::f64::consts::PI * 1234.5 * n as f64 / 48_000.0).sin()) as f32;
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("valid");
+    let mut out = vec![0.0; 480];
+    let mut played = Vec::new();
+    for i in 0..60u64 {
+        let frame: Vec<f32> = (i * 480..(i + 1) * 480).map(tone).collect();
+        if i != 30 && i != 40 && i != 41 {
+            jb.push(i * 10_000, i * 480, &frame);
+        }
+        jb.pull(i * 10_000, &mut out);
+        played.extend_from_slice(&out);
+    }
+    let stats = jb.stats();
+    assert_eq!(stats.concealment_events, 2, "{stats:?}");
+    // The steepest a 0.5 amplitude 1234.5 Hz sine moves between samples is 0.081.
+    let steepest = played
+        .windows(2)
+        .map(|w| (w[1] - w[0]).abs())
+        .fold(0.0, f32::max);
+    assert!(steepest < 0.1, "a step of {steepest}");
 }
 
 #[test]

@@ -19,7 +19,8 @@ fn exercise(wire_rate: u32, output_rate: u32) {
     assert_no_alloc(|| {
         let mut now = 0u64;
         let mut sent = 0u64;
-        for step in 0..4_000u64 {
+        // Three seconds: buffering, playing, a loss, a stall, the catch-up, playing again.
+        while now < 3_000_000 {
             now += pull_us;
             // Frames every 10 ms, with frame 30 lost and a stall from 1.5 s to 2 s.
             while (sent + 1) * 10_000 <= now {
@@ -30,7 +31,7 @@ fn exercise(wire_rate: u32, output_rate: u32) {
                 if sent != 30 {
                     jb.push(now, sent * frame_samples as u64, &frame);
                 }
-                if step % 7 == 0 {
+                if sent.is_multiple_of(7) {
                     jb.push(now, sent * frame_samples as u64, &frame);
                 }
                 sent += 1;

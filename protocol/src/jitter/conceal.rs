@@ -2,7 +2,9 @@
 //!
 //! A gap is filled by repeating the most recent audio, fading linearly to silence, then
 //! silence: a lost packet sounds like a brief smear instead of a click, and a long stall does not
-//! drone. When real audio comes back, or when the buffer drops audio to catch up, the new audio
+//! drone. The repetition runs backwards from the last sample played, then forwards, and so on (a
+//! ping-pong loop): every turn joins two equal samples, so unlike a plain loop, whose junctions
+//! are steps wherever the audio is not periodic in the loop length, it never clicks. When real audio comes back, or when the buffer drops audio to catch up, the new audio
 //! is cross-faded in from what would have played otherwise.
 
 #[derive(Debug)]
@@ -45,11 +47,16 @@ impl Concealer {
     /// Fills `out` with concealment, starting an episode if none runs.
     pub(crate) fn conceal(&mut self, out: &mut [f32]) {
         let period = self.history.len();
+        // Chronological index `i` of the history (0 the oldest) is `history[(write + i) % period]`.
+        let turn = 2 * (period - 1);
         let mut position = self.position.unwrap_or(0);
         for v in out.iter_mut() {
             *v = if position < self.fade_len {
                 let gain = 1.0 - position as f32 / self.fade_len as f32;
-                self.history[(self.write + position) % period] * gain
+                let along = if turn == 0 { 0 } else { (position + 1) % turn };
+                // Chronological index, bouncing between the newest and the oldest sample.
+                let index = (period - 1).abs_diff(along);
+                self.history[(self.write + index) % period] * gain
             } else {
                 0.0
             };
@@ -112,13 +119,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeats_the_last_period_then_fades_to_silence() {
+    fn repeats_the_last_period_back_and_forth_then_fades_to_silence() {
         let mut c = Concealer::new(4, 8);
         c.remember(&[9.0, 9.0, 1.0, 2.0, 3.0, 4.0]);
         let mut out = [0.0; 12];
         c.conceal(&mut out);
         assert!(c.is_active());
-        let expected = [1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0];
+        let expected = [3.0, 2.0, 1.0, 2.0, 3.0, 4.0, 3.0, 2.0];
         for (i, (o, e)) in out.iter().zip(expected).enumerate() {
             assert!((o - e * (1.0 - i as f32 / 8.0)).abs() < 1e-6, "sample {i}");
         }
@@ -131,11 +138,12 @@ mod tests {
         for v in 1..=7 {
             c.remember(&[v as f32]);
         }
-        let mut out = [0.0; 3];
+        let mut out = [0.0; 4];
         c.conceal(&mut out);
-        assert!((out[0] - 5.0).abs() < 1e-6);
-        assert!((out[1] - 6.0 * 0.99).abs() < 1e-5);
-        assert!((out[2] - 7.0 * 0.98).abs() < 1e-5);
+        assert!((out[0] - 6.0).abs() < 1e-6);
+        assert!((out[1] - 5.0 * 0.99).abs() < 1e-5);
+        assert!((out[2] - 6.0 * 0.98).abs() < 1e-5);
+        assert!((out[3] - 7.0 * 0.97).abs() < 1e-5);
     }
 
     #[test]

@@ -46,8 +46,9 @@
 //! it is an *underrun*: it keeps concealing, grows the target, and buffers again without moving
 //! the cursor, so a stall loses nothing the sender said until the latency bound below drops it.
 //!
-//! **Concealment** (`conceal.rs`) repeats the last 10 ms (at most one frame) of audio, fading
-//! linearly to silence over 30 ms, then plays silence. Real audio coming back, and audio dropped
+//! **Concealment** (`conceal.rs`) repeats the last 10 ms (at most one frame) of audio, played
+//! backwards and forwards so that no junction clicks, fading linearly to silence over 30 ms,
+//! then plays silence. Real audio coming back, and audio dropped
 //! to catch up, are cross-faded over 2 ms, so no splice clicks.
 //!
 //! **Target delay** (`target.rs`): starts at two frames; follows the observed arrival jitter
