@@ -148,6 +148,8 @@ impl Call {
     /// A new connection with a fresh 64-bit `kid`: new sender keys, and a Hello to send first.
     pub fn connected(&mut self, now_us: u64, kid: u64) {
         self.sender = Some(FrameSender::new(&self.leaf, kid));
+        // A relay that reflects our own frames must not make us hear ourselves.
+        self.receiver.refuse_kid(kid);
         self.outgoing.clear();
         self.pending.clear();
         self.next_ping_us = now_us;
@@ -314,7 +316,9 @@ impl Call {
     pub fn receive(&mut self, now_us: u64, frame: &[u8]) {
         let header = match self.receiver.decrypt(frame, &mut self.scratch_decrypted) {
             Ok(header) => header,
-            Err(DecryptError::Replay) => return,
+            // Replays and our own reflected frames are dropped silently: they say nothing about
+            // whether the other side uses the same link.
+            Err(DecryptError::Replay | DecryptError::Reflected) => return,
             Err(_) => {
                 self.stats.decrypt_failures += 1;
                 self.failures_since_join += 1;
@@ -538,6 +542,20 @@ mod tests {
         let mut out = vec![1.0; FRAME];
         b.play(50_000, &mut out);
         assert!(out.iter().all(|s| s.abs() < 1e-6), "muted audio is silence");
+    }
+
+    #[test]
+    fn our_own_frames_reflected_back_are_not_played() {
+        let (mut a, _) = pair([7; 32]);
+        a.capture(0, &[0.5; FRAME]);
+        while let Some(out) = a.poll_transmit() {
+            a.receive(0, &out.bytes);
+        }
+        let stats = a.stats();
+        assert_eq!((stats.frames_received, stats.decrypt_failures), (0, 0));
+        let mut out = vec![1.0; FRAME];
+        a.play(0, &mut out);
+        assert!(out.iter().all(|s| *s == 0.0));
     }
 
     #[test]
