@@ -1,5 +1,177 @@
-// Loads the wasm client and shows its version.
-import init, { version } from './pkg/line_client.js';
+// line.html's controller: reads the link, shows it, and drives a LineClient. It uses only the
+// public API of the wasm package (docs/CLIENT.md); the live client is `window.line`.
+import init, { LineClient, readLink, qrSvg, version } from './pkg/line_client.js';
+
+const $ = (id) => document.getElementById(id);
+const STATUS = {
+  loading: 'loading…', 'no-leaf': 'this link has no call in it', ready: 'ready to join',
+  starting: 'starting audio…', connecting: 'connecting…', waiting: 'waiting for the other person',
+  'in-call': 'in call', reconnecting: 'reconnecting…', ended: 'call ended', error: 'cannot start the call',
+};
+// Notices a person can act on while the call goes on; fatal errors replace the page's state.
+const FATAL_STATE = 'error';
+
+let link = null;
+
+function setState(state) {
+  document.body.dataset.state = state;
+  $('status').textContent = STATUS[state] ?? state;
+  // The link matters until the other person is there; in a call the controls come first.
+  $('share').hidden = !link?.shareUrl || !['ready', 'starting', 'connecting', 'waiting'].includes(state);
+  $('start').hidden = state !== 'ready';
+  $('call').hidden = !['starting', 'connecting', 'waiting', 'in-call', 'reconnecting'].includes(state);
+  $('ended').hidden = state !== 'ended';
+}
+
+// The engine's messages are lower-case clauses; the page shows sentences.
+const sentence = (m) => (m ? m[0].toUpperCase() + m.slice(1) + (/[.!?]$/.test(m) ? '' : '.') : '');
+
+function showError(code, message, action) {
+  document.body.dataset.error = code;
+  $('error').dataset.code = code;
+  $('error-message').textContent = sentence(message);
+  $('error').hidden = false;
+  const button = $('error-action');
+  button.hidden = !action;
+  if (action) { button.textContent = action.label; button.onclick = action.run; }
+  setState(FATAL_STATE);
+}
+
+function clearError() {
+  delete document.body.dataset.error;
+  $('error').hidden = true;
+}
+
+function showNotice(code, message) {
+  $('notice').dataset.code = code;
+  document.body.dataset.notice = code;
+  $('notice-message').textContent = sentence(message);
+  $('notice').hidden = false;
+}
+
+function clearNotice() {
+  delete document.body.dataset.notice;
+  $('notice').hidden = true;
+}
+
+const newLink = { label: 'Make a new call link', run: () => {
+  history.replaceState(null, '', '#generate_leaf');
+  start();
+} };
+
+function readPageLink() {
+  try {
+    return readLink();
+  } catch (e) {
+    showError(e.code ?? 'bad-link', e.message, e.code === 'bad-leaf' ? newLink : null);
+    return null;
+  }
+}
+
+function showLink() {
+  $('share-link').value = link.shareUrl;
+  $('share-mobile').href = link.mobileShareUrl;
+  $('qr').innerHTML = qrSvg(link.mobileShareUrl);
+}
+
+function fmtRate(hz) { return hz ? `${(hz / 1000).toLocaleString()} kHz` : '–'; }
+function fmtBits(bps) { return `${(bps / 1e6).toFixed(2)} Mbit/s`; }
+function fmtMs(ms) { return ms ? `${ms.toFixed(1)} ms` : '–'; }
+function fmtTime(s) {
+  const m = Math.floor(s / 60), r = Math.floor(s % 60);
+  return `${m}:${String(r).padStart(2, '0')}`;
+}
+
+function showStats(s) {
+  const set = (key, text) => { document.querySelector(`[data-stat="${key}"]`).textContent = text; };
+  set('rates', `${fmtRate(s.wireRate)} / ${fmtRate(s.peerRate)}`);
+  set('bitrate', `${fmtBits(s.sendBitrate)} / ${fmtBits(s.receiveBitrate)}`);
+  set('rttMs', fmtMs(s.rttMs));
+  set('jitterDepthMs', `${s.jitterDepthMs.toFixed(1)} ms (target ${s.jitterTargetMs.toFixed(0)} ms)`);
+  set('mouthToEarMs', fmtMs(s.mouthToEarMs));
+  set('frames', `${s.framesSent} / ${s.framesReceived}`);
+  set('lossConcealed', `${s.framesLost} / ${s.framesConcealed}`);
+  set('framesDropped', String(s.framesDropped));
+  set('decryptFailures', String(s.decryptFailures));
+  set('underruns', String(s.underruns));
+  for (const [id, level] of [['meter-in', s.inputLevel], ['meter-out', s.outputLevel]]) {
+    const el = $(id);
+    el.style.width = `${Math.min(100, Math.round(100 * Math.sqrt(level)))}%`;
+    el.dataset.level = level.toFixed(3);
+  }
+  $('timer').textContent = fmtTime(s.callSeconds);
+}
+
+async function join() {
+  clearError();
+  clearNotice();
+  const client = new LineClient();
+  window.line = client;
+  client.addEventListener('state', (e) => {
+    if (document.body.dataset.state !== FATAL_STATE) setState(e.detail.state);
+    if (e.detail.state === 'in-call') clearNotice();
+  });
+  client.addEventListener('error', (e) => {
+    const { code, message, fatal } = e.detail;
+    if (!fatal) { showNotice(code, message); return; }
+    showError(code, message);
+    client.hangUp(); // release the microphone; the engine has stopped already
+  });
+  client.addEventListener('stats', (e) => showStats(e.detail));
+  try {
+    await client.join({
+      apiKey: link.apiKey, leaf: link.leaf, rate: link.rate, frameMs: link.frameMs,
+      studio: $('studio').checked,
+    });
+  } catch (e) {
+    const retry = { label: 'Try again', run: () => { clearError(); setState('ready'); } };
+    showError(e.code ?? 'audio-failed', e.message, e.code?.startsWith('mic') ? retry : null);
+  }
+}
+
+function start() {
+  clearError();
+  link = readPageLink();
+  if (!link) return;
+  window.lineLink = link;
+  $('studio').checked = link.studio;
+  if (!link.leaf) {
+    setState('no-leaf');
+    showError('no-leaf', 'This link has no call key after the #. Make a new link, or ask for the full one.', newLink);
+    return;
+  }
+  showLink();
+  if (!link.apiKey) {
+    showError('no-api-key', 'The link has no API key (?apikey=…), so the server will not let the call in. Ask for the full link.');
+    return;
+  }
+  setState('ready');
+}
 
 await init();
-document.getElementById('version').textContent = version();
+$('version').textContent = version();
+$('join').addEventListener('click', join);
+$('rejoin').addEventListener('click', () => { setState('ready'); });
+$('copy-link').addEventListener('click', async () => {
+  try {
+    await navigator.clipboard.writeText($('share-link').value);
+    $('copy-link').textContent = 'Copied';
+  } catch {
+    $('share-link').select();
+  }
+});
+$('mute').addEventListener('click', () => {
+  const muted = !window.line.muted;
+  window.line.mute(muted);
+  $('mute').setAttribute('aria-pressed', String(muted));
+  $('mute').textContent = muted ? 'Unmute' : 'Mute';
+});
+$('hangup').addEventListener('click', async () => {
+  await window.line.hangUp();
+  setState('ended');
+});
+// A different link pasted into this tab: start over with it (never during a call).
+window.addEventListener('hashchange', () => {
+  if (!window.line || window.line.state === 'ended') start();
+});
+start();

@@ -1,4 +1,35 @@
 //! line's browser client: the call engine, compiled to WebAssembly and driven by `www/line.html`.
+//!
+//! Three threads (see docs/CLIENT.md): the page's main thread holds `LineClient`, the public
+//! facade an app uses; a dedicated module Worker runs the engine (WebSocket, SFrame, jitter buffer,
+//! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
+//! and the worker through the shared rings of [`ring`].
+//!
+//! The plain-Rust parts ([`call`], [`link`], [`ring`], [`resample`], [`qr`], [`messages`]) build
+//! and test natively; the browser glue builds only for wasm32.
+
+pub mod call;
+pub mod link;
+pub mod messages;
+pub mod qr;
+pub mod resample;
+pub mod ring;
+
+#[cfg(target_arch = "wasm32")]
+mod client;
+#[cfg(target_arch = "wasm32")]
+pub mod js_ring;
+#[cfg(target_arch = "wasm32")]
+mod page;
+#[cfg(target_arch = "wasm32")]
+mod worker;
+
+#[cfg(target_arch = "wasm32")]
+pub use client::{JoinOptions, LineClient, LineStats};
+#[cfg(target_arch = "wasm32")]
+pub use page::{LinkInfo, generate_leaf, line_id_of, qr_svg, read_link};
+#[cfg(target_arch = "wasm32")]
+pub use worker::start_worker;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

@@ -1,0 +1,632 @@
+//! The call engine's logic, sans-IO: samples and frames in, frames and samples out.
+//!
+//! [`Call`] reads no clock and opens no socket: the worker passes `now` (microseconds of wall
+//! clock, `performance.timeOrigin + performance.now()`) and moves bytes. So two `Call`s can talk to
+//! each other in a native test.
+//!
+//! Per connection the worker calls [`Call::connected`] with a fresh random KID (a new SFrame
+//! sender, so a reconnect never reuses a key and nonce), then feeds [`Call::capture`],
+//! [`Call::receive`] and [`Call::play`], and sends what [`Call::poll_transmit`] returns.
+
+use std::collections::VecDeque;
+
+use line_protocol::jitter::{JitterBuffer, JitterConfig};
+use line_protocol::leaf::LeafKey;
+use line_protocol::payload::{Audio, Bye, Hello, Payload, Ping};
+use line_protocol::pcm;
+use line_protocol::sframe::{DecryptError, FrameReceiver, FrameSender};
+
+use crate::link::FrameDuration;
+use crate::messages::Stats;
+use crate::resample::LinearResampler;
+
+/// How often to measure the round trip.
+const PING_INTERVAL_US: u64 = 1_000_000;
+/// Failed frames after which, with none decrypted, the other side is taken to use another leaf.
+const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 25;
+/// The client name sent in Hello.
+const CLIENT_NAME: &str = "line-web";
+
+/// What the call needs to know about this side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallConfig {
+    /// The rate this side sends, Hz.
+    pub wire_rate: u32,
+    /// This side's frame duration.
+    pub frame: FrameDuration,
+    /// The AudioContext's rate: capture arrives and playback leaves at this rate.
+    pub context_rate: u32,
+}
+
+/// A frame ready for the socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The SFrame frame.
+    pub bytes: Vec<u8>,
+    /// Audio may be dropped when the uplink is behind; control frames (Ping, Hello, Bye) may not.
+    pub is_audio: bool,
+}
+
+/// Something the other side said that the worker should act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerEvent {
+    /// The other side is hanging up.
+    Bye,
+}
+
+/// The other side's audio stream, as far as this side has seen it.
+#[derive(Debug)]
+struct Incoming {
+    rate: u32,
+    kid: u64,
+    jitter: JitterBuffer,
+    next_sample: Option<u64>,
+    frame_samples: usize,
+}
+
+/// One person's side of a call.
+pub struct Call {
+    config: CallConfig,
+    leaf: LeafKey,
+    sender: Option<FrameSender>,
+    receiver: FrameReceiver,
+    resampler: LinearResampler,
+    /// Captured audio at the wire rate, not yet framed.
+    pending: Vec<f32>,
+    scratch_pcm: Vec<u8>,
+    scratch_plain: Vec<u8>,
+    scratch_decrypted: Vec<u8>,
+    scratch_samples: Vec<f32>,
+    /// Running index of the next sample this side sends.
+    next_sample: u64,
+    muted: bool,
+    /// Audio goes out only while the relay says the other person is there.
+    peer_present: bool,
+    incoming: Option<Incoming>,
+    outgoing: VecDeque<Outgoing>,
+    events: VecDeque<PeerEvent>,
+    next_ping_us: u64,
+    ping_id: u32,
+    /// Extra delay after the jitter buffer: playback ring plus the device, microseconds.
+    playout_delay_us: u64,
+    stats: Stats,
+    decrypted_since_join: u64,
+    failures_since_join: u64,
+    input_peak: f32,
+    output_peak: f32,
+}
+
+impl core::fmt::Debug for Call {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The leaf is a secret: print only the shape.
+        f.debug_struct("Call")
+            .field("config", &self.config)
+            .field("connected", &self.sender.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Call {
+    /// A call on the line of `leaf`.
+    #[must_use]
+    pub fn new(config: CallConfig, leaf: LeafKey) -> Self {
+        let receiver = FrameReceiver::new(&leaf);
+        Self {
+            config,
+            leaf,
+            sender: None,
+            receiver,
+            resampler: LinearResampler::new(config.context_rate, config.wire_rate),
+            pending: Vec::new(),
+            scratch_pcm: Vec::new(),
+            scratch_plain: Vec::new(),
+            scratch_decrypted: Vec::new(),
+            scratch_samples: Vec::new(),
+            next_sample: 0,
+            muted: false,
+            peer_present: false,
+            incoming: None,
+            outgoing: VecDeque::new(),
+            events: VecDeque::new(),
+            next_ping_us: 0,
+            ping_id: 0,
+            playout_delay_us: 0,
+            stats: Stats {
+                wire_rate: config.wire_rate,
+                context_rate: config.context_rate,
+                frame_ms: config.frame.millis(),
+                ..Stats::default()
+            },
+            decrypted_since_join: 0,
+            failures_since_join: 0,
+            input_peak: 0.0,
+            output_peak: 0.0,
+        }
+    }
+
+    /// A new connection with a fresh 64-bit `kid`: new sender keys, and a Hello to send first.
+    pub fn connected(&mut self, now_us: u64, kid: u64) {
+        self.sender = Some(FrameSender::new(&self.leaf, kid));
+        // A relay that reflects our own frames must not make us hear ourselves.
+        self.receiver.refuse_kid(kid);
+        self.outgoing.clear();
+        self.pending.clear();
+        self.next_ping_us = now_us;
+        self.send_hello();
+    }
+
+    /// The connection is gone: nothing more is sent until [`Call::connected`].
+    pub fn disconnected(&mut self) {
+        self.sender = None;
+        self.peer_present = false;
+        self.outgoing.clear();
+        self.pending.clear();
+    }
+
+    /// The relay says the other person arrived: greet them and forget the previous stream.
+    pub fn peer_joined(&mut self) {
+        self.peer_present = true;
+        self.incoming = None;
+        self.decrypted_since_join = 0;
+        self.failures_since_join = 0;
+        self.send_hello();
+    }
+
+    /// The relay says the other person left.
+    pub fn peer_left(&mut self) {
+        self.peer_present = false;
+        self.incoming = None;
+    }
+
+    /// Send silence (`true`) or the microphone.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+        self.stats.muted = muted;
+    }
+
+    /// Delay after the jitter buffer (playback ring and device), for the mouth-to-ear estimate.
+    pub fn set_playout_delay_us(&mut self, delay_us: u64) {
+        self.playout_delay_us = delay_us;
+    }
+
+    /// Queues a Bye for the other side.
+    pub fn hang_up(&mut self) {
+        self.send_control(&Payload::Bye(Bye { reason: "hang up" }));
+    }
+
+    /// Microphone samples at the context rate; the last one was captured at `now_us`.
+    pub fn capture(&mut self, now_us: u64, samples: &[f32]) {
+        for &s in samples {
+            self.input_peak = self.input_peak.max(s.abs());
+        }
+        if self.sender.is_none() {
+            return;
+        }
+        self.resampler.process(samples, &mut self.pending);
+        let frame_samples = self.config.frame.samples(self.config.wire_rate);
+        if !self.peer_present {
+            // Nobody to hear it: the relay would drop it. Keep only the unframed tail.
+            let whole = self.pending.len() / frame_samples * frame_samples;
+            self.pending.drain(..whole);
+            self.next_sample += whole as u64;
+            return;
+        }
+        let mut start = 0;
+        while self.pending.len() - start >= frame_samples {
+            let behind = (self.pending.len() - start) as u64;
+            let capture_time_us =
+                now_us.saturating_sub(behind * 1_000_000 / u64::from(self.config.wire_rate));
+            self.send_audio(start, frame_samples, capture_time_us);
+            start += frame_samples;
+        }
+        self.pending.drain(..start);
+    }
+
+    fn send_audio(&mut self, start: usize, len: usize, capture_time_us: u64) {
+        self.scratch_pcm.resize(2 * len, 0);
+        if self.muted {
+            self.scratch_pcm.fill(0);
+        } else {
+            pcm::f32_to_i16le(&self.pending[start..start + len], &mut self.scratch_pcm);
+        }
+        let audio = Payload::Audio(Audio {
+            sample_rate: self.config.wire_rate,
+            channels: 1,
+            first_sample: self.next_sample,
+            capture_time_us,
+            pcm: &self.scratch_pcm,
+        });
+        self.next_sample += len as u64;
+        self.scratch_plain.clear();
+        audio.encode(&mut self.scratch_plain);
+        if let Some(bytes) = self.seal() {
+            self.outgoing.push_back(Outgoing {
+                bytes,
+                is_audio: true,
+            });
+        }
+    }
+
+    fn send_hello(&mut self) {
+        let hello = Payload::Hello(Hello {
+            protocol_version: u16::from(line_protocol::payload::VERSION),
+            client: CLIENT_NAME,
+            sample_rate: self.config.wire_rate,
+            channels: 1,
+            frame_duration_us: self.config.frame.micros(),
+        });
+        self.send_control(&hello);
+    }
+
+    fn send_control(&mut self, payload: &Payload<'_>) {
+        self.scratch_plain.clear();
+        payload.encode(&mut self.scratch_plain);
+        if let Some(bytes) = self.seal() {
+            self.outgoing.push_back(Outgoing {
+                bytes,
+                is_audio: false,
+            });
+        }
+    }
+
+    /// Encrypts `scratch_plain`; `None` when not connected or the sender's counter is spent (a
+    /// reconnect draws a new KID and starts over).
+    fn seal(&mut self) -> Option<Vec<u8>> {
+        let sender = self.sender.as_mut()?;
+        let mut out = Vec::with_capacity(self.scratch_plain.len() + 32);
+        sender.encrypt(&self.scratch_plain, &mut out).ok()?;
+        Some(out)
+    }
+
+    /// Sends a Ping when one is due.
+    pub fn tick(&mut self, now_us: u64) {
+        if self.sender.is_some() && now_us >= self.next_ping_us {
+            self.next_ping_us = now_us + PING_INTERVAL_US;
+            self.ping_id = self.ping_id.wrapping_add(1);
+            let ping = Payload::Ping(Ping {
+                id: self.ping_id,
+                send_time_us: now_us,
+            });
+            self.send_control(&ping);
+        }
+    }
+
+    /// The next frame to send.
+    pub fn poll_transmit(&mut self) -> Option<Outgoing> {
+        let frame = self.outgoing.pop_front()?;
+        if frame.is_audio {
+            self.stats.frames_sent += 1;
+        }
+        Some(frame)
+    }
+
+    /// The worker could not send an audio frame because the uplink is behind.
+    pub fn dropped_outgoing(&mut self) {
+        self.stats.frames_sent -= 1;
+        self.stats.frames_dropped += 1;
+    }
+
+    /// What the other side said, for the worker to act on.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop_front()
+    }
+
+    /// A binary frame from the relay, received at `now_us`.
+    pub fn receive(&mut self, now_us: u64, frame: &[u8]) {
+        let header = match self.receiver.decrypt(frame, &mut self.scratch_decrypted) {
+            Ok(header) => header,
+            // Replays and our own reflected frames are dropped silently: they say nothing about
+            // whether the other side uses the same link.
+            Err(DecryptError::Replay | DecryptError::Reflected) => return,
+            Err(_) => {
+                self.stats.decrypt_failures += 1;
+                self.failures_since_join += 1;
+                return;
+            }
+        };
+        self.decrypted_since_join += 1;
+        let plain = core::mem::take(&mut self.scratch_decrypted);
+        match Payload::decode(&plain) {
+            Ok(Payload::Audio(audio)) => self.receive_audio(now_us, header.kid, &audio),
+            Ok(Payload::Ping(ping)) => self.send_control(&Payload::Pong(ping)),
+            Ok(Payload::Pong(pong)) if pong.id == self.ping_id => {
+                self.stats.rtt_ms = now_us.saturating_sub(pong.send_time_us) as f64 / 1000.0;
+            }
+            Ok(Payload::Bye(_)) => self.events.push_back(PeerEvent::Bye),
+            // Hello says the rate the audio frames declare anyway; late Pongs and newer payload
+            // kinds are ignored.
+            _ => {}
+        }
+        self.scratch_decrypted = plain;
+    }
+
+    fn receive_audio(&mut self, now_us: u64, kid: u64, audio: &Audio<'_>) {
+        if audio.channels != 1 || audio.pcm.len() < 2 {
+            return;
+        }
+        let samples = audio.pcm.len() / 2;
+        let fresh = match &self.incoming {
+            Some(incoming) => incoming.rate != audio.sample_rate || incoming.kid != kid,
+            None => true,
+        };
+        if fresh {
+            let config = JitterConfig::new(audio.sample_rate, self.config.context_rate, samples);
+            let Ok(jitter) = JitterBuffer::new(config) else {
+                return; // a rate or frame size the buffer refuses: not playable
+            };
+            self.incoming = Some(Incoming {
+                rate: audio.sample_rate,
+                kid,
+                jitter,
+                next_sample: None,
+                frame_samples: samples,
+            });
+        }
+        let incoming = self.incoming.as_mut().expect("set just above");
+        if let Some(expected) = incoming.next_sample
+            && audio.first_sample > expected
+        {
+            let gap = audio.first_sample - expected;
+            self.stats.frames_lost += gap.div_ceil(incoming.frame_samples as u64);
+        }
+        let end = audio.first_sample + samples as u64;
+        incoming.next_sample = Some(incoming.next_sample.map_or(end, |n| n.max(end)));
+        self.scratch_samples.resize(samples, 0.0);
+        pcm::i16le_to_f32(&audio.pcm[..2 * samples], &mut self.scratch_samples);
+        incoming
+            .jitter
+            .push(now_us, audio.first_sample, &self.scratch_samples);
+        self.stats.frames_received += 1;
+        self.stats.peer_rate = audio.sample_rate;
+        let depth_us = (incoming.jitter.stats().depth_ms * 1000.0) as u64;
+        let delay = now_us.saturating_sub(audio.capture_time_us) + depth_us + self.playout_delay_us;
+        self.stats.mouth_to_ear_ms = delay as f64 / 1000.0;
+    }
+
+    /// Fills `out` with the other side's audio at the context rate (silence when there is none).
+    pub fn play(&mut self, now_us: u64, out: &mut [f32]) {
+        match &mut self.incoming {
+            Some(incoming) => incoming.jitter.pull(now_us, out),
+            None => out.fill(0.0),
+        }
+        for &s in out.iter() {
+            self.output_peak = self.output_peak.max(s.abs());
+        }
+    }
+
+    /// Whether every frame since the other person joined failed decryption (a different link).
+    #[must_use]
+    pub fn cannot_decrypt(&self) -> bool {
+        self.decrypted_since_join == 0 && self.failures_since_join >= DECRYPT_FAILURES_BEFORE_ALARM
+    }
+
+    /// A snapshot of the statistics; resets the level peaks.
+    pub fn stats(&mut self) -> Stats {
+        let mut stats = self.stats.clone();
+        if let Some(incoming) = &self.incoming {
+            let jitter = incoming.jitter.stats();
+            stats.jitter_depth_ms = jitter.depth_ms;
+            stats.jitter_target_ms = jitter.target_ms;
+            stats.arrival_jitter_ms = jitter.jitter_ms;
+            stats.drift_ppm = jitter.drift_ppm;
+            stats.underruns = jitter.underruns;
+            let frame = incoming.frame_samples.max(1) as u64;
+            stats.frames_concealed = jitter.concealed_samples.div_ceil(frame);
+            stats.frames_discarded = jitter.late_packets
+                + jitter.duplicate_packets
+                + jitter.dropped_samples.div_ceil(frame);
+        }
+        stats.input_level = core::mem::take(&mut self.input_peak);
+        stats.output_level = core::mem::take(&mut self.output_peak);
+        stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: u32 = 48_000;
+    const FRAME: usize = 480;
+
+    fn config(context_rate: u32) -> CallConfig {
+        CallConfig {
+            wire_rate: RATE,
+            frame: FrameDuration::Ms10,
+            context_rate,
+        }
+    }
+
+    fn pair(leaf_b: [u8; 32]) -> (Call, Call) {
+        let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        let mut b = Call::new(config(RATE), LeafKey::from_random(leaf_b));
+        a.connected(0, 0xA);
+        b.connected(0, 0xB);
+        a.peer_joined();
+        b.peer_joined();
+        // Hellos cross.
+        while let Some(out) = a.poll_transmit() {
+            b.receive(0, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(0, &out.bytes);
+        }
+        (a, b)
+    }
+
+    fn tone(freq: f64, start: usize, n: usize, rate: u32) -> Vec<f32> {
+        (start..start + n)
+            .map(|i| {
+                (0.5 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+                    as f32
+            })
+            .collect()
+    }
+
+    /// Amplitude of `freq` in `samples` (a single-bin DFT).
+    fn amplitude(samples: &[f32], freq: f64, rate: u32) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (i, &s) in samples.iter().enumerate() {
+            let phase = 2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate);
+            re += f64::from(s) * phase.cos();
+            im += f64::from(s) * phase.sin();
+        }
+        2.0 * (re * re + im * im).sqrt() / samples.len() as f64
+    }
+
+    #[test]
+    fn a_tone_sent_by_one_side_plays_on_the_other() {
+        let (mut a, mut b) = pair([7; 32]);
+        let mut heard = Vec::new();
+        for step in 0..100u64 {
+            let now = step * 10_000;
+            a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
+            while let Some(out) = a.poll_transmit() {
+                b.receive(now, &out.bytes);
+            }
+            let mut out = vec![0.0; FRAME];
+            b.play(now, &mut out);
+            heard.extend_from_slice(&out);
+        }
+        let last_half = &heard[heard.len() / 2..];
+        // The jitter buffer steers its delay by resampling a hair faster or slower (a few
+        // thousandths), so look for the tone within half a percent of its pitch.
+        let amp = (-10..=10)
+            .map(|d| amplitude(last_half, 1000.0 + f64::from(d) * 0.5, RATE))
+            .fold(0.0, f64::max);
+        assert!(amp > 0.45 && amp < 0.52, "heard {amp}");
+        assert!(amplitude(last_half, 440.0, RATE) < 0.01);
+        let (sent, received) = (a.stats(), b.stats());
+        assert_eq!(sent.frames_sent, 100);
+        assert_eq!(received.frames_received, 100);
+        assert_eq!((received.decrypt_failures, received.frames_lost), (0, 0));
+        assert_eq!(received.peer_rate, RATE);
+        assert!(received.output_level > 0.4 && sent.input_level > 0.4);
+    }
+
+    #[test]
+    fn another_link_cannot_decrypt_and_says_so() {
+        let (mut a, mut b) = pair([8; 32]);
+        for step in 0..30u64 {
+            a.capture(step * 10_000, &[0.1; FRAME]);
+            while let Some(out) = a.poll_transmit() {
+                b.receive(step * 10_000, &out.bytes);
+            }
+        }
+        let stats = b.stats();
+        assert_eq!(stats.frames_received, 0);
+        assert!(stats.decrypt_failures >= 30);
+        assert!(b.cannot_decrypt());
+        assert!(!a.cannot_decrypt());
+    }
+
+    #[test]
+    fn a_missing_frame_counts_as_lost_and_mute_sends_silence() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.set_muted(true);
+        for step in 0..5u64 {
+            a.capture(step * 10_000, &[0.9; FRAME]);
+            let mut first = true;
+            while let Some(out) = a.poll_transmit() {
+                // The third audio frame is lost on the way.
+                if !(step == 2 && first) {
+                    b.receive(step * 10_000, &out.bytes);
+                }
+                first = false;
+            }
+        }
+        let stats = b.stats();
+        assert_eq!((stats.frames_received, stats.frames_lost), (4, 1));
+        assert!(a.stats().muted);
+        let mut out = vec![1.0; FRAME];
+        b.play(50_000, &mut out);
+        assert!(out.iter().all(|s| s.abs() < 1e-6), "muted audio is silence");
+    }
+
+    #[test]
+    fn our_own_frames_reflected_back_are_not_played() {
+        let (mut a, _) = pair([7; 32]);
+        a.capture(0, &[0.5; FRAME]);
+        while let Some(out) = a.poll_transmit() {
+            a.receive(0, &out.bytes);
+        }
+        let stats = a.stats();
+        assert_eq!((stats.frames_received, stats.decrypt_failures), (0, 0));
+        let mut out = vec![1.0; FRAME];
+        a.play(0, &mut out);
+        assert!(out.iter().all(|s| *s == 0.0));
+    }
+
+    #[test]
+    fn ping_and_pong_measure_the_round_trip() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.tick(1_000_000);
+        while let Some(out) = a.poll_transmit() {
+            assert!(!out.is_audio);
+            b.receive(1_010_000, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(1_030_000, &out.bytes);
+        }
+        assert!((a.stats().rtt_ms - 30.0).abs() < 1e-9);
+        // The next ping waits a second.
+        a.tick(1_500_000);
+        assert!(a.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn capture_at_the_device_rate_is_framed_at_the_wire_rate() {
+        let mut a = Call::new(config(44_100), LeafKey::from_random([7; 32]));
+        a.connected(0, 1);
+        a.peer_joined();
+        while a.poll_transmit().is_some() {}
+        for step in 0..100u64 {
+            a.capture(step * 10_000, &[0.2; 441]);
+        }
+        let mut frames = 0;
+        while let Some(out) = a.poll_transmit() {
+            frames += usize::from(out.is_audio);
+        }
+        assert!(
+            (99..=100).contains(&frames),
+            "{frames} frames from one second"
+        );
+    }
+
+    #[test]
+    fn nothing_is_sent_before_connecting_or_after_disconnecting() {
+        let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        a.capture(0, &[0.1; FRAME]);
+        a.tick(0);
+        assert!(a.poll_transmit().is_none());
+        a.connected(0, 1);
+        a.disconnected();
+        a.capture(10_000, &[0.1; FRAME]);
+        assert!(a.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn audio_waits_for_the_other_person_but_control_does_not() {
+        let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        a.connected(0, 1);
+        a.capture(0, &[0.1; 3 * FRAME]);
+        a.tick(0);
+        let kinds: Vec<bool> =
+            std::iter::from_fn(|| a.poll_transmit().map(|o| o.is_audio)).collect();
+        assert_eq!(
+            kinds,
+            [false, false],
+            "Hello and Ping, no audio while alone"
+        );
+        a.peer_joined();
+        a.capture(30_000, &[0.1; FRAME]);
+        let audio = std::iter::from_fn(|| a.poll_transmit())
+            .filter(|o| o.is_audio)
+            .count();
+        assert_eq!(audio, 1);
+        a.peer_left();
+        a.capture(40_000, &[0.1; FRAME]);
+        assert!(std::iter::from_fn(|| a.poll_transmit()).all(|o| !o.is_audio));
+    }
+}

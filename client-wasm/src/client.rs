@@ -1,0 +1,770 @@
+//! [`LineClient`]: the page-side facade an app uses to make a call.
+//!
+//! It owns the AudioContext, the microphone, the two worklet nodes and the engine's Worker, and
+//! relays the worker's messages as DOM events. The audio itself never passes through this thread.
+
+use core::fmt;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use line_protocol::leaf::{LeafKey, LeafKeyError};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, future_to_promise};
+use web_sys::{
+    AudioContext, AudioContextOptions, AudioNode, AudioWorkletNode, AudioWorkletNodeOptions,
+    CustomEvent, CustomEventInit, EventTarget, GainNode, MediaStream, MediaStreamConstraints,
+    MediaStreamTrack, MediaTrackConstraints, MessageChannel, MessageEvent, Worker, WorkerOptions,
+    WorkerType,
+};
+
+use crate::js_ring::JsRing;
+use crate::link::{FrameDuration, MAX_RATE, MIN_RATE};
+use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
+use crate::page::js_error;
+
+/// Seconds of audio each ring holds: far more than the engine keeps in it, so a late worker tick
+/// never overflows capture.
+const RING_SECONDS: f64 = 0.25;
+/// How long `hangUp()` waits for the worker to say goodbye, milliseconds.
+const HANG_UP_TIMEOUT_MS: i32 = 1500;
+
+#[wasm_bindgen(typescript_custom_section)]
+const JOIN_OPTIONS_TS: &str = r#"
+/** How to join a line; see docs/CLIENT.md. */
+export interface JoinOptions {
+  /** The line server's base URL, e.g. "https://line.example" (default: this page's origin). */
+  server?: string;
+  /** The server's API key (`?apikey=` of the link). */
+  apiKey: string;
+  /** The leaf key, `leaf_` + 43 characters (the link's fragment). */
+  leaf: string;
+  /** Wire sample rate in Hz, 8000..=384000 (default 200000). */
+  rate?: number;
+  /** Frame duration in ms: 2.5, 5, 10 or 20 (default 10). */
+  frameMs?: number;
+  /** Turn off echo cancellation, noise suppression and auto gain (for headphones). */
+  studio?: boolean;
+  /** Base URL of worklet.js and worker.js (default: the page's base URL). */
+  assets?: string;
+  /** Run the AudioContext at this rate (8000..=384000) instead of the wire rate; the engine
+   *  resamples. Default: the wire rate, or the device's where the browser refuses that. */
+  contextRate?: number;
+}
+
+/** A snapshot of the call's statistics (`LineClient.stats()`, `stats` events). */
+export interface LineStats {
+  wireRate: number; peerRate: number; contextRate: number; frameMs: number;
+  sendBitrate: number; receiveBitrate: number; rttMs: number;
+  jitterDepthMs: number; jitterTargetMs: number; arrivalJitterMs: number; driftPpm: number;
+  mouthToEarMs: number;
+  framesSent: number; framesReceived: number; framesLost: number; framesConcealed: number;
+  framesDropped: number; framesDiscarded: number; decryptFailures: number; underruns: number;
+  playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
+  muted: boolean; reconnects: number; callSeconds: number;
+}
+
+/** Events: "state" {state}, "peer-joined", "peer-left", "error" {code, message, fatal}, "stats" LineStats. */
+export type LineState = "idle" | "starting" | "connecting" | "waiting" | "in-call" | "reconnecting" | "ended";
+export type LineEventType = "state" | "peer-joined" | "peer-left" | "error" | "stats";
+"#;
+
+#[wasm_bindgen]
+extern "C" {
+    /// Options of [`LineClient::join`], typed for TypeScript.
+    #[wasm_bindgen(typescript_type = "JoinOptions")]
+    pub type JoinOptions;
+    /// A statistics snapshot, typed for TypeScript.
+    #[wasm_bindgen(typescript_type = "LineStats | null")]
+    pub type LineStats;
+}
+
+/// A call from this page: join a line, then listen for events.
+///
+/// ```js
+/// const client = new LineClient();
+/// client.addEventListener('state', (e) => console.log(e.detail.state));
+/// await client.join({ apiKey, leaf, rate: 48000, studio: true });
+/// client.remoteNode.connect(myAnalyser);
+/// ```
+#[wasm_bindgen]
+pub struct LineClient {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    events: EventTarget,
+    state: Cell<&'static str>,
+    muted: Cell<bool>,
+    stats: RefCell<JsValue>,
+    audio: RefCell<Option<Audio>>,
+    worker: RefCell<Option<WorkerLink>>,
+    /// Resolved by the worker's next Ready or Closed message.
+    waiter: RefCell<Option<Function>>,
+}
+
+struct Audio {
+    context: AudioContext,
+    remote: GainNode,
+    stream: MediaStream,
+    _capture: AudioWorkletNode,
+    _playback: AudioWorkletNode,
+}
+
+struct WorkerLink {
+    worker: Worker,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+impl Drop for WorkerLink {
+    fn drop(&mut self) {
+        self.worker.set_onmessage(None);
+        self.worker.terminate();
+    }
+}
+
+impl Drop for Audio {
+    fn drop(&mut self) {
+        for track in self.stream.get_tracks().iter() {
+            track.unchecked_into::<MediaStreamTrack>().stop();
+        }
+        // Closing returns a promise; nothing waits for it.
+        let _ = self.context.close();
+    }
+}
+
+/// What join reads from its options, checked.
+struct Join {
+    server: String,
+    api_key: String,
+    leaf: LeafKey,
+    rate: u32,
+    frame: FrameDuration,
+    studio: bool,
+    assets: String,
+    /// The AudioContext's rate when it should differ from the wire rate.
+    context_rate: Option<u32>,
+}
+
+fn get(options: &JsValue, key: &str) -> JsValue {
+    Reflect::get(options, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn base_url() -> String {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.base_uri().ok().flatten())
+        .unwrap_or_default()
+}
+
+fn resolve(relative: &str, base: &str) -> Result<String, JoinError> {
+    web_sys::Url::new_with_base(relative, base)
+        .map(|url| url.href())
+        .map_err(|_| JoinError::BadAddress(base.to_owned()))
+}
+
+/// Why joining failed. Typed here; a JavaScript `Error` with a `code` only at the boundary.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+enum JoinError {
+    /// `join` was called twice on one client.
+    AlreadyJoined,
+    /// No `apiKey`.
+    NoApiKey,
+    /// No `leaf`.
+    NoLeaf,
+    /// The leaf does not parse.
+    BadLeaf(LeafKeyError),
+    /// `rate` outside 8000..=384000 or not whole.
+    BadRate(f64),
+    /// `frameMs` not 2.5, 5, 10 or 20.
+    BadFrame,
+    /// `server` or `assets` is not a URL.
+    BadAddress(String),
+    /// No `navigator.mediaDevices` (an insecure page).
+    NoMediaDevices,
+    /// The person or the browser refused the microphone.
+    MicDenied,
+    /// No microphone, or none that can open.
+    MicMissing,
+    /// getUserMedia failed otherwise; the DOMException's name.
+    Mic(String),
+    /// The audio graph or the worker failed; the browser's message.
+    Audio(String),
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyJoined => f.write_str("this client has already joined"),
+            Self::NoApiKey => {
+                f.write_str("the link has no API key (?apikey=...); ask for the full link")
+            }
+            Self::NoLeaf => f.write_str("the link has no leaf key"),
+            Self::BadLeaf(e) => write!(f, "the leaf key in the link is malformed: {e}"),
+            Self::BadRate(rate) => {
+                write!(f, "line supports {MIN_RATE} to {MAX_RATE} Hz, not {rate}")
+            }
+            Self::BadFrame => f.write_str("frame length must be 2.5, 5, 10 or 20 ms"),
+            Self::BadAddress(url) => write!(f, "{url:?} is not a web address"),
+            Self::NoMediaDevices => {
+                f.write_str("this page cannot use a microphone here (it needs https)")
+            }
+            Self::MicDenied => {
+                f.write_str("the microphone is blocked; allow it for this page and try again")
+            }
+            Self::MicMissing => {
+                f.write_str("no usable microphone was found; connect one and try again")
+            }
+            Self::Mic(name) => write!(f, "the microphone could not start ({name})"),
+            Self::Audio(detail) => write!(f, "audio could not start: {detail}"),
+        }
+    }
+}
+
+impl JoinError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Self::AlreadyJoined => ErrorCode::Internal,
+            Self::NoApiKey => ErrorCode::NoApiKey,
+            Self::NoLeaf => ErrorCode::NoLeaf,
+            Self::BadLeaf(_) => ErrorCode::BadLeaf,
+            Self::BadRate(_) | Self::BadFrame | Self::BadAddress(_) => ErrorCode::BadLink,
+            Self::NoMediaDevices | Self::MicMissing => ErrorCode::MicMissing,
+            Self::MicDenied => ErrorCode::MicDenied,
+            Self::Mic(_) | Self::Audio(_) => ErrorCode::AudioFailed,
+        }
+    }
+
+    /// A getUserMedia rejection, by the DOMException's name.
+    fn mic(error: &JsValue) -> Self {
+        let name = Reflect::get(error, &"name".into())
+            .ok()
+            .and_then(|n| n.as_string())
+            .unwrap_or_default();
+        match name.as_str() {
+            "NotAllowedError" | "SecurityError" => Self::MicDenied,
+            "NotFoundError" | "OverconstrainedError" | "NotReadableError" => Self::MicMissing,
+            _ => Self::Mic(name),
+        }
+    }
+
+    /// A failure of the audio graph or the worker, with the browser's message.
+    fn audio(error: JsValue) -> Self {
+        let detail = Reflect::get(&error, &"message".into())
+            .ok()
+            .and_then(|m| m.as_string())
+            .unwrap_or_default();
+        Self::Audio(detail)
+    }
+}
+
+impl From<JoinError> for JsValue {
+    fn from(error: JoinError) -> Self {
+        js_error(error.code(), &error.to_string())
+    }
+}
+
+impl Join {
+    fn read(options: &JsValue) -> Result<Self, JoinError> {
+        let text = |key| get(options, key).as_string().filter(|s| !s.is_empty());
+        let api_key = text("apiKey").ok_or(JoinError::NoApiKey)?;
+        let leaf = text("leaf")
+            .ok_or(JoinError::NoLeaf)?
+            .parse::<LeafKey>()
+            .map_err(JoinError::BadLeaf)?;
+        let rate = get(options, "rate").as_f64().unwrap_or(200_000.0);
+        if !(f64::from(MIN_RATE)..=f64::from(MAX_RATE)).contains(&rate) || rate.fract() != 0.0 {
+            return Err(JoinError::BadRate(rate));
+        }
+        let frame = FrameDuration::from_millis(get(options, "frameMs").as_f64().unwrap_or(10.0))
+            .ok_or(JoinError::BadFrame)?;
+        let context_rate = match get(options, "contextRate").as_f64() {
+            None => None,
+            Some(r)
+                if (f64::from(MIN_RATE)..=f64::from(MAX_RATE)).contains(&r) && r.fract() == 0.0 =>
+            {
+                Some(r as u32)
+            }
+            Some(r) => return Err(JoinError::BadRate(r)),
+        };
+        let origin = web_sys::window()
+            .and_then(|w| w.location().origin().ok())
+            .unwrap_or_default();
+        Ok(Self {
+            server: text("server").unwrap_or(origin),
+            api_key,
+            leaf,
+            rate: rate as u32,
+            frame,
+            studio: get(options, "studio").is_truthy(),
+            assets: text("assets").unwrap_or_else(base_url),
+            context_rate,
+        })
+    }
+
+    /// `(ws_url, check_url)` for this line.
+    fn urls(&self) -> Result<(String, String), JoinError> {
+        let url = web_sys::Url::new_with_base("/ws", &self.server)
+            .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
+        let query = format!(
+            "apikey={}&line={}",
+            String::from(js_sys::encode_uri_component(&self.api_key)),
+            self.leaf.line_id()
+        );
+        url.set_search(&query);
+        let check = url.href();
+        let scheme = if url.protocol() == "https:" {
+            "wss:"
+        } else {
+            "ws:"
+        };
+        url.set_protocol(scheme);
+        Ok((url.href(), check))
+    }
+}
+
+fn new_context(rate: Option<u32>) -> Result<AudioContext, JsValue> {
+    let options = AudioContextOptions::new();
+    options.set_latency_hint(&"interactive".into());
+    if let Some(rate) = rate {
+        options.set_sample_rate(rate as f32);
+    }
+    AudioContext::new_with_context_options(&options)
+}
+
+#[wasm_bindgen]
+impl LineClient {
+    /// A client that is not in a call yet; add listeners, then call `join`.
+    #[wasm_bindgen(constructor)]
+    #[must_use]
+    pub fn new() -> LineClient {
+        LineClient {
+            inner: Rc::new(Inner {
+                events: EventTarget::new().expect("EventTarget can be constructed"),
+                state: Cell::new("idle"),
+                muted: Cell::new(false),
+                stats: RefCell::new(JsValue::NULL),
+                audio: RefCell::new(None),
+                worker: RefCell::new(None),
+                waiter: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Joins a line: starts audio (call it from a click), the microphone and the engine. Resolves
+    /// once the engine is connecting; rejects with an `Error` whose `code` says what went wrong
+    /// (`no-api-key`, `bad-leaf`, `bad-link`, `mic-denied`, `mic-missing`, `audio-failed`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn join(&self, options: JoinOptions) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            if inner.state.get() != "idle" {
+                return Err(JoinError::AlreadyJoined.into());
+            }
+            inner.set_state("starting");
+            let result = inner.clone().start(Join::read(&options)).await;
+            if result.is_err() {
+                inner.teardown();
+                inner.set_state("ended");
+            }
+            result.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
+        })
+    }
+
+    /// Mutes (`true`) or unmutes the microphone; the other side hears silence.
+    pub fn mute(&self, muted: bool) {
+        self.inner.muted.set(muted);
+        self.inner.post(&ToWorker::Mute { muted }, None);
+    }
+
+    /// Whether the microphone is muted.
+    #[wasm_bindgen(getter)]
+    pub fn muted(&self) -> bool {
+        self.inner.muted.get()
+    }
+
+    /// Hangs up: says goodbye to the other side, closes the connection, stops audio.
+    #[wasm_bindgen(js_name = hangUp, unchecked_return_type = "Promise<void>")]
+    pub fn hang_up(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            if inner.worker.borrow().is_some() {
+                let closed = inner.wait_for_worker(HANG_UP_TIMEOUT_MS);
+                inner.post(&ToWorker::HangUp, None);
+                JsFuture::from(closed).await?;
+            }
+            inner.teardown();
+            inner.set_state("ended");
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// The latest statistics (several updates a second), or `null` before the engine runs.
+    pub fn stats(&self) -> LineStats {
+        self.inner.stats.borrow().clone().unchecked_into()
+    }
+
+    /// `idle`, `starting`, `connecting`, `waiting`, `in-call`, `reconnecting` or `ended`.
+    #[wasm_bindgen(getter, unchecked_return_type = "LineState")]
+    pub fn state(&self) -> String {
+        self.inner.state.get().to_owned()
+    }
+
+    /// The call's AudioContext (after `join`), for apps that record or visualize.
+    #[wasm_bindgen(getter, js_name = audioContext)]
+    pub fn audio_context(&self) -> Option<AudioContext> {
+        self.inner
+            .audio
+            .borrow()
+            .as_ref()
+            .map(|a| a.context.clone())
+    }
+
+    /// The node that carries the other person's audio (connected to the speakers already); connect
+    /// it to an analyser or a recorder too.
+    #[wasm_bindgen(getter, js_name = remoteNode)]
+    pub fn remote_node(&self) -> Option<AudioNode> {
+        self.inner
+            .audio
+            .borrow()
+            .as_ref()
+            .map(|a| a.remote.clone().unchecked_into())
+    }
+
+    /// The microphone's stream (after `join`).
+    #[wasm_bindgen(getter, js_name = localStream)]
+    pub fn local_stream(&self) -> Option<MediaStream> {
+        self.inner.audio.borrow().as_ref().map(|a| a.stream.clone())
+    }
+
+    /// Listens for `state`, `peer-joined`, `peer-left`, `error` and `stats` events (CustomEvent;
+    /// the data is in `event.detail`).
+    #[wasm_bindgen(js_name = addEventListener)]
+    pub fn add_event_listener(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "LineEventType")] kind: &str,
+        #[wasm_bindgen(unchecked_param_type = "(event: CustomEvent) => void")] listener: &Function,
+    ) -> Result<(), JsValue> {
+        self.inner
+            .events
+            .add_event_listener_with_callback(kind, listener)
+    }
+
+    /// Stops listening.
+    #[wasm_bindgen(js_name = removeEventListener)]
+    pub fn remove_event_listener(&self, kind: &str, listener: &Function) -> Result<(), JsValue> {
+        self.inner
+            .events
+            .remove_event_listener_with_callback(kind, listener)
+    }
+}
+
+impl Default for LineClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Inner {
+    fn set_state(&self, state: &'static str) {
+        if self.state.get() == state {
+            return;
+        }
+        self.state.set(state);
+        let detail = Object::new();
+        let _ = Reflect::set(&detail, &"state".into(), &state.into());
+        self.dispatch("state", &detail);
+    }
+
+    fn dispatch(&self, kind: &str, detail: &JsValue) {
+        let init = CustomEventInit::new();
+        init.set_detail(detail);
+        if let Ok(event) = CustomEvent::new_with_event_init_dict(kind, &init) {
+            // A listener that throws does not stop the others or the call.
+            let _ = self.events.dispatch_event(&event);
+        }
+    }
+
+    fn post(&self, message: &ToWorker, extra: Option<(&Object, &Array)>) {
+        let Some(link) = &*self.worker.borrow() else {
+            return;
+        };
+        let json = serde_json::to_string(message).expect("worker messages always serialize");
+        let (object, transfer) = match extra {
+            Some((object, transfer)) => (object.clone(), transfer.clone()),
+            None => (Object::new(), Array::new()),
+        };
+        let _ = Reflect::set(&object, &"json".into(), &json.into());
+        let _ = link.worker.post_message_with_transfer(&object, &transfer);
+    }
+
+    /// A promise resolved by the worker's next Ready or Closed message, or after `timeout_ms`.
+    fn wait_for_worker(&self, timeout_ms: i32) -> Promise {
+        let waiter = &self.waiter;
+        Promise::new(&mut |resolve, _reject| {
+            if let Some(window) = web_sys::window() {
+                let _ = window
+                    .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, timeout_ms);
+            }
+            *waiter.borrow_mut() = Some(resolve);
+        })
+    }
+
+    fn on_worker_message(&self, event: &MessageEvent) {
+        let json = Reflect::get(&event.data(), &"json".into())
+            .ok()
+            .and_then(|j| j.as_string());
+        let Some(message) = json.and_then(|j| serde_json::from_str::<FromWorker>(&j).ok()) else {
+            return;
+        };
+        match message {
+            FromWorker::Ready | FromWorker::Closed => {
+                if let Some(resolve) = self.waiter.borrow_mut().take() {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
+            FromWorker::State { state } => {
+                if self.state.get() != "ended" || state == CallState::Ended {
+                    self.set_state(state.as_str());
+                }
+            }
+            FromWorker::PeerJoined => self.dispatch("peer-joined", &JsValue::NULL),
+            FromWorker::PeerLeft => self.dispatch("peer-left", &JsValue::NULL),
+            FromWorker::Error { .. } | FromWorker::Stats(_) => {
+                let detail = message_detail(&message);
+                let kind = if matches!(message, FromWorker::Stats(_)) {
+                    *self.stats.borrow_mut() = detail.clone();
+                    "stats"
+                } else {
+                    "error"
+                };
+                self.dispatch(kind, &detail);
+            }
+        }
+    }
+
+    fn teardown(&self) {
+        self.worker.borrow_mut().take();
+        self.audio.borrow_mut().take();
+    }
+
+    async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
+        let join = join?;
+        let (ws_url, check_url) = join.urls()?;
+        let worklet_url = resolve("worklet.js", &join.assets)?;
+        let worker_url = resolve("worker.js", &join.assets)?;
+
+        // The microphone first: its prompt is what a person answers, and a refusal needs no audio.
+        let stream = open_microphone(join.studio).await?;
+        let preferred = join.context_rate.unwrap_or(join.rate);
+        let (context, source) = match connect_at(Some(preferred), &stream, &worklet_url).await {
+            Ok(pair) => pair,
+            // Firefox will not connect a microphone to a context at another rate: run at the
+            // device's rate and let the engine resample.
+            Err(_) => connect_at(None, &stream, &worklet_url)
+                .await
+                .map_err(JoinError::audio)?,
+        };
+        let context_rate = context.sample_rate() as u32;
+        let shared = is_cross_origin_isolated();
+        let capacity = (f64::from(context_rate) * RING_SECONDS) as u32 + 1;
+        let capture_ring = JsRing::allocate(capacity, shared).buffer().clone();
+        let playback_ring = JsRing::allocate(capacity, shared).buffer().clone();
+        let ring_or_null = |ring: &Object| {
+            if shared {
+                ring.clone().into()
+            } else {
+                JsValue::NULL
+            }
+        };
+
+        let capture = worklet_node(
+            &context,
+            "line-capture",
+            1,
+            &ring_or_null(&capture_ring),
+            capacity,
+        )
+        .map_err(JoinError::audio)?;
+        let playback = worklet_node(
+            &context,
+            "line-playback",
+            0,
+            &ring_or_null(&playback_ring),
+            capacity,
+        )
+        .map_err(JoinError::audio)?;
+        let remote = context.create_gain().map_err(JoinError::audio)?;
+        source
+            .connect_with_audio_node(&capture)
+            .map_err(JoinError::audio)?;
+        // The capture node outputs silence; connecting it keeps the graph pulling it.
+        capture
+            .connect_with_audio_node(&context.destination())
+            .map_err(JoinError::audio)?;
+        playback
+            .connect_with_audio_node(&remote)
+            .map_err(JoinError::audio)?;
+        remote
+            .connect_with_audio_node(&context.destination())
+            .map_err(JoinError::audio)?;
+        JsFuture::from(context.resume().map_err(JoinError::audio)?)
+            .await
+            .map_err(JoinError::audio)?;
+        // Not every browser reports these; a missing one counts as zero in the estimate.
+        let latency = |name: &str| {
+            Reflect::get(&context, &name.into())
+                .ok()
+                .and_then(|v| v.as_f64())
+                .unwrap_or(0.0)
+        };
+        let output_latency_ms = 1000.0 * (latency("baseLatency") + latency("outputLatency"));
+        *self.audio.borrow_mut() = Some(Audio {
+            context,
+            remote,
+            stream,
+            _capture: capture.clone(),
+            _playback: playback.clone(),
+        });
+
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let worker = Worker::new_with_options(&worker_url, &options).map_err(JoinError::audio)?;
+        let me = Rc::downgrade(&self);
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(inner) = me.upgrade() {
+                inner.on_worker_message(&event);
+            }
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        let ready = self.wait_for_worker(10_000);
+        *self.worker.borrow_mut() = Some(WorkerLink {
+            worker,
+            _on_message: on_message,
+        });
+        JsFuture::from(ready).await.map_err(JoinError::audio)?;
+
+        let config = EngineConfig {
+            ws_url,
+            check_url,
+            leaf: join.leaf.to_string(),
+            wire_rate: join.rate,
+            frame_us: join.frame.micros(),
+            context_rate,
+            output_latency_ms,
+            ring_capacity: capacity,
+            shared,
+            muted: self.muted.get(),
+        };
+        let extra = Object::new();
+        let transfer = Array::new();
+        if shared {
+            let _ = Reflect::set(&extra, &"capture".into(), &capture_ring);
+            let _ = Reflect::set(&extra, &"playback".into(), &playback_ring);
+        } else {
+            // No shared memory: each worklet node gets one end of a channel, the worker the other.
+            for (node, name) in [(&capture, "capturePort"), (&playback, "playbackPort")] {
+                let channel = MessageChannel::new().map_err(JoinError::audio)?;
+                let to_node = Object::new();
+                let _ = Reflect::set(&to_node, &"port".into(), &channel.port1());
+                node.port()
+                    .and_then(|port| {
+                        port.post_message_with_transferable(&to_node, &Array::of1(&channel.port1()))
+                    })
+                    .map_err(JoinError::audio)?;
+                let _ = Reflect::set(&extra, &name.into(), &channel.port2());
+                transfer.push(&channel.port2());
+            }
+        }
+        self.post(&ToWorker::Start(config), Some((&extra, &transfer)));
+        Ok(())
+    }
+}
+
+fn message_detail(message: &FromWorker) -> JsValue {
+    // Stats are the `LineStats` fields; errors `{type, code, message, fatal}`.
+    let json = match message {
+        FromWorker::Stats(stats) => serde_json::to_string(stats),
+        _ => serde_json::to_string(message),
+    }
+    .expect("worker messages always serialize");
+    js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
+}
+
+fn is_cross_origin_isolated() -> bool {
+    let global = js_sys::global();
+    let isolated = Reflect::get(&global, &"crossOriginIsolated".into())
+        .map(|v| v.is_truthy())
+        .unwrap_or(false);
+    let has_sab = Reflect::get(&global, &"SharedArrayBuffer".into())
+        .map(|v| v.is_function())
+        .unwrap_or(false);
+    isolated && has_sab
+}
+
+async fn open_microphone(studio: bool) -> Result<MediaStream, JoinError> {
+    let devices = web_sys::window()
+        .and_then(|w| w.navigator().media_devices().ok())
+        .ok_or(JoinError::NoMediaDevices)?;
+    let track = MediaTrackConstraints::new();
+    let processing = JsValue::from_bool(!studio);
+    track.set_echo_cancellation(&processing);
+    track.set_noise_suppression(&processing);
+    track.set_auto_gain_control(&processing);
+    track.set_channel_count(&1.into());
+    let constraints = MediaStreamConstraints::new();
+    constraints.set_audio(&track);
+    let promise = devices
+        .get_user_media_with_constraints(&constraints)
+        .map_err(|e| JoinError::mic(&e))?;
+    let stream = JsFuture::from(promise)
+        .await
+        .map_err(|e| JoinError::mic(&e))?;
+    Ok(stream.unchecked_into())
+}
+
+/// A running context at `rate` (or the device's), with the worklet loaded and the microphone
+/// connected to a source node.
+async fn connect_at(
+    rate: Option<u32>,
+    stream: &MediaStream,
+    worklet_url: &str,
+) -> Result<(AudioContext, web_sys::MediaStreamAudioSourceNode), JsValue> {
+    let context = new_context(rate)?;
+    let loaded = async {
+        JsFuture::from(context.audio_worklet()?.add_module(worklet_url)?).await?;
+        context.create_media_stream_source(stream)
+    }
+    .await;
+    match loaded {
+        Ok(source) => Ok((context, source)),
+        Err(error) => {
+            let _ = context.close();
+            Err(error)
+        }
+    }
+}
+
+fn worklet_node(
+    context: &AudioContext,
+    name: &str,
+    inputs: u32,
+    ring: &JsValue,
+    capacity: u32,
+) -> Result<AudioWorkletNode, JsValue> {
+    let processor = Object::new();
+    let _ = Reflect::set(&processor, &"ring".into(), ring);
+    let _ = Reflect::set(&processor, &"capacity".into(), &capacity.into());
+    let options = AudioWorkletNodeOptions::new();
+    options.set_number_of_inputs(inputs);
+    options.set_number_of_outputs(1);
+    options.set_output_channel_count(&Array::of1(&1.into()));
+    options.set_processor_options(Some(&processor));
+    if inputs > 0 {
+        options.set_channel_count(1);
+        options.set_channel_count_mode(web_sys::ChannelCountMode::Explicit);
+    }
+    AudioWorkletNode::new_with_options(context, name, &options)
+}

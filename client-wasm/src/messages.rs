@@ -1,0 +1,245 @@
+//! Messages between the page (`LineClient`) and the engine's worker.
+//!
+//! Each message is a JavaScript object `{ json: "<one of these enums as JSON>", ...buffers }`: the
+//! JSON carries everything typed, the extra fields carry what JSON cannot (the shared ring buffers or
+//! a MessagePort, only in [`ToWorker::Start`]). See docs/CLIENT.md.
+
+use serde::{Deserialize, Serialize};
+
+/// What the engine needs to start a call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// `ws(s)://host/ws?apikey=...&line=...`.
+    pub ws_url: String,
+    /// The same address over http(s), fetched after a failed connect to learn the server's status.
+    pub check_url: String,
+    /// The leaf key's text form (`leaf_...`). It crosses only to our own worker.
+    pub leaf: String,
+    /// Wire sample rate this side sends, Hz.
+    pub wire_rate: u32,
+    /// Frame duration, microseconds.
+    pub frame_us: u32,
+    /// The AudioContext's rate, Hz (equals `wire_rate` unless the browser refused that rate).
+    pub context_rate: u32,
+    /// The context's base plus output latency, milliseconds, for the mouth-to-ear estimate.
+    pub output_latency_ms: f64,
+    /// Ring slots per direction.
+    pub ring_capacity: u32,
+    /// Whether the rings are shared memory (`false`: MessagePort fallback).
+    pub shared: bool,
+    /// Start muted.
+    pub muted: bool,
+}
+
+/// From the page to the worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ToWorker {
+    /// Start the call; the message object also carries `capture` and `playback` buffers, or `port`.
+    Start(EngineConfig),
+    /// Send silence instead of the microphone (`true`) or the microphone again.
+    Mute {
+        /// Whether to mute.
+        muted: bool,
+    },
+    /// Say goodbye to the other side, close the socket, then answer [`FromWorker::Closed`].
+    HangUp,
+}
+
+/// The call's state as a person sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum CallState {
+    /// Connecting to the server for the first time.
+    Connecting,
+    /// On the line, alone.
+    Waiting,
+    /// The other person is there.
+    InCall,
+    /// The connection was lost; trying again.
+    Reconnecting,
+    /// Hung up, or stopped by an error that retrying cannot fix.
+    Ended,
+}
+
+impl CallState {
+    /// The name used in events and on the page (`in-call`, ...).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Waiting => "waiting",
+            Self::InCall => "in-call",
+            Self::Reconnecting => "reconnecting",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// From the worker to the page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum FromWorker {
+    /// The wasm module is loaded in the worker; it waits for [`ToWorker::Start`].
+    Ready,
+    /// The call's state changed.
+    State {
+        /// The new state.
+        state: CallState,
+    },
+    /// The other person arrived.
+    PeerJoined,
+    /// The other person left.
+    PeerLeft,
+    /// Something a person should know; `fatal` errors end the call.
+    Error {
+        /// A stable code for scripts (see [`ErrorCode`]).
+        code: ErrorCode,
+        /// A sentence for a person.
+        message: String,
+        /// Whether the engine stopped.
+        fatal: bool,
+    },
+    /// A fresh snapshot of the statistics, several times a second.
+    Stats(Box<Stats>),
+    /// The socket is closed after [`ToWorker::HangUp`]; the worker can be terminated.
+    Closed,
+}
+
+/// Stable error codes, shown on the page as `data-code` and in `error` events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The link has no leaf key.
+    NoLeaf,
+    /// The leaf key in the link is malformed.
+    BadLeaf,
+    /// A link parameter is wrong.
+    BadLink,
+    /// The link has no API key.
+    NoApiKey,
+    /// The server refused the API key (401).
+    ApiKeyRefused,
+    /// The server refused the line id (400).
+    BadLine,
+    /// The server refused this page's origin (403).
+    OriginRefused,
+    /// Two people are already on this line (409).
+    LineFull,
+    /// Too many failed attempts from here (429).
+    TooManyAttempts,
+    /// The person refused the microphone.
+    MicDenied,
+    /// There is no microphone.
+    MicMissing,
+    /// Audio could not start (AudioContext, worklet).
+    AudioFailed,
+    /// Every frame from the other side fails decryption.
+    CannotDecrypt,
+    /// The uplink cannot carry this rate; frames are being dropped.
+    TooSlow,
+    /// The server cannot be reached.
+    ServerUnreachable,
+    /// The server closed the connection with an error of its own.
+    ServerError,
+    /// The engine failed unexpectedly (a bug).
+    Internal,
+}
+
+/// What the stats panel and `LineClient.stats()` show.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    /// This side's wire rate, Hz.
+    pub wire_rate: u32,
+    /// The rate the other side declares, Hz (0 before its first frame).
+    pub peer_rate: u32,
+    /// The AudioContext's rate, Hz.
+    pub context_rate: u32,
+    /// Frame duration, milliseconds.
+    pub frame_ms: f64,
+    /// Bits per second sent, over the last second (WebSocket payload bytes).
+    pub send_bitrate: f64,
+    /// Bits per second received, over the last second.
+    pub receive_bitrate: f64,
+    /// Round-trip time of the last encrypted Ping/Pong, milliseconds (0 before the first).
+    pub rtt_ms: f64,
+    /// Audio waiting in the jitter buffer, milliseconds.
+    pub jitter_depth_ms: f64,
+    /// The jitter buffer's current target, milliseconds.
+    pub jitter_target_ms: f64,
+    /// Arrival jitter the jitter buffer estimates, milliseconds.
+    pub arrival_jitter_ms: f64,
+    /// The other side's clock against ours as the jitter buffer learnt it, ppm.
+    pub drift_ppm: f64,
+    /// Estimated mouth-to-ear latency of the last received frame, milliseconds.
+    pub mouth_to_ear_ms: f64,
+    /// Audio frames sent.
+    pub frames_sent: u64,
+    /// Audio frames received and decrypted.
+    pub frames_received: u64,
+    /// Audio frames never received (gaps in the sender's sample index).
+    pub frames_lost: u64,
+    /// Frames' worth of audio the jitter buffer made up.
+    pub frames_concealed: u64,
+    /// Outgoing frames dropped because the uplink could not keep up.
+    pub frames_dropped: u64,
+    /// Incoming frames the jitter buffer discarded (late, duplicate, or to catch up).
+    pub frames_discarded: u64,
+    /// Frames from the other side that failed decryption.
+    pub decrypt_failures: u64,
+    /// Jitter-buffer underruns.
+    pub underruns: u64,
+    /// Samples the audio thread found missing in the playback ring since the call started.
+    pub playback_xruns: u64,
+    /// Samples the audio thread could not put in the full capture ring.
+    pub capture_xruns: u64,
+    /// Input level, 0..1 (peak over the last interval).
+    pub input_level: f32,
+    /// Output level, 0..1.
+    pub output_level: f32,
+    /// Whether the microphone is muted.
+    pub muted: bool,
+    /// Reconnections so far.
+    pub reconnects: u32,
+    /// Seconds since the other person joined (0 when not in a call).
+    pub call_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_stable_wire_names() {
+        let json = serde_json::to_string(&FromWorker::State {
+            state: CallState::InCall,
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"type":"state","state":"in-call"}"#);
+        let json = serde_json::to_string(&FromWorker::Error {
+            code: ErrorCode::ApiKeyRefused,
+            message: "m".into(),
+            fatal: true,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"api-key-refused","message":"m","fatal":true}"#
+        );
+        let back: ToWorker = serde_json::from_str(r#"{"type":"mute","muted":true}"#).unwrap();
+        assert_eq!(back, ToWorker::Mute { muted: true });
+        assert_eq!(CallState::Reconnecting.as_str(), "reconnecting");
+    }
+
+    #[test]
+    fn stats_use_camel_case_for_javascript() {
+        let json = serde_json::to_string(&Stats::default()).unwrap();
+        assert!(json.contains("\"mouthToEarMs\":0.0"));
+        assert!(json.contains("\"decryptFailures\":0"));
+    }
+}

@@ -1,0 +1,837 @@
+//! The engine's worker: WebSocket I/O, timers and rings around the sans-IO [`Call`].
+//!
+//! `www/worker.js` loads this module in a dedicated module Worker and calls [`start_worker`]. The
+//! page then posts [`ToWorker::Start`] with the shared rings; from then on the audio never touches
+//! the main thread, so a stalled page does not glitch the call.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use js_sys::{ArrayBuffer, Float32Array, Object, Reflect, Uint8Array};
+use line_protocol::control::RelayMessage;
+use line_protocol::leaf::LeafKey;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{
+    BinaryType, CloseEvent, DedicatedWorkerGlobalScope, Event, MessageEvent, MessagePort, Response,
+    WebSocket,
+};
+
+use crate::call::{Call, CallConfig, PeerEvent};
+use crate::js_ring::JsRing;
+use crate::link::FrameDuration;
+use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
+use crate::ring::{Consumer, Producer};
+
+/// How often the engine moves samples, in milliseconds (browsers clamp worker timers near 4 ms).
+const TICK_MS: i32 = 4;
+/// Playback ring fill the engine keeps at first, milliseconds; grows when the audio thread starves.
+const PLAYBACK_FILL_MS: f64 = 12.0;
+/// The most the playback fill may grow to, milliseconds.
+const PLAYBACK_FILL_MAX_MS: f64 = 40.0;
+/// Calm time after which the playback fill shrinks again, microseconds.
+const CALM_BEFORE_SHRINK_US: u64 = 10_000_000;
+/// How often stats go to the page, microseconds.
+const STATS_INTERVAL_US: u64 = 100_000;
+/// Frames' worth of bytes the socket may hold unsent before audio frames are dropped.
+const BACKPRESSURE_FRAMES: f64 = 3.0;
+/// Reconnect delays grow from this, doubling, milliseconds...
+const BACKOFF_START_MS: f64 = 500.0;
+/// ...up to this.
+const BACKOFF_MAX_MS: f64 = 8_000.0;
+/// Refused upgrades (with the plain check passing) before the page hears the line may be full.
+const REFUSALS_BEFORE_FULL_NOTICE: u32 = 3;
+
+thread_local! {
+    /// The worker's one engine and its message handler, for the worker's lifetime.
+    static WORKER: RefCell<Option<WorkerHandle>> = const { RefCell::new(None) };
+}
+
+struct WorkerHandle {
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    engine: Option<Rc<RefCell<Engine>>>,
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(message: &FromWorker) {
+    let json = serde_json::to_string(message).expect("worker messages always serialize");
+    let object = Object::new();
+    set(&object, "json", &json.into());
+    // Posting fails only for uncloneable values; a string in an object always clones.
+    let _ = scope().post_message(&object);
+}
+
+fn set(object: &Object, key: &str, value: &JsValue) {
+    // Defining a property on a fresh plain object cannot fail.
+    let _ = Reflect::set(object, &key.into(), value);
+}
+
+fn now_us() -> u64 {
+    let performance = scope().performance().expect("workers have performance");
+    ((performance.time_origin() + performance.now()) * 1000.0) as u64
+}
+
+fn random_kid() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("crypto.getRandomValues is available in workers");
+    u64::from_le_bytes(bytes)
+}
+
+fn post_error(code: ErrorCode, message: impl Into<String>, fatal: bool) {
+    post(&FromWorker::Error {
+        code,
+        message: message.into(),
+        fatal,
+    });
+}
+
+/// Entry point of the engine's worker: listens for the page's messages.
+#[wasm_bindgen(js_name = startWorker)]
+pub fn start_worker() {
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(on_page_message);
+    scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    WORKER.with(|w| {
+        *w.borrow_mut() = Some(WorkerHandle {
+            _on_message: on_message,
+            engine: None,
+        });
+    });
+    post(&FromWorker::Ready);
+}
+
+fn on_page_message(event: MessageEvent) {
+    let data = event.data();
+    let Some(json) = Reflect::get(&data, &"json".into())
+        .ok()
+        .and_then(|j| j.as_string())
+    else {
+        return;
+    };
+    let Ok(message) = serde_json::from_str::<ToWorker>(&json) else {
+        post_error(
+            ErrorCode::Internal,
+            "the page sent a message the engine does not know",
+            false,
+        );
+        return;
+    };
+    let engine = WORKER.with(|w| w.borrow().as_ref().and_then(|h| h.engine.clone()));
+    match (message, engine) {
+        (ToWorker::Start(config), None) => match Engine::start(config, &data) {
+            Ok(engine) => WORKER.with(|w| {
+                if let Some(handle) = w.borrow_mut().as_mut() {
+                    handle.engine = Some(engine);
+                }
+            }),
+            Err(error) => post_error(error.0, error.1, true),
+        },
+        (ToWorker::Mute { muted }, Some(engine)) => engine.borrow_mut().call.set_muted(muted),
+        (ToWorker::HangUp, Some(engine)) => Engine::hang_up(&engine),
+        (ToWorker::HangUp, None) => post(&FromWorker::Closed),
+        _ => {}
+    }
+}
+
+/// Where captured samples come from.
+enum CaptureSource {
+    Shared(Consumer<JsRing>),
+    /// MessagePort fallback: the worklet posts batches, queued here until the next tick.
+    Port {
+        port: MessagePort,
+        queue: Rc<RefCell<Vec<f32>>>,
+        _on_message: Closure<dyn FnMut(MessageEvent)>,
+    },
+}
+
+/// Where samples to play go.
+enum PlaybackSink {
+    Shared(Producer<JsRing>),
+    /// MessagePort fallback: the worklet reports how much it has played, and its underruns.
+    Port {
+        port: MessagePort,
+        sent: u64,
+        played: Rc<RefCell<(u64, u64)>>,
+        _on_message: Closure<dyn FnMut(MessageEvent)>,
+    },
+}
+
+impl Drop for CaptureSource {
+    fn drop(&mut self) {
+        if let Self::Port { port, .. } = self {
+            port.set_onmessage(None);
+        }
+    }
+}
+
+impl Drop for PlaybackSink {
+    fn drop(&mut self) {
+        if let Self::Port { port, .. } = self {
+            port.set_onmessage(None);
+        }
+    }
+}
+
+impl CaptureSource {
+    fn drain(&self, out: &mut Vec<f32>) {
+        match self {
+            Self::Shared(consumer) => {
+                let n = consumer.available();
+                let start = out.len();
+                out.resize(start + n, 0.0);
+                let got = consumer.pop(&mut out[start..]);
+                out.truncate(start + got);
+            }
+            Self::Port { queue, .. } => out.append(&mut queue.borrow_mut()),
+        }
+    }
+
+    fn xruns(&self) -> u64 {
+        match self {
+            Self::Shared(consumer) => u64::from(consumer.memory().xruns()),
+            Self::Port { .. } => 0,
+        }
+    }
+}
+
+impl PlaybackSink {
+    fn filled(&self) -> usize {
+        match self {
+            Self::Shared(producer) => producer.filled(),
+            Self::Port { sent, played, .. } => sent.saturating_sub(played.borrow().0) as usize,
+        }
+    }
+
+    fn push(&mut self, samples: &[f32]) {
+        match self {
+            Self::Shared(producer) => {
+                producer.push(samples);
+            }
+            Self::Port { port, sent, .. } => {
+                let chunk = Float32Array::from(samples);
+                let transfer = js_sys::Array::of1(&chunk.buffer());
+                if port
+                    .post_message_with_transferable(&chunk, &transfer)
+                    .is_ok()
+                {
+                    *sent += samples.len() as u64;
+                }
+            }
+        }
+    }
+
+    fn xruns(&self) -> u64 {
+        match self {
+            Self::Shared(producer) => u64::from(producer.memory().xruns()),
+            Self::Port { played, .. } => played.borrow().1,
+        }
+    }
+}
+
+/// An open or opening WebSocket with its handlers, removed when dropped.
+struct Socket {
+    ws: WebSocket,
+    opened: bool,
+    _on_open: Closure<dyn FnMut(Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        let _ = self.ws.close();
+    }
+}
+
+/// A `setInterval` or `setTimeout` with its closure, cleared when dropped.
+struct Timer {
+    id: i32,
+    interval: bool,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Timer {
+    fn new(ms: i32, interval: bool, callback: Closure<dyn FnMut()>) -> Self {
+        let f = callback.as_ref().unchecked_ref();
+        let id = if interval {
+            scope().set_interval_with_callback_and_timeout_and_arguments_0(f, ms)
+        } else {
+            scope().set_timeout_with_callback_and_timeout_and_arguments_0(f, ms)
+        }
+        .expect("workers have timers");
+        Self {
+            id,
+            interval,
+            _callback: callback,
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        if self.interval {
+            scope().clear_interval_with_handle(self.id);
+        } else {
+            scope().clear_timeout_with_handle(self.id);
+        }
+    }
+}
+
+struct Engine {
+    me: Weak<RefCell<Engine>>,
+    config: EngineConfig,
+    call: Call,
+    capture: CaptureSource,
+    playback: PlaybackSink,
+    socket: Option<Socket>,
+    /// Sockets and timers whose handlers may still be running; dropped on the next tick.
+    retired: (Vec<Socket>, Vec<Timer>),
+    tick: Option<Timer>,
+    reconnect: Option<Timer>,
+    state: CallState,
+    attempts: u32,
+    /// Failed upgrades in a row whose plain check passed.
+    refused_upgrades: u32,
+    reconnects: u32,
+    ever_open: bool,
+    hanging_up: bool,
+    stopped: bool,
+    capture_scratch: Vec<f32>,
+    play_scratch: Vec<f32>,
+    playback_fill_ms: f64,
+    /// Since when the audio thread has not starved.
+    calm_since_us: u64,
+    last_playback_xruns: u64,
+    xrun_baseline: u64,
+    in_call_since_us: Option<u64>,
+    next_stats_us: u64,
+    bytes: Bitrate,
+    cannot_decrypt_reported: bool,
+    dropped_reported_at: u64,
+}
+
+#[derive(Default)]
+struct Bitrate {
+    sent: u64,
+    received: u64,
+    last: (u64, u64, u64),
+    rates: (f64, f64),
+}
+
+impl Bitrate {
+    fn update(&mut self, now_us: u64) {
+        let (at, sent, received) = self.last;
+        let dt = now_us.saturating_sub(at);
+        if dt >= 1_000_000 {
+            let per_second = 8.0 * 1e6 / dt as f64;
+            self.rates = (
+                (self.sent - sent) as f64 * per_second,
+                (self.received - received) as f64 * per_second,
+            );
+            self.last = (now_us, self.sent, self.received);
+        }
+    }
+}
+
+type StartError = (ErrorCode, String);
+
+impl Engine {
+    fn start(config: EngineConfig, data: &JsValue) -> Result<Rc<RefCell<Self>>, StartError> {
+        let leaf: LeafKey = config
+            .leaf
+            .parse()
+            .map_err(|e| (ErrorCode::BadLeaf, format!("{e}")))?;
+        let frame = FrameDuration::from_millis(f64::from(config.frame_us) / 1000.0)
+            .ok_or((ErrorCode::BadLink, "unsupported frame length".to_owned()))?;
+        let call = Call::new(
+            CallConfig {
+                wire_rate: config.wire_rate,
+                frame,
+                context_rate: config.context_rate,
+            },
+            leaf,
+        );
+        let field = |name: &str| Reflect::get(data, &name.into()).unwrap_or(JsValue::UNDEFINED);
+        let (capture, playback) = if config.shared {
+            let capture = JsRing::over(field("capture").unchecked_into());
+            let playback = JsRing::over(field("playback").unchecked_into());
+            (
+                CaptureSource::Shared(Consumer::new(capture)),
+                PlaybackSink::Shared(Producer::new(playback)),
+            )
+        } else {
+            port_fallback(&field("capturePort"), &field("playbackPort"))?
+        };
+        let engine = Rc::new_cyclic(|me| {
+            RefCell::new(Self {
+                me: me.clone(),
+                call,
+                capture,
+                playback,
+                socket: None,
+                retired: (Vec::new(), Vec::new()),
+                tick: None,
+                reconnect: None,
+                state: CallState::Connecting,
+                attempts: 0,
+                refused_upgrades: 0,
+                reconnects: 0,
+                ever_open: false,
+                hanging_up: false,
+                stopped: false,
+                capture_scratch: Vec::new(),
+                play_scratch: Vec::new(),
+                playback_fill_ms: PLAYBACK_FILL_MS,
+                calm_since_us: 0,
+                last_playback_xruns: 0,
+                xrun_baseline: 0,
+                in_call_since_us: None,
+                next_stats_us: 0,
+                bytes: Bitrate::default(),
+                cannot_decrypt_reported: false,
+                dropped_reported_at: 0,
+                config,
+            })
+        });
+        {
+            let mut e = engine.borrow_mut();
+            let muted = e.config.muted;
+            e.call.set_muted(muted);
+            let me = e.me.clone();
+            e.tick = Some(Timer::new(
+                TICK_MS,
+                true,
+                Closure::new(move || {
+                    if let Some(engine) = me.upgrade() {
+                        engine.borrow_mut().on_tick();
+                    }
+                }),
+            ));
+            e.set_state(CallState::Connecting);
+            e.connect();
+        }
+        Ok(engine)
+    }
+
+    fn with_me(me: &Weak<RefCell<Self>>, f: impl FnOnce(&mut Self)) {
+        if let Some(engine) = me.upgrade() {
+            f(&mut engine.borrow_mut());
+        }
+    }
+
+    fn set_state(&mut self, state: CallState) {
+        if self.state == state && state != CallState::Connecting {
+            return;
+        }
+        self.state = state;
+        match state {
+            // The call timer runs on through a reconnect; it restarts when the other person leaves.
+            CallState::InCall => {
+                self.xrun_baseline = self.playback.xruns();
+                self.in_call_since_us.get_or_insert_with(now_us);
+            }
+            CallState::Ended => self.in_call_since_us = None,
+            // Waiting after a reconnect is not the end of the call: `peer-left` is (see below).
+            _ => {}
+        }
+        post(&FromWorker::State { state });
+    }
+
+    fn connect(&mut self) {
+        let ws = match WebSocket::new(&self.config.ws_url) {
+            Ok(ws) => ws,
+            Err(_) => {
+                post_error(ErrorCode::Internal, "the server address is not valid", true);
+                self.stop();
+                return;
+            }
+        };
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let me = self.me.clone();
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_| {
+            Self::with_me(&me, Self::on_open);
+        });
+        let me = self.me.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            Self::with_me(&me, |e| e.on_socket_message(&event));
+        });
+        let me = self.me.clone();
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |event: CloseEvent| {
+            let me2 = me.clone();
+            Self::with_me(&me, |e| e.on_close(&event, me2));
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.socket = Some(Socket {
+            ws,
+            opened: false,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        });
+    }
+
+    fn on_open(&mut self) {
+        if let Some(socket) = &mut self.socket {
+            socket.opened = true;
+        }
+        if self.ever_open {
+            self.reconnects += 1;
+        }
+        self.ever_open = true;
+        self.attempts = 0;
+        self.refused_upgrades = 0;
+        self.call.connected(now_us(), random_kid());
+        self.flush();
+    }
+
+    fn on_socket_message(&mut self, event: &MessageEvent) {
+        let data = event.data();
+        if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
+            let bytes = Uint8Array::new(buffer).to_vec();
+            self.bytes.received += bytes.len() as u64;
+            self.call.receive(now_us(), &bytes);
+            if self.call.cannot_decrypt() && !self.cannot_decrypt_reported {
+                self.cannot_decrypt_reported = true;
+                post_error(
+                    ErrorCode::CannotDecrypt,
+                    "cannot decrypt the other side — check that you both use the same link",
+                    false,
+                );
+            }
+            return;
+        }
+        let Some(text) = data.as_string() else { return };
+        match RelayMessage::from_json(&text) {
+            Ok(RelayMessage::Waiting) => self.set_state(CallState::Waiting),
+            Ok(RelayMessage::PeerJoined) => {
+                self.call.peer_joined();
+                self.cannot_decrypt_reported = false;
+                post(&FromWorker::PeerJoined);
+                self.set_state(CallState::InCall);
+                self.flush();
+            }
+            Ok(RelayMessage::PeerLeft) => {
+                self.call.peer_left();
+                self.in_call_since_us = None;
+                post(&FromWorker::PeerLeft);
+                self.set_state(CallState::Waiting);
+            }
+            Ok(RelayMessage::Error { code, reason }) => post_error(
+                ErrorCode::ServerError,
+                format!("the server closed the connection ({code}): {reason}"),
+                false,
+            ),
+            // Messages from a newer server are ignored.
+            Ok(_) | Err(_) => {}
+        }
+    }
+
+    fn on_close(&mut self, event: &CloseEvent, me: Weak<RefCell<Self>>) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        let opened = socket.opened;
+        // This handler runs inside the socket's own closure: drop it later, not now.
+        self.retired.0.push(socket);
+        self.call.disconnected();
+        if self.hanging_up || self.stopped {
+            post(&FromWorker::Closed);
+            return;
+        }
+        self.set_state(CallState::Reconnecting);
+        let code = event.code();
+        if opened {
+            if code == 1009 || code == 4400 || code == 1003 {
+                post_error(
+                    ErrorCode::ServerError,
+                    format!("the server refused what this page sent ({code})"),
+                    false,
+                );
+            }
+            self.schedule_reconnect(None);
+            return;
+        }
+        // A failed upgrade hides the server's status from WebSocket; ask again with a plain GET.
+        let url = self.config.check_url.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let status = fetch_status(&url).await;
+            Self::with_me(&me, |e| e.after_failed_connect(status));
+        });
+    }
+
+    fn after_failed_connect(&mut self, status: Option<u16>) {
+        if self.hanging_up || self.stopped {
+            return;
+        }
+        let fatal = |e: &mut Self, code, message: &str| {
+            post_error(code, message, true);
+            e.stop();
+        };
+        match status {
+            Some(401) => fatal(
+                self,
+                ErrorCode::ApiKeyRefused,
+                "this server did not accept the API key in the link",
+            ),
+            Some(403) => fatal(
+                self,
+                ErrorCode::OriginRefused,
+                "this server does not accept calls from this page's address",
+            ),
+            Some(409) => fatal(
+                self,
+                ErrorCode::LineFull,
+                "two people are already on this line",
+            ),
+            Some(429) => {
+                post_error(
+                    ErrorCode::TooManyAttempts,
+                    "too many failed attempts from this network; trying again later",
+                    false,
+                );
+                self.schedule_reconnect(Some(30_000.0));
+            }
+            None => {
+                post_error(
+                    ErrorCode::ServerUnreachable,
+                    "the server cannot be reached; trying again",
+                    false,
+                );
+                self.schedule_reconnect(None);
+            }
+            // The check passed (400/426 for the missing upgrade, or 5xx): try again. A server that
+            // checks fullness only while upgrading looks like this too, so say so after a few.
+            Some(_) => {
+                self.refused_upgrades += 1;
+                if self.refused_upgrades == REFUSALS_BEFORE_FULL_NOTICE {
+                    post_error(
+                        ErrorCode::LineFull,
+                        "the server keeps refusing this line; two people may already be on it",
+                        false,
+                    );
+                }
+                self.schedule_reconnect(None);
+            }
+        }
+    }
+
+    fn schedule_reconnect(&mut self, delay_ms: Option<f64>) {
+        let backoff =
+            (BACKOFF_START_MS * 2f64.powi(self.attempts.min(8) as i32)).min(BACKOFF_MAX_MS);
+        // Up to a quarter more, so two sides cut off together do not retry in lockstep.
+        let delay = delay_ms.unwrap_or(backoff * (1.0 + 0.25 * js_sys::Math::random()));
+        self.attempts += 1;
+        let me = self.me.clone();
+        if let Some(old) = self.reconnect.take() {
+            self.retired.1.push(old);
+        }
+        self.reconnect = Some(Timer::new(
+            delay as i32,
+            false,
+            Closure::new(move || {
+                Self::with_me(&me, |e| {
+                    if let Some(timer) = e.reconnect.take() {
+                        e.retired.1.push(timer);
+                    }
+                    if !e.stopped && !e.hanging_up {
+                        e.connect();
+                    }
+                });
+            }),
+        ));
+    }
+
+    fn hang_up(engine: &Rc<RefCell<Self>>) {
+        let mut e = engine.borrow_mut();
+        e.hanging_up = true;
+        e.reconnect = None;
+        e.call.hang_up();
+        e.flush();
+        match &e.socket {
+            Some(socket) => {
+                let _ = socket.ws.close_with_code_and_reason(1000, "hang up");
+            }
+            None => post(&FromWorker::Closed),
+        }
+        e.set_state(CallState::Ended);
+        e.tick = None;
+    }
+
+    fn stop(&mut self) {
+        self.stopped = true;
+        if let Some(socket) = self.socket.take() {
+            self.retired.0.push(socket);
+        }
+        if let Some(timer) = self.reconnect.take() {
+            self.retired.1.push(timer);
+        }
+        self.set_state(CallState::Ended);
+    }
+
+    /// Sends what the call queued; audio is dropped (and counted) while the uplink is behind.
+    fn flush(&mut self) {
+        let Some(socket) = self.socket.as_ref().filter(|s| s.opened) else {
+            while self.call.poll_transmit().is_some() {}
+            return;
+        };
+        let frame_bytes =
+            2.0 * f64::from(self.config.wire_rate) * f64::from(self.config.frame_us) / 1e6;
+        let limit = (BACKPRESSURE_FRAMES * frame_bytes) as u32;
+        while let Some(out) = self.call.poll_transmit() {
+            if out.is_audio && socket.ws.buffered_amount() > limit {
+                self.call.dropped_outgoing();
+                continue;
+            }
+            if socket.ws.send_with_u8_array(&out.bytes).is_ok() {
+                self.bytes.sent += out.bytes.len() as u64;
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        self.retired.0.clear();
+        self.retired.1.clear();
+        if self.stopped {
+            return;
+        }
+        let now = now_us();
+        let mut captured = core::mem::take(&mut self.capture_scratch);
+        captured.clear();
+        self.capture.drain(&mut captured);
+        self.call.capture(now, &captured);
+        self.capture_scratch = captured;
+        self.call.tick(now);
+        self.flush();
+        while let Some(event) = self.call.poll_event() {
+            match event {
+                // The relay's peer-left follows; nothing to do before it.
+                PeerEvent::Bye => {}
+            }
+        }
+        self.refill_playback(now);
+        if now >= self.next_stats_us {
+            self.next_stats_us = now + STATS_INTERVAL_US;
+            self.report(now);
+        }
+    }
+
+    fn refill_playback(&mut self, now: u64) {
+        let rate = f64::from(self.config.context_rate);
+        // Starving audio thread: keep more in the ring (the worker's timer is late more often).
+        let xruns = self.playback.xruns();
+        if self.state == CallState::InCall && xruns > self.last_playback_xruns {
+            self.playback_fill_ms = (self.playback_fill_ms + 4.0).min(PLAYBACK_FILL_MAX_MS);
+            self.calm_since_us = now;
+        } else if now.saturating_sub(self.calm_since_us) > CALM_BEFORE_SHRINK_US {
+            // Ten calm seconds: give back a little latency.
+            self.playback_fill_ms = (self.playback_fill_ms - 2.0).max(PLAYBACK_FILL_MS);
+            self.calm_since_us = now;
+        }
+        self.last_playback_xruns = xruns;
+        let target = (self.playback_fill_ms * rate / 1000.0) as usize;
+        let filled = self.playback.filled();
+        let fill_us = (filled as f64 * 1e6 / rate) as u64;
+        let device_us = (self.config.output_latency_ms * 1000.0) as u64;
+        self.call.set_playout_delay_us(fill_us + device_us);
+        if filled >= target {
+            return;
+        }
+        let need = (target - filled).min(self.config.ring_capacity as usize - 1 - filled);
+        let mut out = core::mem::take(&mut self.play_scratch);
+        out.resize(need, 0.0);
+        self.call.play(now, &mut out);
+        self.playback.push(&out);
+        self.play_scratch = out;
+    }
+
+    fn report(&mut self, now: u64) {
+        self.bytes.update(now);
+        let mut stats = self.call.stats();
+        stats.send_bitrate = self.bytes.rates.0;
+        stats.receive_bitrate = self.bytes.rates.1;
+        stats.reconnects = self.reconnects;
+        stats.capture_xruns = self.capture.xruns();
+        stats.playback_xruns = self.playback.xruns().saturating_sub(self.xrun_baseline);
+        let in_call = matches!(self.state, CallState::InCall | CallState::Reconnecting);
+        stats.call_seconds = self
+            .in_call_since_us
+            .filter(|_| in_call)
+            .map_or(0.0, |since| now.saturating_sub(since) as f64 / 1e6);
+        let dropped = stats.frames_dropped;
+        post(&FromWorker::Stats(Box::new(stats)));
+        // Drops mean the uplink cannot carry this rate; say so, at most every ten seconds.
+        if dropped > self.dropped_reported_at + 10 {
+            self.dropped_reported_at = dropped;
+            let khz = self.config.wire_rate / 1000;
+            post_error(
+                ErrorCode::TooSlow,
+                format!("your connection is too slow for {khz} kHz — try the mobile link"),
+                false,
+            );
+        }
+    }
+}
+
+fn port_fallback(
+    capture_port: &JsValue,
+    playback_port: &JsValue,
+) -> Result<(CaptureSource, PlaybackSink), StartError> {
+    let (Some(capture_port), Some(playback_port)) = (
+        capture_port.dyn_ref::<MessagePort>(),
+        playback_port.dyn_ref::<MessagePort>(),
+    ) else {
+        return Err((
+            ErrorCode::Internal,
+            "the page sent no audio ports".to_owned(),
+        ));
+    };
+    let queue = Rc::new(RefCell::new(Vec::new()));
+    let sink = queue.clone();
+    let on_capture = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if let Ok(batch) = event.data().dyn_into::<Float32Array>() {
+            let mut queue = sink.borrow_mut();
+            let start = queue.len();
+            queue.resize(start + batch.length() as usize, 0.0);
+            batch.copy_to(&mut queue[start..]);
+        }
+    });
+    capture_port.set_onmessage(Some(on_capture.as_ref().unchecked_ref()));
+    let played = Rc::new(RefCell::new((0u64, 0u64)));
+    let report = played.clone();
+    let on_played = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let data = event.data();
+        let at = |i: u32| Reflect::get_u32(&data, i).ok().and_then(|v| v.as_f64());
+        if let (Some(consumed), Some(xruns)) = (at(0), at(1)) {
+            *report.borrow_mut() = (consumed as u64, xruns as u64);
+        }
+    });
+    playback_port.set_onmessage(Some(on_played.as_ref().unchecked_ref()));
+    Ok((
+        CaptureSource::Port {
+            port: capture_port.clone(),
+            queue,
+            _on_message: on_capture,
+        },
+        PlaybackSink::Port {
+            port: playback_port.clone(),
+            sent: 0,
+            played,
+            _on_message: on_played,
+        },
+    ))
+}
+
+/// The HTTP status of a plain GET of `url`, or `None` when the server cannot be reached.
+async fn fetch_status(url: &str) -> Option<u16> {
+    let promise = scope().fetch_with_str(url);
+    let response = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let response: Response = response.dyn_into().ok()?;
+    Some(response.status())
+}

@@ -1,0 +1,79 @@
+// line's AudioWorklet shim: it only moves samples between the audio thread and the engine's worker.
+// Ring layout (must match client-wasm/src/ring.rs, see docs/CLIENT.md): Int32 [read, write, xruns,
+// reserved] then Float32 samples; one slot stays empty; indices published with Atomics after the data.
+class Ring {
+  constructor(buffer) {
+    this.idx = new Int32Array(buffer, 0, 4);
+    this.data = new Float32Array(buffer, 16);
+    this.cap = this.data.length;
+  }
+  push(src) {
+    const cap = this.cap, r = Atomics.load(this.idx, 0), w = Atomics.load(this.idx, 1);
+    const n = Math.min(src.length, cap - 1 - (w + cap - r) % cap), first = Math.min(n, cap - w);
+    this.data.set(src.subarray(0, first), w);
+    this.data.set(src.subarray(first, n), 0);
+    Atomics.store(this.idx, 1, (w + n) % cap);
+    if (n < src.length) Atomics.add(this.idx, 2, src.length - n);
+    return n;
+  }
+  pop(dst) {
+    const cap = this.cap, r = Atomics.load(this.idx, 0), w = Atomics.load(this.idx, 1);
+    const n = Math.min(dst.length, (w + cap - r) % cap), first = Math.min(n, cap - r);
+    dst.set(this.data.subarray(r, r + first), 0);
+    dst.set(this.data.subarray(0, n - first), first);
+    Atomics.store(this.idx, 0, (r + n) % cap);
+    if (n < dst.length) { dst.fill(0, n); Atomics.add(this.idx, 2, dst.length - n); }
+    return n;
+  }
+}
+
+// Without cross-origin isolation there is no shared memory: the worker sends a MessagePort instead,
+// capture goes out in batches of about 2.5 ms, playback arrives in chunks into a private ring.
+class Capture extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const shared = options.processorOptions.ring;
+    this.ring = shared ? new Ring(shared) : null;
+    this.batch = new Float32Array(Math.max(128, Math.round(sampleRate / 400 / 128) * 128));
+    this.fill = 0;
+    this.port.onmessage = (e) => { this.out = e.data.port; };
+  }
+  process(inputs) {
+    const ch = inputs[0][0];
+    if (!ch) return true;
+    if (this.ring) { this.ring.push(ch); return true; }
+    if (!this.out) return true;
+    this.batch.set(ch, this.fill);
+    this.fill += ch.length;
+    if (this.fill + 128 > this.batch.length) {
+      this.out.postMessage(this.batch.slice(0, this.fill));
+      this.fill = 0;
+    }
+    return true;
+  }
+}
+
+class Playback extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const shared = options.processorOptions.ring;
+    this.ring = new Ring(shared || new ArrayBuffer(16 + 4 * options.processorOptions.capacity));
+    this.consumed = 0;
+    this.blocks = 0;
+    this.port.onmessage = (e) => {
+      this.in = e.data.port;
+      this.in.onmessage = (m) => this.ring.push(m.data);
+    };
+  }
+  process(_inputs, outputs) {
+    const out = outputs[0][0];
+    this.consumed += this.ring.pop(out);
+    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+    // In port mode the worker learns how much was played, so it can keep the ring filled.
+    if (this.in && ++this.blocks % 8 === 0) this.in.postMessage([this.consumed, Atomics.load(this.ring.idx, 2)]);
+    return true;
+  }
+}
+
+registerProcessor('line-capture', Capture);
+registerProcessor('line-playback', Playback);
