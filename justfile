@@ -20,9 +20,9 @@ build:
 
 # Start the server on http://127.0.0.1:7777 with a fresh API key and print the link to open
 run: setup build
-    ./target/release/line-server --bind 127.0.0.1 --port {{port}} --www www
+    ./target/release/line-server --bind 127.0.0.1 --port {{port}}
 
-# Run every test: native, wasm in headless Chromium, and the `just run` smoke test
+# Run every test: native, wasm in headless Chromium, the `just run` smoke test, end to end
 test: setup build
     cargo test --workspace
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --target wasm32-unknown-unknown
@@ -33,7 +33,8 @@ test: setup build
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy -p line-protocol -p line-client --target wasm32-unknown-unknown -- -D warnings
+    cargo clippy -p line-protocol -p line-client --target wasm32-unknown-unknown --all-targets -- -D warnings
+    cargo clippy -p line-protocol --no-default-features -- -D warnings
 
 # Format the code
 fmt:
@@ -43,13 +44,25 @@ fmt:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Run the benchmarks (figures go into BENCHMARKS.md by hand; never a pass/fail)
+# Run the benchmarks: crypto natively and in headless Chromium, the jitter buffer (a benchmark, never a pass/fail)
 bench:
-    cargo bench -p line-protocol
+    cargo bench -p line-protocol --bench sframe
+    cargo bench -p line-protocol --bench jitter
+    CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture
 
-# Fuzz each target for a bounded time (SECONDS each, default 30); needs nightly and cargo-fuzz
+# The jitter buffer's two hour-long clock-drift simulations, optimised (about 30 s once built)
+test-drift-hour:
+    cargo test -p line-protocol --release --test jitter_drift -- --include-ignored --nocapture
+
+# Fuzz header parsing, payload decoding and the full decrypt path, SECONDS each (installs cargo-fuzz)
 fuzz seconds="30":
-    @echo "no fuzz targets yet"
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd protocol/fuzz
+    for target in header payload decrypt; do
+        cargo +nightly fuzz run "$target" -- -max_total_time={{seconds}}
+    done
 
 # Everything CI runs: the tests, formatting, clippy (native and wasm32), docs
 ci: test lint doc

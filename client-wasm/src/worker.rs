@@ -39,8 +39,8 @@ const BACKPRESSURE_FRAMES: f64 = 3.0;
 const BACKOFF_START_MS: f64 = 500.0;
 /// ...up to this.
 const BACKOFF_MAX_MS: f64 = 8_000.0;
-/// Refused upgrades (with the plain check passing) before the page hears the line may be full.
-const REFUSALS_BEFORE_FULL_NOTICE: u32 = 3;
+/// Refused upgrades (with the plain check passing) before the page hears that the server refuses.
+const REFUSALS_BEFORE_NOTICE: u32 = 3;
 
 thread_local! {
     /// The worker's one engine and its message handler, for the worker's lifetime.
@@ -606,14 +606,18 @@ impl Engine {
                 );
                 self.schedule_reconnect(None);
             }
-            // The check passed (400/426 for the missing upgrade, or 5xx): try again. A server that
-            // checks fullness only while upgrading looks like this too, so say so after a few.
-            Some(_) => {
+            // The checks passed (400/426 for the missing upgrade, or 5xx): something between here
+            // and the server refuses WebSockets (a proxy without upgrade headers, say), or the
+            // server is busy. Keep trying, and say so after a few.
+            Some(status) => {
                 self.refused_upgrades += 1;
-                if self.refused_upgrades == REFUSALS_BEFORE_FULL_NOTICE {
+                if self.refused_upgrades == REFUSALS_BEFORE_NOTICE {
                     post_error(
-                        ErrorCode::LineFull,
-                        "the server keeps refusing this line; two people may already be on it",
+                        ErrorCode::ServerError,
+                        &format!(
+                            "the server keeps refusing the connection (HTTP {status}); \
+                             trying again"
+                        ),
                         false,
                     );
                 }
