@@ -28,6 +28,11 @@ test: setup build
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --target wasm32-unknown-unknown
     wasm-pack test --headless --chrome --mode no-install client-wasm
     scripts/smoke-run.sh
+    just e2e
+
+# End to end: two headless Chromium browsers in real calls through the real server (after `just build`)
+e2e:
+    node --test --test-timeout=300000 e2e/call.test.mjs
 
 # Check formatting and run clippy with warnings denied, natively and for wasm32
 lint:

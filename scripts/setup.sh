@@ -53,6 +53,18 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   need_root_apt "Chromium and chromedriver" chromium chromium-driver
 fi
 
+# 5. The end-to-end suite's browser driver (playwright-core, no browser download), from its lockfile.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  need_root_apt "Node.js and npm" nodejs npm
+fi
+if [ ! -f e2e/node_modules/playwright-core/package.json ] \
+  || [ "$(node -p "require('./e2e/node_modules/playwright-core/package.json').version" 2>/dev/null)" \
+       != "$(node -p "require('./e2e/package-lock.json').packages['node_modules/playwright-core'].version")" ]; then
+  echo "setup: installing the end-to-end suite's driver (npm ci in e2e/)"
+  (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
+  did+=("playwright-core")
+fi
+
 if [ ${#did[@]} -eq 0 ]; then
   echo "setup: nothing to do, everything is installed"
 else

@@ -11,7 +11,7 @@ pid=$!
 trap 'kill -- -$pid 2>/dev/null || kill $pid 2>/dev/null || true; pkill -f "line-server.*--port $port" 2>/dev/null || true; rm -f "$log"' EXIT
 
 link=""
-for _ in $(seq 1 600); do
+for _ in $(seq 1 1800); do
   link=$(grep -o "http://127.0.0.1:$port/line.html?apikey=[A-Za-z]*#generate_leaf" "$log" | head -1 || true)
   [ -n "$link" ] && break
   kill -0 $pid 2>/dev/null || { cat "$log"; echo "smoke: 'just run' exited early" >&2; exit 1; }

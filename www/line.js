@@ -92,7 +92,7 @@ function showStats(s) {
   set('frames', `${s.framesSent} / ${s.framesReceived}`);
   set('lossConcealed', `${s.framesLost} / ${s.framesConcealed}`);
   set('framesDropped', String(s.framesDropped));
-  set('decryptFailures', String(s.decryptFailures));
+  set('decryptFailures', `${s.decryptFailures} / ${s.replays}`);
   set('underruns', String(s.underruns));
   for (const [id, level] of [['meter-in', s.inputLevel], ['meter-out', s.outputLevel]]) {
     const el = $(id);

@@ -316,9 +316,12 @@ impl Call {
     pub fn receive(&mut self, now_us: u64, frame: &[u8]) {
         let header = match self.receiver.decrypt(frame, &mut self.scratch_decrypted) {
             Ok(header) => header,
-            // Replays and our own reflected frames are dropped silently: they say nothing about
-            // whether the other side uses the same link.
-            Err(DecryptError::Replay | DecryptError::Reflected) => return,
+            // Replays and our own reflected frames are dropped and counted apart: they say
+            // nothing about whether the other side uses the same link.
+            Err(DecryptError::Replay | DecryptError::Reflected) => {
+                self.stats.replays += 1;
+                return;
+            }
             Err(_) => {
                 self.stats.decrypt_failures += 1;
                 self.failures_since_join += 1;
@@ -553,9 +556,26 @@ mod tests {
         }
         let stats = a.stats();
         assert_eq!((stats.frames_received, stats.decrypt_failures), (0, 0));
+        assert!(stats.replays > 0, "reflected frames are counted");
         let mut out = vec![1.0; FRAME];
         a.play(0, &mut out);
         assert!(out.iter().all(|s| *s == 0.0));
+    }
+
+    #[test]
+    fn a_replayed_frame_is_counted_and_not_played_twice() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.capture(0, &[0.5; FRAME]);
+        let mut frames = Vec::new();
+        while let Some(out) = a.poll_transmit() {
+            frames.push(out.bytes);
+        }
+        for frame in frames.iter().chain(frames.iter()) {
+            b.receive(0, frame);
+        }
+        let stats = b.stats();
+        assert_eq!(stats.replays, frames.len() as u64);
+        assert_eq!(stats.decrypt_failures, 0);
     }
 
     #[test]

@@ -192,6 +192,8 @@ pub struct Stats {
     pub frames_discarded: u64,
     /// Frames from the other side that failed decryption.
     pub decrypt_failures: u64,
+    /// Frames refused as replays (a counter seen before) or as our own frames reflected back.
+    pub replays: u64,
     /// Jitter-buffer underruns.
     pub underruns: u64,
     /// Samples the audio thread found missing in the playback ring since the call started.

@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, env = "APIKEY", hide_env_values = true)]
     apikey: Option<String>,
     /// The public base URL, e.g. https://line.example.com: used in the printed links and allowed
-    /// as WebSocket Origin. Default: http(s)://localhost:PORT.
+    /// as WebSocket Origin. Default: http(s)://BIND:PORT (127.0.0.1 when BIND is 0.0.0.0 or ::).
     #[arg(long, env = "SITEURL")]
     siteurl: Option<String>,
     /// The TCP port to listen on.
@@ -129,7 +129,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let siteurl = args
         .siteurl
         .clone()
-        .unwrap_or_else(|| format!("{scheme}://localhost:{port}"));
+        .unwrap_or_else(|| format!("{scheme}://{}:{port}", link_host(args.bind)));
     let siteurl = siteurl.trim_end_matches('/').to_owned();
     let config = Config {
         site_url: Some(siteurl.clone()),
@@ -188,5 +188,15 @@ async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}
+    }
+}
+
+/// The host for the start links when no SITEURL is set: the bound address, or loopback when the
+/// server listens on every address (a person on this machine can open that).
+fn link_host(bind: std::net::IpAddr) -> String {
+    match bind {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
     }
 }

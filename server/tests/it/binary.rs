@@ -104,7 +104,7 @@ async fn start_links(child: &mut Child) -> (Vec<String>, u16, StdoutLines) {
         links.push(line);
     }
     let port = links[0]
-        .split("localhost:")
+        .split("127.0.0.1:")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .and_then(|p| p.parse().ok())
@@ -133,14 +133,14 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
     assert_eq!(
         links[0],
         format!(
-            "Try http://localhost:{port}/line.html?apikey={}#generate_leaf",
+            "Try http://127.0.0.1:{port}/line.html?apikey={}#generate_leaf",
             key.expose()
         )
     );
     assert_eq!(
         links[1],
         format!(
-            "Try http://localhost:{port}/line.html?apikey={}&mobile=1#generate_leaf",
+            "Try http://127.0.0.1:{port}/line.html?apikey={}&mobile=1#generate_leaf",
             key.expose()
         )
     );

@@ -1,0 +1,287 @@
+// End to end: real calls between two headless Chromium browsers through the real line-server,
+// behind a TCP proxy that records every byte the server receives. Run by `just test` after the
+// builds (a busy machine makes a 200 kHz call underrun), or alone with `just e2e`.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { launchPerson } from './lib/browser.mjs';
+import { startProxy } from './lib/proxy.mjs';
+import { freePort, repoRoot, startServer } from './lib/server.mjs';
+import { hear, percentile, sampleLatency, stats, waitError, waitState, withParams } from './lib/page.mjs';
+import { findToneRun, keyEncodings, parseClientStream, tonePcm } from './lib/wire.mjs';
+import { writeTone } from './lib/wav.mjs';
+
+const OUT = path.join(repoRoot, 'target/e2e');
+const TONE_A = 440; // what A's microphone plays
+const TONE_B = 1000; // what B's microphone plays
+const AMPLITUDE = 0.5;
+const MEASURE_MS = 10_000;
+
+mkdirSync(OUT, { recursive: true });
+const wavA = path.join(OUT, `tone-${TONE_A}.wav`);
+const wavB = path.join(OUT, `tone-${TONE_B}.wav`);
+writeTone(wavA, { freq: TONE_A, amplitude: AMPLITUDE });
+writeTone(wavB, { freq: TONE_B, amplitude: AMPLITUDE });
+
+let port, proxy, server;
+const people = [];
+const leaves = []; // every leaf the suite used, for the privacy check
+const results = {}; // figures for the suite's output and BENCHMARKS.md
+
+async function person(name, opts) {
+  const p = await launchPerson(name, opts);
+  people.push(p);
+  return p;
+}
+
+async function shot(p, name) {
+  await p.page.screenshot({ path: path.join(OUT, `${name}.png`), fullPage: true });
+}
+
+/** On a failure, what each browser's console and the server's log said. */
+function report() {
+  for (const p of people) console.log(`--- console of ${p.name}\n${p.console.slice(-40).join('\n')}`);
+  if (server) console.log(`--- server log\n${server.log().replaceAll(server.apikey, '<APIKEY>').slice(-4000)}`);
+}
+
+async function guarded(fn) {
+  try {
+    await fn();
+  } catch (e) {
+    report();
+    throw e;
+  }
+}
+
+before(async () => {
+  port = await freePort();
+  proxy = await startProxy(port);
+  server = await startServer({ port, siteurl: `http://127.0.0.1:${proxy.port}` });
+});
+
+after(async () => {
+  for (const p of people) await p.close().catch(() => {});
+  await server?.stop();
+  await proxy?.close();
+  writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(results, null, 2));
+  console.log(`e2e results (also in target/e2e/results.json):\n${JSON.stringify(results, null, 2)}`);
+});
+
+/** A opens the printed link, B the link A's page shows; both join; returns both, in call. */
+async function startCall(label, params) {
+  const a = await person(`${label}-A`, { wav: wavA });
+  await a.page.goto(withParams(server.link, params));
+  await waitState(a, 'ready');
+  const shared = await a.page.inputValue('#share-link');
+  assert.match(a.page.url(), /#leaf_[A-Za-z0-9_-]{43}$/, 'the page replaced #generate_leaf with a leaf');
+  assert.equal(shared.split('#')[1], a.page.url().split('#')[1], 'the shown link carries the same leaf');
+  leaves.push(Buffer.from(shared.split('#leaf_')[1], 'base64url'));
+  await shot(a, `${label}-1-link`);
+  await a.page.click('#join');
+  await waitState(a, 'waiting');
+  await shot(a, `${label}-2-waiting`);
+
+  const b = await person(`${label}-B`, { wav: wavB });
+  await b.page.goto(shared);
+  await waitState(b, 'ready');
+  await b.page.click('#join');
+  await waitState(b, 'in-call');
+  await waitState(a, 'in-call');
+  return { a, b, shared };
+}
+
+/** Frames sent by one side and received by the other over the measurement window. */
+async function measureFlow(a, b, ms) {
+  const [a0, b0] = [await stats(a), await stats(b)];
+  const [latA, latB] = await Promise.all([sampleLatency(a, ms), sampleLatency(b, ms)]);
+  const [a1, b1] = [await stats(a), await stats(b)];
+  const flow = (s0, s1, r0, r1) => ({
+    sent: s1.framesSent - s0.framesSent,
+    received: r1.framesReceived - r0.framesReceived,
+  });
+  return { ab: flow(a0, a1, b0, b1), ba: flow(b0, b1, a0, a1), a1, b1, latA, latB };
+}
+
+function checkHearing(who, heard, other, own) {
+  assert.ok(heard[other] >= AMPLITUDE / 2,
+    `${who} hears the other's ${other} Hz at ${heard[other].toFixed(3)}, less than half of ${AMPLITUDE}`);
+  assert.ok(heard[own] < 0.02, `${who} hears its own ${own} Hz at ${heard[own].toFixed(3)}`);
+}
+
+for (const [label, params] of [['studio-200k', 'studio=1'], ['studio-48k', 'studio=1&mobile=1']]) {
+  describe(`a call at ${label}`, () => {
+    let a, b, shared;
+
+    test('both reach "in call", and each hears the other and not itself', () => guarded(async () => {
+      ({ a, b, shared } = await startCall(label, params));
+      // Let the jitter buffers settle before measuring.
+      await new Promise((r) => setTimeout(r, 1500));
+      const heardA = await hear(a, [TONE_A, TONE_B]);
+      const heardB = await hear(b, [TONE_A, TONE_B]);
+      results[label] = { heardByA: heardA, heardByB: heardB };
+      await shot(a, `${label}-3-in-call`);
+      checkHearing('A', heardA, TONE_B, TONE_A);
+      checkHearing('B', heardB, TONE_A, TONE_B);
+    }));
+
+    test('real-time flow: 98 % of frames arrive, no decryption failures or replays; latency', () => guarded(async () => {
+      let m = await measureFlow(a, b, MEASURE_MS);
+      const ratio = (f) => f.received / f.sent;
+      if (Math.min(ratio(m.ab), ratio(m.ba)) < 0.98) {
+        // Loss on loopback means a stalled browser, which a shared 2-core machine produces now
+        // and then: measure once more, and say so.
+        console.log(`${label}: flow below 98 % (${JSON.stringify([m.ab, m.ba])}); measuring once more`);
+        m = await measureFlow(a, b, MEASURE_MS);
+      }
+      const lat = [...m.latA, ...m.latB];
+      Object.assign(results[label], {
+        flowAtoB: m.ab, flowBtoA: m.ba,
+        underruns: { a: m.a1.underruns, b: m.b1.underruns },
+        playbackXruns: { a: m.a1.playbackXruns, b: m.b1.playbackXruns },
+        mouthToEarMs: { p50: percentile(lat, 50), p95: percentile(lat, 95), samples: lat.length },
+        wireRate: m.a1.wireRate, frameMs: m.a1.frameMs, rttMs: m.a1.rttMs,
+        jitterMs: { depth: m.b1.jitterDepthMs, target: m.b1.jitterTargetMs, arrival: m.b1.arrivalJitterMs },
+        driftPpm: { a: m.a1.driftPpm, b: m.b1.driftPpm },
+      });
+      console.log(`${label}: ${JSON.stringify(results[label])}`);
+      assert.ok(m.ab.sent > 0.9 * (MEASURE_MS / m.a1.frameMs), `A sent ${m.ab.sent} frames in ${MEASURE_MS} ms`);
+      assert.ok(ratio(m.ab) >= 0.98, `B received ${m.ab.received} of A's ${m.ab.sent} frames`);
+      assert.ok(ratio(m.ba) >= 0.98, `A received ${m.ba.received} of B's ${m.ba.sent} frames`);
+      for (const s of [m.a1, m.b1]) {
+        assert.equal(s.decryptFailures, 0, 'no decryption failures');
+        assert.equal(s.replays, 0, 'no replays');
+      }
+      assert.ok(lat.length > 50, 'mouth-to-ear estimates were recorded');
+    }));
+
+    if (label === 'studio-200k') {
+      test('a third person on the full line is told so', () => guarded(async () => {
+        const c = await person(`${label}-C`, { wav: wavA });
+        await c.page.goto(shared);
+        await waitState(c, 'ready');
+        await c.page.click('#join');
+        const shown = await waitError(c, 'line-full');
+        assert.equal(shown.error, 'line-full');
+        await shot(c, 'error-line-full');
+        // The call goes on.
+        const before = (await stats(b)).framesReceived;
+        await new Promise((r) => setTimeout(r, 500));
+        assert.ok((await stats(b)).framesReceived > before, 'the call goes on');
+        await c.close();
+      }));
+    }
+
+    if (label === 'studio-48k') {
+      test('the server killed mid-call and started again: both reconnect, audio flows within 5 s', () => guarded(async () => {
+        server.kill();
+        await waitState(a, 'reconnecting', 10_000);
+        await waitState(b, 'reconnecting', 10_000);
+        await shot(a, 'reconnecting');
+        const restarted = Date.now();
+        server = await startServer({ port, siteurl: `http://127.0.0.1:${proxy.port}`, apikey: server.apikey });
+        await waitState(a, 'in-call', 10_000);
+        await waitState(b, 'in-call', 10_000);
+        const before = [(await stats(a)).framesReceived, (await stats(b)).framesReceived];
+        await a.page.waitForFunction((n) => window.line.stats().framesReceived > n + 10, before[0], { timeout: 10_000 });
+        await b.page.waitForFunction((n) => window.line.stats().framesReceived > n + 10, before[1], { timeout: 10_000 });
+        const seconds = (Date.now() - restarted) / 1000;
+        results.reconnectSeconds = seconds;
+        assert.ok(seconds <= 5, `audio flowed again ${seconds} s after the restart`);
+        await new Promise((r) => setTimeout(r, 1000));
+        checkHearing('A after reconnect', await hear(a, [TONE_A, TONE_B]), TONE_B, TONE_A);
+        checkHearing('B after reconnect', await hear(b, [TONE_A, TONE_B]), TONE_A, TONE_B);
+        assert.equal(a.page.url().split('#')[1], shared.split('#')[1], 'no reload: same page, same leaf');
+      }));
+    }
+
+    test('hanging up ends the call for one and leaves the other waiting', () => guarded(async () => {
+      await b.page.click('#hangup');
+      await waitState(b, 'ended');
+      await waitState(a, 'waiting');
+      await shot(b, `${label}-4-ended`);
+      await a.page.click('#hangup');
+      await waitState(a, 'ended');
+      await a.close();
+      await b.close();
+    }));
+  });
+}
+
+describe('errors a person can act on', () => {
+  test('a wrong API key', () => guarded(async () => {
+    const p = await person('wrong-key', { wav: wavA });
+    const wrong = server.link.replace(/apikey=[A-Za-z]+/, `apikey=${'x'.repeat(80)}`);
+    await p.page.goto(wrong);
+    await waitState(p, 'ready');
+    await p.page.click('#join');
+    const shown = await waitError(p, 'api-key-refused');
+    assert.match(shown.message, /did not accept the API key/);
+    await shot(p, 'error-api-key');
+    await p.close();
+  }));
+
+  test('a malformed leaf', () => guarded(async () => {
+    const p = await person('bad-leaf', { wav: wavA });
+    await p.page.goto(server.link.replace('#generate_leaf', '#leaf_tooShort'));
+    const shown = await waitError(p, 'bad-leaf');
+    assert.ok(shown.message.length > 0);
+    await shot(p, 'error-bad-leaf');
+    await p.close();
+  }));
+
+  test('a link without a leaf offers to make one', () => guarded(async () => {
+    const p = await person('no-leaf', { wav: wavA });
+    await p.page.goto(server.link.split('#')[0]);
+    await waitError(p, 'no-leaf');
+    await shot(p, 'error-no-leaf');
+    assert.equal(await p.page.isVisible('#error-action'), true, 'the page offers a way out');
+    await p.page.click('#error-action');
+    await waitState(p, 'ready');
+    assert.match(p.page.url(), /#leaf_[A-Za-z0-9_-]{43}$/, 'a new leaf was made');
+    await p.close();
+  }));
+
+  test('the microphone denied', () => guarded(async () => {
+    const p = await person('no-mic', { wav: wavA, allowMic: false });
+    await p.page.goto(server.link);
+    await waitState(p, 'ready');
+    await p.page.click('#join');
+    await waitError(p, 'mic-denied');
+    await shot(p, 'error-mic-denied');
+    await p.close();
+  }));
+});
+
+describe('privacy: what the server received', () => {
+  test('neither a leaf nor a run of either tone\'s samples reached the server', () => guarded(async () => {
+    const streams = proxy.streams();
+    let heads = 0, binary = 0, bytes = 0;
+    assert.ok(leaves.length >= 2, 'the calls above recorded their leaves');
+    for (const raw of streams) {
+      bytes += raw.length;
+      const { heads: h, payloads } = parseClientStream(raw);
+      heads += h.length;
+      const parts = [raw, ...h.map((x) => Buffer.from(x, 'latin1')), ...payloads.map((p) => p.payload)];
+      for (const leaf of leaves) {
+        for (const enc of keyEncodings(leaf)) {
+          for (const part of parts) assert.equal(part.indexOf(enc), -1, 'a leaf reached the server');
+        }
+      }
+      for (const { opcode, payload } of payloads) {
+        if (opcode !== 2) continue;
+        binary++;
+        for (const [freq, rate] of [[TONE_A, 200000], [TONE_B, 200000], [TONE_A, 48000], [TONE_B, 48000]]) {
+          const found = findToneRun(payload, { freq, rate, amplitude: AMPLITUDE });
+          assert.equal(found, null, `a run of the ${freq} Hz tone at ${rate} Hz reached the server`);
+        }
+      }
+    }
+    // The check can fail: the same search finds the tone in plaintext PCM of either rate.
+    for (const [freq, rate] of [[TONE_A, 200000], [TONE_B, 48000]]) {
+      assert.notEqual(findToneRun(tonePcm({ freq, rate, amplitude: AMPLITUDE, count: 400 }), { freq, rate, amplitude: AMPLITUDE }), null);
+    }
+    results.privacy = { connections: streams.length, httpRequests: heads, binaryFrames: binary, bytes };
+    assert.ok(binary > 2000, `the proxy saw the calls' frames (${binary})`);
+  }));
+});

@@ -1,0 +1,31 @@
+// Headless Chromium with a fake microphone playing a WAV file, driven by playwright-core
+// (../shared/BROWSER-TESTING.md has why each flag is here).
+import { chromium } from 'playwright-core';
+
+const BASE_FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+/**
+ * Starts one browser, as one person. `wav`: the file its microphone plays. `allowMic: false` leaves out
+ * the flag that grants the microphone, as for a person who refuses it.
+ */
+export async function launchPerson(name, { wav, allowMic = true } = {}) {
+  const args = [...BASE_FLAGS, '--use-fake-device-for-media-stream'];
+  if (allowMic) args.push('--use-fake-ui-for-media-stream');
+  if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    ignoreDefaultArgs: ['--mute-audio'],
+    args,
+  });
+  const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
+  const page = await context.newPage();
+  const console_ = [];
+  page.on('console', (m) => console_.push(`[${name}] ${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => console_.push(`[${name}] pageerror: ${e.message}`));
+  return { name, browser, page, console: console_, close: () => browser.close() };
+}
