@@ -588,7 +588,8 @@ impl Engine {
             Some(409) => fatal(
                 self,
                 ErrorCode::LineFull,
-                "two people are already on this line",
+                "two people are already on this line; if one of them is you in another tab, \
+                 hang up there first, or ask for a new link",
             ),
             Some(429) => {
                 post_error(
