@@ -122,6 +122,11 @@ fn refuse(state: &AppState, status: StatusCode, reason: &'static str) -> Respons
     (status, format!("{reason}\n")).into_response()
 }
 
+fn line_full(state: &AppState) -> (Response, &'static str) {
+    let reason = "this line already has two people on it";
+    (refuse(state, StatusCode::CONFLICT, reason), "refused 409")
+}
+
 /// `GET /ws?apikey=<KEY>&line=<LINE_ID>`: every check happens before the upgrade.
 async fn ws(
     State(state): State<Arc<AppState>>,
@@ -191,14 +196,7 @@ fn check_and_upgrade(
     // Checked again, atomically, when joining below; this early look is for a plain GET, whose
     // missing upgrade would otherwise hide that the line is full.
     if state.registry.is_full(line) {
-        return (
-            refuse(
-                state,
-                StatusCode::CONFLICT,
-                "this line already has two people on it",
-            ),
-            "refused 409",
-        );
+        return line_full(state);
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -213,16 +211,7 @@ fn check_and_upgrade(
     let outbox = Arc::new(Outbox::new(limits.queue));
     let membership = match state.registry.join(line, Arc::clone(&outbox)) {
         Ok(membership) => membership,
-        Err(JoinError::LineFull) => {
-            return (
-                refuse(
-                    state,
-                    StatusCode::CONFLICT,
-                    "this line already has two people on it",
-                ),
-                "refused 409",
-            );
-        }
+        Err(JoinError::LineFull) => return line_full(state),
         Err(_) => {
             return (
                 refuse(

@@ -12,23 +12,25 @@ use crate::common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_line-server");
 
+/// Every environment variable the server reads its configuration from.
+const CONFIG_VARS: [&str; 11] = [
+    "APIKEY",
+    "SITEURL",
+    "PORT",
+    "BIND",
+    "TLS_CERT",
+    "TLS_KEY",
+    "ALLOWED_ORIGINS",
+    "TRUSTED_PROXIES",
+    "MAX_LINES",
+    "WWW",
+    "LOG_LEVEL",
+];
+
 fn command() -> Command {
     let mut command = Command::new(BIN);
     // Nothing from the outer environment decides these tests.
-    for var in [
-        "APIKEY",
-        "SITEURL",
-        "PORT",
-        "BIND",
-        "TLS_CERT",
-        "TLS_KEY",
-        "ALLOWED_ORIGINS",
-        "TRUSTED_PROXIES",
-        "MAX_LINES",
-        "WWW",
-        "LOG_LEVEL",
-        "RUST_LOG",
-    ] {
+    for var in CONFIG_VARS.iter().chain(&["RUST_LOG"]) {
         command.env_remove(var);
     }
     command.kill_on_drop(true);
@@ -70,20 +72,7 @@ async fn generate_apikey_prints_a_valid_key() {
 async fn help_documents_every_environment_variable() {
     let output = command().arg("--help").output().await.expect("runs");
     let help = String::from_utf8_lossy(&output.stdout);
-    for var in [
-        "APIKEY",
-        "SITEURL",
-        "PORT",
-        "BIND",
-        "TLS_CERT",
-        "TLS_KEY",
-        "ALLOWED_ORIGINS",
-        "TRUSTED_PROXIES",
-        "MAX_LINES",
-        "LOG_LEVEL",
-        "generate-apikey",
-        "--www",
-    ] {
+    for var in CONFIG_VARS.iter().chain(&["generate-apikey", "--www"]) {
         assert!(help.contains(var), "--help lacks {var}");
     }
 }
