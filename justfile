@@ -8,7 +8,7 @@ port := env_var_or_default("PORT", "7777")
 default:
     @just --list
 
-# Install what is missing (wasm target, wasm-pack, wasm-bindgen CLI, Chromium + chromedriver); idempotent
+# Install what is missing (wasm target, wasm-pack, wasm-bindgen CLI, Chromium + chromedriver, Node, nginx); idempotent
 setup:
     scripts/setup.sh
 
@@ -29,10 +29,10 @@ test: setup build
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --target wasm32-unknown-unknown
     wasm-pack test --headless --chrome --mode no-install client-wasm
     scripts/smoke-run.sh
-    just test-deploy
+    scripts/image-contract.sh
     just e2e
 
-# Deployment: nginx (TLS, scale-out) in front of line-server, and the release binary run as the image runs it
+# Deployment only (`test` runs both): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it
 test-deploy:
     cargo test -p line-server --test deploy
     scripts/image-contract.sh
