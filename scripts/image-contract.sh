@@ -33,6 +33,10 @@ fi
 # --- inside the namespaces ---------------------------------------------------------------------
 fail() { echo "image-contract: FAIL: $*" >&2; exit 1; }
 
+# The build stage runs the scripts CI runs, nothing of its own.
+grep -q '^    scripts/setup.sh --build-only$' Dockerfile || fail "the Dockerfile does not run scripts/setup.sh --build-only"
+grep -q '^    scripts/release.sh$' Dockerfile || fail "the Dockerfile does not run scripts/release.sh"
+
 # The runtime stage: everything after the last FROM.
 runtime=$(awk '/^FROM /{stage=""} {stage=stage $0 "\n"} END{printf "%s", stage}' Dockerfile)
 image_env=$(printf '%s' "$runtime" | sed -n 's/^ENV \([A-Z_][A-Z0-9_]*=[^ ]*\)$/\1/p')

@@ -78,7 +78,7 @@ fi
 # 6. The deployment tests: a real nginx in front of line-server, envsubst to render its config
 #    template, setcap and setpriv to run the release binary as the image does (non-root on port 443).
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  need_root_apt "nginx" nginx-light
+  need_root_apt "nginx" nginx
 fi
 if ! command -v envsubst >/dev/null 2>&1; then
   need_root_apt "envsubst" gettext-base

@@ -55,12 +55,16 @@ impl Tools {
             (Some(nginx), Some(envsubst)) => Some(Self { nginx, envsubst }),
             _ => {
                 let message = "nginx or envsubst is missing: the deployment tests need both \
-                               (`just setup` installs nginx-light and gettext-base)";
+                               (`just setup` installs nginx and gettext-base)";
                 assert!(
                     std::env::var("CI").as_deref() != Ok("true"),
                     "{message}; CI must run these tests"
                 );
-                eprintln!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n");
+                // Straight to stderr: the test harness captures eprintln! of passing tests.
+                let _ = std::io::Write::write_all(
+                    &mut std::io::stderr(),
+                    format!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n\n").as_bytes(),
+                );
                 None
             }
         }
