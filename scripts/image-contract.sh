@@ -57,7 +57,9 @@ sysctl -qw net.ipv4.ip_unprivileged_port_start=0
 
 # The container's files: the binary at the ENTRYPOINT path and a private /tmp with the pair.
 work=$(mktemp -d "$root/target/image-contract.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+pid=""
+# On any failure, the server must not outlive the check (it would keep the namespaces alive).
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=line.example.com \
   -addext subjectAltName=DNS:line.example.com -keyout "$work/privkey.pem" -out "$work/fullchain.pem" 2>/dev/null
 chmod 0644 "$work/privkey.pem"   # the mounted key must be readable by the image's user
