@@ -8,15 +8,16 @@ port := env_var_or_default("PORT", "7777")
 default:
     @just --list
 
-# Install what is missing (wasm target, wasm-pack, wasm-bindgen CLI, Chromium + chromedriver); idempotent
+# Install what is missing (wasm target, wasm-pack, wasm-bindgen CLI, Chromium + chromedriver, Node, nginx); idempotent
 setup:
     scripts/setup.sh
 
-# Build the wasm client into www/pkg, then the release server (which embeds www/)
+# Build the wasm client into www/pkg, then the release server (which embeds www/) into dist/line-server
 build:
-    scripts/check-wasm-bindgen.sh
-    wasm-pack --quiet build client-wasm --target web --out-dir ../www/pkg --mode no-install --release --no-pack
-    cargo build --release -p line-server
+    scripts/release.sh
+
+# The self-contained release binary, dist/line-server, exactly as the Dockerfile builds it
+release: build
 
 # Start the server on http://127.0.0.1:7777 with a fresh API key and print the link to open
 run: setup build
@@ -28,7 +29,13 @@ test: setup build
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --target wasm32-unknown-unknown
     wasm-pack test --headless --chrome --mode no-install client-wasm
     scripts/smoke-run.sh
+    scripts/image-contract.sh
     just e2e
+
+# Deployment only (`test` runs both): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it
+test-deploy:
+    cargo test -p line-server --test deploy
+    scripts/image-contract.sh
 
 # End to end: two headless Chromium browsers in real calls through the real server (after `just build`)
 e2e:

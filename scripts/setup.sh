@@ -2,8 +2,13 @@
 # Installs what building and testing line needs and is missing, and says what it did.
 # Idempotent: a second run installs nothing and says so. Where it cannot install (not root, not
 # Debian/Ubuntu), it prints the exact command for the person to run and stops.
+# `--build-only` installs only what `scripts/release.sh` needs (the Dockerfile's build stage): no
+# browsers, no Node, no nginx.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+build_only=false
+[ "${1:-}" = "--build-only" ] && build_only=true
 
 WASM_PACK_VERSION=0.15.1
 did=()
@@ -48,6 +53,11 @@ if ! command -v wasm-bindgen >/dev/null 2>&1; then
 fi
 scripts/check-wasm-bindgen.sh
 
+if $build_only; then
+  echo "setup: build tools ready${did[*]:+ (installed: ${did[*]})}"
+  exit 0
+fi
+
 # 4. Chromium and its driver for the browser tests, from one apt command so their versions match.
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   need_root_apt "Chromium and chromedriver" chromium chromium-driver
@@ -63,6 +73,18 @@ if [ ! -f e2e/node_modules/playwright-core/package.json ] \
   echo "setup: installing the end-to-end suite's driver (npm ci in e2e/)"
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
   did+=("playwright-core")
+fi
+
+# 6. The deployment tests: a real nginx in front of line-server, envsubst to render its config
+#    template, setcap and setpriv to run the release binary as the image does (non-root on port 443).
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  need_root_apt "nginx" nginx
+fi
+if ! command -v envsubst >/dev/null 2>&1; then
+  need_root_apt "envsubst" gettext-base
+fi
+if ! command -v setcap >/dev/null 2>&1 && [ ! -x /usr/sbin/setcap ] || ! command -v setpriv >/dev/null 2>&1; then
+  need_root_apt "setcap and setpriv" libcap2-bin util-linux
 fi
 
 if [ ${#did[@]} -eq 0 ]; then

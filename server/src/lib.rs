@@ -30,6 +30,7 @@ pub mod apikey;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod healthcheck;
 pub mod metrics;
 pub mod net;
 pub mod outbox;

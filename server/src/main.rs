@@ -71,6 +71,9 @@ struct Args {
 enum Command {
     /// Print a fresh API key and exit.
     GenerateApikey,
+    /// Ask the server running on this machine with the same PORT, BIND and TLS settings for
+    /// GET /healthz; exit 0 when it answers 200, 1 otherwise (for container HEALTHCHECKs).
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,9 @@ fn main() -> ExitCode {
             println!("{}", ApiKey::generate().expose());
         }
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Healthcheck) = args.command {
+        return healthcheck(&args);
     }
     let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -165,6 +171,35 @@ async fn run(args: Args) -> anyhow::Result<()> {
     server.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `line-server healthcheck`: the address and scheme the server would use, from the same flags.
+fn healthcheck(args: &Args) -> ExitCode {
+    let host = if args.bind.is_unspecified() {
+        match args.bind {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        args.bind
+    };
+    let result = tls::resolve_paths(args.tls_cert.clone(), args.tls_key.clone())
+        .map_err(anyhow::Error::from)
+        .and_then(|tls| {
+            line_server::healthcheck::check(
+                SocketAddr::new(host, args.port),
+                tls.is_some(),
+                Duration::from_secs(5),
+            )
+            .map_err(anyhow::Error::from)
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("line-server healthcheck: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

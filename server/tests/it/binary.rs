@@ -182,3 +182,71 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
         "a tried key leaked into the logs:\n{logs}"
     );
 }
+
+/// Runs `line-server healthcheck` with these settings; returns whether it exited 0, and stderr.
+async fn healthcheck(port: u16, tls: Option<&std::path::Path>) -> (bool, String) {
+    let mut check = command();
+    check
+        .arg("healthcheck")
+        .env("PORT", port.to_string())
+        .env("BIND", "127.0.0.1");
+    if let Some(dir) = tls {
+        check
+            .env("TLS_CERT", dir.join("fullchain.pem"))
+            .env("TLS_KEY", dir.join("privkey.pem"));
+    }
+    let output = tokio::time::timeout(Duration::from_secs(15), check.output())
+        .await
+        .expect("healthcheck finishes in time")
+        .expect("runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn healthcheck_subcommand_asks_the_running_server_plain_and_over_tls() {
+    let dir = std::env::temp_dir().join(format!("line-health-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let made =
+        rcgen::generate_simple_self_signed(vec!["line.example.com".to_owned()]).expect("rcgen");
+    std::fs::write(dir.join("fullchain.pem"), made.cert.pem()).expect("write cert");
+    std::fs::write(dir.join("privkey.pem"), made.signing_key.serialize_pem()).expect("write key");
+
+    for tls in [None, Some(dir.as_path())] {
+        let mut server = command();
+        server
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(dir) = tls {
+            server
+                .env("TLS_CERT", dir.join("fullchain.pem"))
+                .env("TLS_KEY", dir.join("privkey.pem"));
+        }
+        let mut child = server.spawn().expect("spawns");
+        let (links, port, _stdout) = start_links(&mut child).await;
+        assert_eq!(links[0].starts_with("Try https://"), tls.is_some());
+
+        // The certificate names line.example.com, not 127.0.0.1: the check talks to itself.
+        let (healthy, stderr) = healthcheck(port, tls).await;
+        assert!(healthy, "tls {}: {stderr}", tls.is_some());
+        // The wrong scheme is not healthy.
+        let other = if tls.is_some() {
+            None
+        } else {
+            Some(dir.as_path())
+        };
+        let (healthy, stderr) = healthcheck(port, other).await;
+        assert!(!healthy);
+        assert!(stderr.contains("line-server healthcheck:"), "{stderr}");
+
+        child.kill().await.expect("kill");
+        let _ = child.wait().await;
+        let (healthy, stderr) = healthcheck(port, tls).await;
+        assert!(!healthy, "a stopped server is not healthy");
+        assert!(stderr.contains("cannot ask the server"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

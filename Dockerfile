@@ -1,0 +1,36 @@
+# line: the relay and its embedded client in one small image.
+#
+#   docker build -t line.example.com/line .
+#   docker run -d --rm --name line -p 7777:443 -e APIKEY=... -e SITEURL=https://line.example.com \
+#     -v /etc/letsencrypt/live/line.example.com/fullchain.pem:/tmp/fullchain.pem:ro \
+#     -v /etc/letsencrypt/live/line.example.com/privkey.pem:/tmp/privkey.pem:ro line.example.com/line
+#
+# The build stage runs the same two scripts CI runs (`scripts/setup.sh --build-only`, then
+# `scripts/release.sh`, which `just build` calls); CI also runs dist/line-server with this file's
+# ENV, USER, ENTRYPOINT and HEALTHCHECK (scripts/image-contract.sh). No image is built in CI.
+
+# Debian 12, like the runtime image below: the binary links the same glibc.
+FROM rust:1.95.0-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    scripts/setup.sh --build-only
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    scripts/release.sh
+
+# Only the binary: no shell, no package manager, no curl (the health check is the binary itself).
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /src/dist/line-server /usr/local/bin/line-server
+# The documented run line publishes container port 443 and mounts the certificate pair at the
+# default paths (/tmp/fullchain.pem, /tmp/privkey.pem) that line-server falls back to.
+ENV PORT=443
+EXPOSE 443
+# A non-root user (distroless "nonroot"). Binding 443 needs no capability: Docker (20.10+), Podman
+# and containerd 2 set net.ipv4.ip_unprivileged_port_start=0 in each container's own network
+# namespace. On an older engine add `--sysctl net.ipv4.ip_unprivileged_port_start=0`.
+USER 65532:65532
+HEALTHCHECK --interval=30s --timeout=10s --start-period=5s --retries=3 \
+    CMD ["/usr/local/bin/line-server", "healthcheck"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/line-server"]
