@@ -6,7 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/check-wasm-bindgen.sh
-wasm-pack --quiet build client-wasm --target web --out-dir ../www/pkg --mode no-install --release --no-pack
+# Built beside www/pkg, then copied over only where a file changed: the server embeds www/ and
+# rebuilds when a file there is newer, so an unchanged bundle must keep its timestamp.
+stage=target/wasm-pkg
+wasm-pack --quiet build client-wasm --target web --out-dir "../$stage" --mode no-install --release --no-pack
+mkdir -p www/pkg
+for f in "$stage"/* "$stage"/.gitignore; do
+  cmp -s "$f" "www/pkg/${f##*/}" || cp "$f" www/pkg/
+done
+for f in www/pkg/*; do
+  [ -e "$stage/${f##*/}" ] || rm -f "$f"
+done
 # Embedded assets are read at compile time: the bundle must exist before the server is built.
 test -f www/pkg/line_client_bg.wasm || { echo "release: www/pkg has no wasm bundle" >&2; exit 1; }
 cargo build --release --locked -p line-server
