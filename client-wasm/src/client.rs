@@ -63,6 +63,7 @@ export interface LineStats {
   framesDropped: number; framesDiscarded: number; decryptFailures: number; underruns: number;
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;
+  playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;
 }
 
 /** Events: "state" {state}, "peer-joined", "peer-left", "error" {code, message, fatal}, "stats" LineStats. */
@@ -327,7 +328,11 @@ impl Join {
 
 fn new_context(rate: Option<u32>) -> Result<AudioContext, JsValue> {
     let options = AudioContextOptions::new();
-    options.set_latency_hint(&"interactive".into());
+    // 0 s asks for the smallest buffer the device allows. "interactive" gives the device's
+    // default instead: in headless Chromium 10 ms render bursts and a reported 42 ms of
+    // baseLatency + outputLatency, against 2.7 ms / 8 ms (48 kHz) and 0.6 ms / 0 ms (200 kHz)
+    // with 0; the playback ring's fill adapts if a real device then starves.
+    options.set_latency_hint(&JsValue::from_f64(0.0));
     if let Some(rate) = rate {
         options.set_sample_rate(rate as f32);
     }
