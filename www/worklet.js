@@ -37,9 +37,9 @@ class Capture extends AudioWorkletProcessor {
     this.batch = new Float32Array(Math.max(128, Math.round(sampleRate / 400 / 128) * 128));
     this.fill = 0;
     // The engine's worker sleeps in Atomics.waitAsync on the write index: waking it about every
-    // 1.3-2.7 ms (every quantum at 48 kHz, every second one at 200 kHz) makes it follow the audio
+    // 1.9-2.7 ms (every quantum at 48 kHz, every third one at 200 kHz) makes it follow the audio
     // clock instead of its own timer, which browsers clamp, throttle and deliver late.
-    this.every = Math.max(1, Math.floor(sampleRate / 128 / 750));
+    this.every = Math.max(1, Math.floor(sampleRate / 128 / 400));
     this.quanta = 0;
     this.port.onmessage = (e) => { this.out = e.data.port; };
   }

@@ -32,7 +32,7 @@ const TICK_MS: i32 = 4;
 const WAKE_TIMEOUT_MS: f64 = 20.0;
 /// Playback ring fill the engine keeps at first, milliseconds; grows when the audio thread
 /// starves. Woken by the audio thread, the engine tops the ring up right after each render, so
-/// it needs little more than one wake period (1.3-2.7 ms) plus its own wake-up latency.
+/// it needs little more than one wake period (1.9-2.7 ms) plus its own wake-up latency.
 const PLAYBACK_FILL_MS: f64 = 5.0;
 /// How much the playback fill grows each time the audio thread starves, milliseconds.
 const PLAYBACK_FILL_STEP_MS: f64 = 2.0;
@@ -828,7 +828,7 @@ fn has_wait_async() -> bool {
 }
 
 /// Runs the engine each time the capture worklet publishes samples (it `Atomics.notify`s the
-/// capture ring's write index every 1.3-2.7 ms), so frames leave and the playback ring is topped
+/// capture ring's write index every 1.9-2.7 ms), so frames leave and the playback ring is topped
 /// up on the audio clock, not on a worker timer that browsers clamp to 4 ms and deliver late.
 /// Wakes at least every [`WAKE_TIMEOUT_MS`] (a suspended context) for pings and stats; ends
 /// with the engine, its hang-up or its fatal stop.

@@ -19,6 +19,12 @@
 //! error clamped to ±[`INTEGRATED_ERROR`], so a large error at start-up (the buffer starts
 //! playing up to one pull late) is corrected by the proportional term without winding the
 //! integral up: a 10 ms start error plus 300 ppm of drift undershoots by less than 2 ms.
+//!
+//! A target that shrinks (the calm-network rule of `target.rs`, 1 ms per second) is fed
+//! forward: the delay must fall as fast as the target, so `-target'` is added to the correction
+//! directly. Without it the integral would ramp up to chase the moving target and report that
+//! ramp as clock drift: +300 ppm between two browsers sharing one clock, which is also a
+//! needless pitch offset. Steps up of the target are not fed forward: they are steps.
 
 /// Time constant of the delay average, in seconds.
 const SMOOTHING: f64 = 1.0;
@@ -38,6 +44,8 @@ pub(crate) struct DriftController {
     unmeasured: f64,
     integral: f64,
     correction: f64,
+    /// The target at the last update, to feed its rate of shrinking forward.
+    last_target: Option<f64>,
 }
 
 impl DriftController {
@@ -57,12 +65,18 @@ impl DriftController {
         self.mean_delay = None;
         self.unmeasured = 0.0;
         self.correction = (KI * self.integral).clamp(-MAX_CORRECTION, MAX_CORRECTION);
+        self.last_target = None;
     }
 
     /// One pull of `dt` seconds, with a fresh `measured` delay if packets arrived since the last
     /// one; returns the new correction.
     pub(crate) fn update(&mut self, measured: Option<f64>, target: f64, dt: f64) -> f64 {
         self.unmeasured += dt;
+        let shrinking = match self.last_target {
+            Some(last) if dt > 0.0 => ((last - target) / dt).clamp(0.0, MAX_CORRECTION),
+            _ => 0.0,
+        };
+        self.last_target = Some(target);
         if let Some(delay) = measured {
             let mean = match self.mean_delay {
                 None => delay,
@@ -78,7 +92,8 @@ impl DriftController {
         let limit = MAX_CORRECTION / KI;
         let integrated = error.clamp(-INTEGRATED_ERROR, INTEGRATED_ERROR);
         self.integral = (self.integral + integrated * dt).clamp(-limit, limit);
-        self.correction = (KP * error + KI * self.integral).clamp(-MAX_CORRECTION, MAX_CORRECTION);
+        self.correction =
+            (KP * error + KI * self.integral + shrinking).clamp(-MAX_CORRECTION, MAX_CORRECTION);
         self.correction
     }
 }
@@ -100,6 +115,27 @@ mod tests {
             worst = worst.max((depth - target).abs());
         }
         (c, worst)
+    }
+
+    #[test]
+    fn a_shrinking_target_is_followed_without_learning_fake_drift() {
+        // Same clocks; the target creeps down 1 ms per second from 50 to 20 ms, as when calm.
+        let mut c = DriftController::default();
+        let dt = 0.01;
+        let mut depth = 0.05;
+        let mut worst: f64 = 0.0;
+        for step in 0..6_000u32 {
+            let target = (0.05 - 1e-3 * f64::from(step) * dt).max(0.02);
+            let correction = c.update(Some(depth), target, dt);
+            depth -= correction * dt;
+            worst = worst.max((depth - target).abs());
+        }
+        assert!(
+            c.drift_ppm().abs() < 30.0,
+            "fake drift {} ppm",
+            c.drift_ppm()
+        );
+        assert!(worst < 0.0015, "worst depth error {worst}");
     }
 
     #[test]
