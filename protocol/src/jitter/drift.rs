@@ -15,8 +15,8 @@
 //! `KP = 0.2/s` and `KI = 0.01/s²` the loop is critically damped with a 10 s time constant. A
 //! step of 300 ppm of drift moves the delay by at most 1.2 ms, and the integral settles on the
 //! drift itself, which is what [`DriftController::drift_ppm`] reports. The correction is clamped
-//! to ±[`MAX_CORRECTION`] (2000 ppm, 3.5 cents of pitch: inaudible). The integral takes the
-//! error clamped to ±[`INTEGRATED_ERROR`], so a large error at start-up (the buffer starts
+//! to ±[`MAX_CORRECTION`] (2000 ppm, 3.5 cents of pitch: inaudible). The integral takes in
+//! only errors within ±[`INTEGRATED_ERROR`], so a large error at start-up (the buffer starts
 //! playing up to one pull late) is corrected by the proportional term without winding the
 //! integral up: a 10 ms start error plus 300 ppm of drift undershoots by less than 2 ms.
 //!
@@ -25,6 +25,9 @@
 //! directly. Without it the integral would ramp up to chase the moving target and report that
 //! ramp as clock drift: +300 ppm between two browsers sharing one clock, which is also a
 //! needless pitch offset. Steps up of the target are not fed forward: they are steps.
+//! Likewise the integral takes in only errors within ±[`INTEGRATED_ERROR`] and stops while the
+//! correction is saturated (anti-windup): a delay 60 ms above the target, worked off by the
+//! proportional term, would otherwise leave 150-300 ppm of learnt "drift" behind.
 
 /// Time constant of the delay average, in seconds.
 const SMOOTHING: f64 = 1.0;
@@ -90,8 +93,15 @@ impl DriftController {
         };
         let error = mean - target;
         let limit = MAX_CORRECTION / KI;
-        let integrated = error.clamp(-INTEGRATED_ERROR, INTEGRATED_ERROR);
-        self.integral = (self.integral + integrated * dt).clamp(-limit, limit);
+        // Anti-windup: only an error within ±INTEGRATED_ERROR is integrated (drift keeps it
+        // there), and not while the correction is pinned at its limit. A larger error (tens of
+        // ms after an underrun or a stall) is the proportional term's to work off; integrating
+        // it would learn its size as hundreds of ppm of fake drift.
+        let unclamped = KP * error + KI * self.integral + shrinking;
+        let saturated = unclamped.abs() >= MAX_CORRECTION && unclamped.signum() == error.signum();
+        if !saturated && error.abs() <= INTEGRATED_ERROR {
+            self.integral = (self.integral + error * dt).clamp(-limit, limit);
+        }
         self.correction =
             (KP * error + KI * self.integral + shrinking).clamp(-MAX_CORRECTION, MAX_CORRECTION);
         self.correction
@@ -136,6 +146,22 @@ mod tests {
             c.drift_ppm()
         );
         assert!(worst < 0.0015, "worst depth error {worst}");
+    }
+
+    #[test]
+    fn a_large_excess_is_worked_off_without_winding_up() {
+        // Same clocks; the delay starts 60 ms above the target (audio piled up by a stall).
+        let mut c = DriftController::default();
+        let (dt, target) = (0.01, 0.03);
+        let mut depth = 0.09;
+        let mut peak: f64 = 0.0;
+        for _ in 0..6_000u32 {
+            let correction = c.update(Some(depth), target, dt);
+            depth -= correction * dt;
+            peak = peak.max(c.drift_ppm().abs());
+        }
+        assert!(peak < 60.0, "learnt up to {peak} ppm of fake drift");
+        assert!((depth - target).abs() < 0.002, "delay {depth}");
     }
 
     #[test]
