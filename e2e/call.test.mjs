@@ -143,6 +143,12 @@ for (const [label, params] of [['studio-200k', 'studio=1'], ['studio-48k', 'stud
         wireRate: m.a1.wireRate, frameMs: m.a1.frameMs, rttMs: m.a1.rttMs,
         jitterMs: { depth: m.b1.jitterDepthMs, target: m.b1.jitterTargetMs, arrival: m.b1.arrivalJitterMs },
         driftPpm: { a: m.a1.driftPpm, b: m.b1.driftPpm },
+        // Where the engine's own time goes: playback-ring fill (lowest at a wake, and kept),
+        // longest gap between engine wakes, and what the AudioContext reports for the device.
+        playback: Object.fromEntries([['a', m.a1], ['b', m.b1]].map(([k, s]) => [k, {
+          lowestFillMs: s.playbackFillMs, targetMs: s.playbackTargetMs, wakeGapMs: s.wakeGapMs,
+        }])),
+        outputLatencyMs: m.a1.outputLatencyMs,
       });
       console.log(`${label}: ${JSON.stringify(results[label])}`);
       assert.ok(m.ab.sent > 0.9 * (MEASURE_MS / m.a1.frameMs), `A sent ${m.ab.sent} frames in ${MEASURE_MS} ms`);

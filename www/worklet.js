@@ -36,12 +36,21 @@ class Capture extends AudioWorkletProcessor {
     this.ring = shared ? new Ring(shared) : null;
     this.batch = new Float32Array(Math.max(128, Math.round(sampleRate / 400 / 128) * 128));
     this.fill = 0;
+    // The engine's worker sleeps in Atomics.waitAsync on the write index: waking it about every
+    // 1.9-2.7 ms (every quantum at 48 kHz, every third one at 200 kHz) makes it follow the audio
+    // clock instead of its own timer, which browsers clamp, throttle and deliver late.
+    this.every = Math.max(1, Math.floor(sampleRate / 128 / 400));
+    this.quanta = 0;
     this.port.onmessage = (e) => { this.out = e.data.port; };
   }
   process(inputs) {
     const ch = inputs[0][0];
     if (!ch) return true;
-    if (this.ring) { this.ring.push(ch); return true; }
+    if (this.ring) {
+      this.ring.push(ch);
+      if (++this.quanta % this.every === 0) Atomics.notify(this.ring.idx, 1);
+      return true;
+    }
     if (!this.out) return true;
     this.batch.set(ch, this.fill);
     this.fill += ch.length;

@@ -55,6 +55,12 @@ impl JsRing {
         &self.buffer
     }
 
+    /// The four index slots, for `Atomics.waitAsync` on the write index.
+    #[must_use]
+    pub fn indices(&self) -> &Int32Array {
+        &self.indices
+    }
+
     /// Samples the worklet could not move so far (capture overflow or playback underrun).
     #[must_use]
     pub fn xruns(&self) -> u32 {

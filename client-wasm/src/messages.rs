@@ -210,6 +210,15 @@ pub struct Stats {
     pub reconnects: u32,
     /// Seconds since the other person joined (0 when not in a call).
     pub call_seconds: f64,
+    /// Lowest playback-ring fill the engine found when it woke, over the last interval,
+    /// milliseconds: how close the audio thread came to starving.
+    pub playback_fill_ms: f64,
+    /// The playback-ring fill the engine keeps, milliseconds.
+    pub playback_target_ms: f64,
+    /// Longest time between two engine wake-ups over the last interval, milliseconds.
+    pub wake_gap_ms: f64,
+    /// The AudioContext's `baseLatency + outputLatency`, milliseconds.
+    pub output_latency_ms: f64,
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use js_sys::{ArrayBuffer, Float32Array, Object, Reflect, Uint8Array};
+use js_sys::{
+    ArrayBuffer, Atomics, Float32Array, Int32Array, Object, Promise, Reflect, Uint8Array,
+};
 use line_protocol::control::RelayMessage;
 use line_protocol::leaf::LeafKey;
 use wasm_bindgen::JsCast;
@@ -21,12 +23,19 @@ use crate::call::{Call, CallConfig, PeerEvent};
 use crate::js_ring::JsRing;
 use crate::link::FrameDuration;
 use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
-use crate::ring::{Consumer, Producer};
+use crate::ring::{Consumer, Producer, WRITE_SLOT};
 
-/// How often the engine moves samples, in milliseconds (browsers clamp worker timers near 4 ms).
+/// How often the engine moves samples when it cannot follow the audio clock (no shared memory
+/// or no `Atomics.waitAsync`), in milliseconds (browsers clamp worker timers near 4 ms).
 const TICK_MS: i32 = 4;
-/// Playback ring fill the engine keeps at first, milliseconds; grows when the audio thread starves.
-const PLAYBACK_FILL_MS: f64 = 12.0;
+/// Longest the engine sleeps without a wake from the audio thread (a suspended context), ms.
+const WAKE_TIMEOUT_MS: f64 = 20.0;
+/// Playback ring fill the engine keeps at first, milliseconds; grows when the audio thread
+/// starves. Woken by the audio thread, the engine tops the ring up right after each render, so
+/// it needs little more than one wake period (1.9-2.7 ms) plus its own wake-up latency.
+const PLAYBACK_FILL_MS: f64 = 5.0;
+/// How much the playback fill grows each time the audio thread starves, milliseconds.
+const PLAYBACK_FILL_STEP_MS: f64 = 2.0;
 /// The most the playback fill may grow to, milliseconds.
 const PLAYBACK_FILL_MAX_MS: f64 = 40.0;
 /// Calm time after which the playback fill shrinks again, microseconds.
@@ -304,6 +313,11 @@ struct Engine {
     capture_scratch: Vec<f32>,
     play_scratch: Vec<f32>,
     playback_fill_ms: f64,
+    /// Lowest playback-ring fill seen at a wake since the last stats, samples.
+    playback_fill_low: Option<usize>,
+    /// When the engine last woke, and the longest gap between wakes since the last stats.
+    last_wake_us: u64,
+    wake_gap_us: u64,
     /// Since when the audio thread has not starved.
     calm_since_us: u64,
     last_playback_xruns: u64,
@@ -387,6 +401,9 @@ impl Engine {
                 capture_scratch: Vec::new(),
                 play_scratch: Vec::new(),
                 playback_fill_ms: PLAYBACK_FILL_MS,
+                playback_fill_low: None,
+                last_wake_us: 0,
+                wake_gap_us: 0,
                 calm_since_us: 0,
                 last_playback_xruns: 0,
                 xrun_baseline: 0,
@@ -403,15 +420,22 @@ impl Engine {
             let muted = e.config.muted;
             e.call.set_muted(muted);
             let me = e.me.clone();
-            e.tick = Some(Timer::new(
-                TICK_MS,
-                true,
-                Closure::new(move || {
-                    if let Some(engine) = me.upgrade() {
-                        engine.borrow_mut().on_tick();
-                    }
-                }),
-            ));
+            match &e.capture {
+                CaptureSource::Shared(capture) if has_wait_async() => {
+                    follow_audio_clock(me, capture.memory().indices().clone());
+                }
+                _ => {
+                    e.tick = Some(Timer::new(
+                        TICK_MS,
+                        true,
+                        Closure::new(move || {
+                            if let Some(engine) = me.upgrade() {
+                                engine.borrow_mut().on_tick();
+                            }
+                        }),
+                    ));
+                }
+            }
             e.set_state(CallState::Connecting);
             e.connect();
         }
@@ -497,6 +521,8 @@ impl Engine {
             let bytes = Uint8Array::new(buffer).to_vec();
             self.bytes.received += bytes.len() as u64;
             self.call.receive(now_us(), &bytes);
+            // A Pong goes out now, not at the next wake: the RTT is the network's, not ours.
+            self.flush();
             if self.call.cannot_decrypt() && !self.cannot_decrypt_reported {
                 self.cannot_decrypt_reported = true;
                 post_error(
@@ -615,7 +641,7 @@ impl Engine {
                 if self.refused_upgrades == REFUSALS_BEFORE_NOTICE {
                     post_error(
                         ErrorCode::ServerError,
-                        &format!(
+                        format!(
                             "the server keeps refusing the connection (HTTP {status}); \
                              trying again"
                         ),
@@ -707,6 +733,10 @@ impl Engine {
             return;
         }
         let now = now_us();
+        if self.last_wake_us != 0 {
+            self.wake_gap_us = self.wake_gap_us.max(now.saturating_sub(self.last_wake_us));
+        }
+        self.last_wake_us = now;
         let mut captured = core::mem::take(&mut self.capture_scratch);
         captured.clear();
         self.capture.drain(&mut captured);
@@ -732,7 +762,8 @@ impl Engine {
         // Starving audio thread: keep more in the ring (the worker's timer is late more often).
         let xruns = self.playback.xruns();
         if self.state == CallState::InCall && xruns > self.last_playback_xruns {
-            self.playback_fill_ms = (self.playback_fill_ms + 4.0).min(PLAYBACK_FILL_MAX_MS);
+            self.playback_fill_ms =
+                (self.playback_fill_ms + PLAYBACK_FILL_STEP_MS).min(PLAYBACK_FILL_MAX_MS);
             self.calm_since_us = now;
         } else if now.saturating_sub(self.calm_since_us) > CALM_BEFORE_SHRINK_US {
             // Ten calm seconds: give back a little latency.
@@ -742,6 +773,7 @@ impl Engine {
         self.last_playback_xruns = xruns;
         let target = (self.playback_fill_ms * rate / 1000.0) as usize;
         let filled = self.playback.filled();
+        self.playback_fill_low = Some(self.playback_fill_low.map_or(filled, |low| low.min(filled)));
         let fill_us = (filled as f64 * 1e6 / rate) as u64;
         let device_us = (self.config.output_latency_ms * 1000.0) as u64;
         self.call.set_playout_delay_us(fill_us + device_us);
@@ -769,6 +801,11 @@ impl Engine {
             .in_call_since_us
             .filter(|_| in_call)
             .map_or(0.0, |since| now.saturating_sub(since) as f64 / 1e6);
+        let rate = f64::from(self.config.context_rate);
+        stats.playback_fill_ms = self.playback_fill_low.take().unwrap_or(0) as f64 * 1e3 / rate;
+        stats.playback_target_ms = self.playback_fill_ms;
+        stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
+        stats.output_latency_ms = self.config.output_latency_ms;
         let dropped = stats.frames_dropped;
         post(&FromWorker::Stats(Box::new(stats)));
         // Drops mean the uplink cannot carry this rate; say so, at most every ten seconds.
@@ -782,6 +819,42 @@ impl Engine {
             );
         }
     }
+}
+
+/// Whether this browser has `Atomics.waitAsync` (Chromium 87+, Safari 16.4+, Firefox 145+).
+fn has_wait_async() -> bool {
+    Reflect::get(&js_sys::global(), &"Atomics".into())
+        .and_then(|atomics| Reflect::get(&atomics, &"waitAsync".into()))
+        .is_ok_and(|f| f.is_function())
+}
+
+/// Runs the engine each time the capture worklet publishes samples (it `Atomics.notify`s the
+/// capture ring's write index every 1.9-2.7 ms), so frames leave and the playback ring is topped
+/// up on the audio clock, not on a worker timer that browsers clamp to 4 ms and deliver late.
+/// Wakes at least every [`WAKE_TIMEOUT_MS`] (a suspended context) for pings and stats; ends
+/// with the engine, its hang-up or its fatal stop.
+fn follow_audio_clock(me: Weak<RefCell<Engine>>, indices: Int32Array) {
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            let seen = Atomics::load(&indices, WRITE_SLOT).unwrap_or(0);
+            // "not-equal" (samples came since the load) or "timed-out" answer at once.
+            let waiting =
+                Atomics::wait_async_with_timeout(&indices, WRITE_SLOT, seen, WAKE_TIMEOUT_MS)
+                    .ok()
+                    .filter(|r| Reflect::get(r, &"async".into()).is_ok_and(|a| a.is_truthy()))
+                    .and_then(|r| Reflect::get(&r, &"value".into()).ok())
+                    .and_then(|v| v.dyn_into::<Promise>().ok());
+            if let Some(promise) = waiting {
+                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+            }
+            let Some(engine) = me.upgrade() else { return };
+            let mut engine = engine.borrow_mut();
+            if engine.stopped || engine.hanging_up {
+                return;
+            }
+            engine.on_tick();
+        }
+    });
 }
 
 fn port_fallback(

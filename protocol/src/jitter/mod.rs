@@ -64,7 +64,7 @@
 //!
 //! **Clock drift** (`drift.rs`): a PI loop on the delay (1 s average) against the target adjusts
 //! the resampler's speed by up to ±2000 ppm (critically damped, 10 s time constant), so a sender
-//! clock up to ±300 ppm off keeps the delay at its target indefinitely, within about 1.5 ms, with
+//! clock up to ±300 ppm off keeps the delay at its target indefinitely, within about 2 ms, with
 //! no drops and no underruns; [`JitterStats::drift_ppm`] reports the learnt offset.
 //!
 //! **Rate conversion** (`resample.rs`): the same rubato resampler converts the wire rate to the
