@@ -45,7 +45,8 @@ e2e:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
-    cargo clippy -p line-protocol -p line-client --target wasm32-unknown-unknown --all-targets -- -D warnings
+    cargo clippy -p line-client --target wasm32-unknown-unknown --all-targets -- -D warnings
+    cargo clippy -p line-protocol --target wasm32-unknown-unknown --lib --tests -- -D warnings
     cargo clippy -p line-protocol --no-default-features -- -D warnings
 
 # Format the code
