@@ -33,6 +33,7 @@ mod tests;
 #[cfg(test)]
 mod vectors;
 
+use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -182,8 +183,12 @@ impl fmt::Debug for FrameSender {
 /// Decrypts the frames of every sender on a line, refusing replays.
 pub struct FrameReceiver {
     leaf: LeafKey,
-    /// This side's own sender KID, whose frames can only be reflections.
-    own_kid: Option<u64>,
+    /// This side's own sender KIDs, this connection's and earlier ones: their frames can only be
+    /// reflections.
+    own_kids: VecDeque<u64>,
+    /// KIDs pushed out of the key cache. Their replay windows are gone, so their frames are
+    /// refused: a relay must not be able to replay a forgotten sender's frames once more.
+    retired: VecDeque<u64>,
     senders: Vec<KnownSender>,
     /// Counts successful decryptions; orders the cache from least to most recently used.
     uses: u64,
@@ -201,12 +206,17 @@ impl FrameReceiver {
     /// reconnects; the least recently heard one is forgotten first.
     pub const KEY_CACHE: usize = 8;
 
+    /// Own and retired KIDs remembered (8 bytes each); past this the oldest are forgotten. A peer
+    /// or this side would have to reconnect this many times in one call to reach it.
+    pub const REMEMBERED_KIDS: usize = 256;
+
     /// A receiver for frames sealed under keys derived from `leaf`.
     #[must_use]
     pub fn new(leaf: &LeafKey) -> Self {
         Self {
             leaf: leaf.clone(),
-            own_kid: None,
+            own_kids: VecDeque::new(),
+            retired: VecDeque::new(),
             senders: Vec::with_capacity(Self::KEY_CACHE),
             uses: 0,
         }
@@ -217,7 +227,7 @@ impl FrameReceiver {
     pub fn decrypt(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<Header, DecryptError> {
         out.clear();
         let (header, header_len) = Header::parse(frame)?;
-        if self.own_kid == Some(header.kid) {
+        if self.own_kids.contains(&header.kid) {
             return Err(DecryptError::Reflected);
         }
         let now = self.uses + 1;
@@ -235,6 +245,9 @@ impl FrameReceiver {
             self.uses = now;
             return Ok(header);
         }
+        if self.retired.contains(&header.kid) {
+            return Err(DecryptError::Replay);
+        }
         let base_key = self.leaf.sender_base_key(header.kid);
         let key = SframeKey::derive(SUITE, base_key.as_ref(), header.kid);
         key.open_parts(header.ctr, frame, header_len, &[], out)
@@ -251,15 +264,16 @@ impl FrameReceiver {
         if self.senders.len() < Self::KEY_CACHE {
             self.senders.push(fresh);
         } else if let Some(oldest) = self.senders.iter_mut().min_by_key(|s| s.last_use) {
-            *oldest = fresh;
+            let evicted = core::mem::replace(oldest, fresh);
+            remember(&mut self.retired, evicted.kid);
         }
         Ok(header)
     }
 
     /// Refuses frames with `kid`: pass this side's own [`FrameSender::kid`], so a relay cannot play
-    /// a person's own voice back to them. Replaces an earlier own KID (after a reconnect).
+    /// a person's own voice back to them. Earlier own KIDs (before a reconnect) stay refused.
     pub fn refuse_kid(&mut self, kid: u64) {
-        self.own_kid = Some(kid);
+        remember(&mut self.own_kids, kid);
         self.senders.retain(|s| s.kid != kid);
     }
 
@@ -268,6 +282,17 @@ impl FrameReceiver {
     pub fn known_senders(&self) -> usize {
         self.senders.len()
     }
+}
+
+/// Adds `kid` to a bounded list, forgetting the oldest past [`FrameReceiver::REMEMBERED_KIDS`].
+fn remember(kids: &mut VecDeque<u64>, kid: u64) {
+    if kids.contains(&kid) {
+        return;
+    }
+    if kids.len() == FrameReceiver::REMEMBERED_KIDS {
+        kids.pop_front();
+    }
+    kids.push_back(kid);
 }
 
 impl fmt::Debug for FrameReceiver {

@@ -289,3 +289,47 @@ fn our_own_frames_reflected_back_are_refused() {
     );
     assert!(plain.is_empty());
 }
+
+#[test]
+fn an_evicted_senders_frames_cannot_be_replayed_once_more() {
+    let leaf = leaf();
+    let mut receiver = FrameReceiver::new(&leaf);
+    let mut plain = Vec::new();
+    let mut first = FrameSender::new(&leaf, 1000);
+    let first_frames = frames(&mut first, 2);
+    assert!(receiver.decrypt(&first_frames[0], &mut plain).is_ok());
+    // A peer that reconnected KEY_CACHE times pushes the first KID out of the cache...
+    for kid in 0..FrameReceiver::KEY_CACHE as u64 {
+        let mut other = FrameSender::new(&leaf, kid);
+        assert!(
+            receiver
+                .decrypt(&frames(&mut other, 1)[0], &mut plain)
+                .is_ok()
+        );
+    }
+    assert_eq!(receiver.known_senders(), FrameReceiver::KEY_CACHE);
+    // ...and its frames, played before or not, are refused rather than opened with a new window.
+    for frame in &first_frames {
+        assert_eq!(
+            receiver.decrypt(frame, &mut plain),
+            Err(DecryptError::Replay)
+        );
+        assert!(plain.is_empty());
+    }
+}
+
+#[test]
+fn own_frames_from_before_a_reconnect_stay_refused() {
+    let leaf = leaf();
+    let mut receiver = FrameReceiver::new(&leaf);
+    let mut plain = Vec::new();
+    let mut before = FrameSender::new(&leaf, 41);
+    let old = frames(&mut before, 1);
+    receiver.refuse_kid(before.kid());
+    let after = FrameSender::new(&leaf, 42);
+    receiver.refuse_kid(after.kid());
+    assert_eq!(
+        receiver.decrypt(&old[0], &mut plain),
+        Err(DecryptError::Reflected)
+    );
+}
