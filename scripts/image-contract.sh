@@ -17,7 +17,6 @@
 # publishing (-p 7777:443). Needs root for the namespaces; CI runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$PWD
 
 if [ "${1:-}" != "--inside" ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null 2>&1; then
@@ -27,7 +26,13 @@ if [ "${1:-}" != "--inside" ]; then
     exit 0
   fi
   [ -x dist/line-server ] || { echo "image-contract: no dist/line-server: run 'just build' first" >&2; exit 1; }
-  exec unshare --mount --net --fork "$0" --inside
+  # A private tmpfs for the pair and the logs, mounted inside: not under /tmp, which is replaced
+  # there (and may hold the checkout itself, as a clone in /tmp does).
+  work=$(mktemp -d /run/line-image-contract.XXXXXX)
+  status=0
+  unshare --mount --net --fork "$0" --inside "$work" || status=$?
+  rmdir "$work"
+  exit $status
 fi
 
 # --- inside the namespaces ---------------------------------------------------------------------
@@ -56,10 +61,11 @@ ip link set lo up
 sysctl -qw net.ipv4.ip_unprivileged_port_start=0
 
 # The container's files: the binary at the ENTRYPOINT path and a private /tmp with the pair.
-work=$(mktemp -d "$root/target/image-contract.XXXXXX")
+work=$2
+mount -t tmpfs tmpfs "$work"
 pid=""
 # On any failure, the server must not outlive the check (it would keep the namespaces alive).
-trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null || true' EXIT
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=line.example.com \
   -addext subjectAltName=DNS:line.example.com -keyout "$work/privkey.pem" -out "$work/fullchain.pem" 2>/dev/null
 chmod 0644 "$work/privkey.pem"   # the mounted key must be readable by the image's user
