@@ -14,12 +14,15 @@ use line_protocol::line_id::LineId;
 use line_server::apikey::ApiKey;
 use rand::Rng as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
+
+#[path = "../support/http.rs"]
+mod http;
+pub(crate) use http::{HttpResponse, http_get};
 
 /// How long a test waits for something that should happen at once.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -328,7 +331,9 @@ impl Instance {
     /// Its `/metrics`, asked directly (not through nginx, which would hash to one instance).
     pub(crate) async fn metrics(&self) -> String {
         let stream = TcpStream::connect(self.addr).await.expect("connect");
-        http_get(stream, "/metrics").await.body
+        http_get(stream, "localhost", "/metrics", &[])
+            .await
+            .body_text()
     }
 }
 
@@ -393,7 +398,7 @@ impl Front<'_> {
     }
 
     pub(crate) async fn get(&self, path: &str) -> HttpResponse {
-        http_get(self.tls().await, path).await
+        http_get(self.tls().await, "localhost", path, &[]).await
     }
 
     fn request(&self, apikey: &str, line: LineId) -> tungstenite::handshake::client::Request {
@@ -511,53 +516,5 @@ pub(crate) async fn expect_close(ws: &mut Wss) -> u16 {
             Some(Message::Text(_) | Message::Binary(_)) => {}
             other => panic!("expected a close frame, got {other:?}"),
         }
-    }
-}
-
-pub(crate) struct HttpResponse {
-    pub(crate) status: u16,
-    headers: Vec<(String, String)>,
-    pub(crate) body: String,
-}
-
-impl HttpResponse {
-    pub(crate) fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-/// A minimal HTTP/1.1 GET with `Connection: close` (no chunked bodies asked for: HTTP/1.0-style
-/// reading to the end is enough for statuses, headers and small bodies).
-async fn http_get<S>(mut stream: S, path: &str) -> HttpResponse
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("write request");
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw)).await;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    HttpResponse {
-        status,
-        headers,
-        body: body.to_owned(),
     }
 }
