@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use line_protocol::control::RelayMessage;
-use line_protocol::header::Header;
 use line_protocol::line_id::LineId;
 use line_server::apikey::ApiKey;
-use rand::Rng as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -22,7 +20,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 #[path = "../support/http.rs"]
 mod http;
+#[path = "../support/relay.rs"]
+mod relay;
 pub(crate) use http::{HttpResponse, http_get};
+pub(crate) use relay::{expect_close, frame, next_binary, next_control, random_line};
 
 /// How long a test waits for something that should happen at once.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -436,21 +437,6 @@ impl Front<'_> {
     }
 }
 
-pub(crate) fn random_line() -> LineId {
-    LineId::from_bytes(rand::rng().random())
-}
-
-/// A frame as a client sends it: an SFrame header, then random "ciphertext and tag".
-fn frame(kid: u64, ctr: u64, body_len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; Header::MAX_LEN];
-    let n = Header::new(kid, ctr).encode(&mut out);
-    out.truncate(n);
-    let mut body = vec![0u8; body_len];
-    rand::rng().fill(&mut body[..]);
-    out.extend_from_slice(&body);
-    out
-}
-
 /// `n` frames a -> b and `n` frames b -> a, each arriving unchanged.
 pub(crate) async fn relay_both_ways(a: &mut Wss, b: &mut Wss, n: u64) {
     for ctr in 0..n {
@@ -460,33 +446,6 @@ pub(crate) async fn relay_both_ways(a: &mut Wss, b: &mut Wss, n: u64) {
         let f = frame(2, ctr, 400);
         b.send(Message::binary(f.clone())).await.expect("send");
         assert_eq!(next_binary(a).await, f);
-    }
-}
-
-async fn next_message(ws: &mut Wss) -> Option<Message> {
-    loop {
-        let message = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a message arrives in time")?;
-        match message {
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(message) => return Some(message),
-            Err(_) => return None,
-        }
-    }
-}
-
-pub(crate) async fn next_control(ws: &mut Wss) -> RelayMessage {
-    match next_message(ws).await {
-        Some(Message::Text(text)) => RelayMessage::from_json(&text).expect("a relay message"),
-        other => panic!("expected a control message, got {other:?}"),
-    }
-}
-
-async fn next_binary(ws: &mut Wss) -> Vec<u8> {
-    match next_message(ws).await {
-        Some(Message::Binary(data)) => data.to_vec(),
-        other => panic!("expected a binary frame, got {other:?}"),
     }
 }
 
@@ -506,15 +465,4 @@ pub(crate) async fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
 pub(crate) async fn close(mut ws: Wss) {
     ws.close(None).await.expect("send close");
     while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, ws.next()).await {}
-}
-
-/// Reads until the close frame; returns its code.
-pub(crate) async fn expect_close(ws: &mut Wss) -> u16 {
-    loop {
-        match next_message(ws).await {
-            Some(Message::Close(frame)) => return frame.map_or(1005, |f| u16::from(f.code)),
-            Some(Message::Text(_) | Message::Binary(_)) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
 }

@@ -182,8 +182,8 @@ async fn three_instances_behind_nginx_keep_each_line_on_one_and_survive_losing_o
     instances[victim].terminate();
     for &i in &moved {
         let (_, a, b) = &mut calls[i];
-        assert_eq!(expect_close(a).await, 1001);
-        assert_eq!(expect_close(b).await, 1001);
+        assert_eq!(expect_close(a).await.0, 1001);
+        assert_eq!(expect_close(b).await.0, 1001);
     }
     instances[victim].wait_exit(Duration::from_secs(10));
 

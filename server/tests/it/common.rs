@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::SinkExt as _;
 use line_protocol::control::RelayMessage;
 use line_protocol::header::Header;
 use line_protocol::line_id::LineId;
 use line_server::apikey::ApiKey;
 use line_server::metrics::Metrics;
 use line_server::{Config, Server};
-use rand::Rng as _;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
@@ -22,7 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "../support/http.rs"]
 mod http;
+#[path = "../support/relay.rs"]
+mod relay;
 pub(crate) use http::{HttpResponse, http_get};
+pub(crate) use relay::{expect_close, frame, next_binary, next_control, next_message, random_line};
 
 /// Panics seen anywhere in this test binary since it started (server tasks included).
 pub(crate) static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -70,10 +72,6 @@ pub(crate) fn start(config: Config) -> TestServer {
     }
 }
 
-pub(crate) fn random_line() -> LineId {
-    LineId::from_bytes(rand::rng().random())
-}
-
 impl TestServer {
     pub(crate) fn url(&self, line: LineId) -> String {
         format!(
@@ -112,78 +110,12 @@ impl TestServer {
     }
 }
 
-/// A frame as a client would send it: a valid SFrame header, then random "ciphertext".
-pub(crate) fn frame(kid: u64, ctr: u64, body_len: usize) -> Vec<u8> {
-    let mut out = vec![0u8; Header::MAX_LEN];
-    let n = Header::new(kid, ctr).encode(&mut out);
-    out.truncate(n);
-    let mut body = vec![0u8; body_len];
-    rand::rng().fill(&mut body[..]);
-    out.extend_from_slice(&body);
-    out
-}
-
 /// The counter in a frame's header.
 pub(crate) fn ctr_of(frame: &[u8]) -> u64 {
     Header::parse(frame)
         .expect("relayed frames keep their header")
         .0
         .ctr
-}
-
-pub(crate) async fn next_message<S>(ws: &mut WebSocketStream<S>) -> Option<Message>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        let message = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a message arrives in time")?;
-        match message {
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(message) => return Some(message),
-            Err(_) => return None,
-        }
-    }
-}
-
-pub(crate) async fn next_control<S>(ws: &mut WebSocketStream<S>) -> RelayMessage
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match next_message(ws).await {
-        Some(Message::Text(text)) => RelayMessage::from_json(&text).expect("a relay message"),
-        other => panic!("expected a control message, got {other:?}"),
-    }
-}
-
-pub(crate) async fn next_binary<S>(ws: &mut WebSocketStream<S>) -> Vec<u8>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    match next_message(ws).await {
-        Some(Message::Binary(data)) => data.to_vec(),
-        other => panic!("expected a binary frame, got {other:?}"),
-    }
-}
-
-/// Reads until the close frame; returns its code and the error message sent before it, if any.
-pub(crate) async fn expect_close<S>(ws: &mut WebSocketStream<S>) -> (u16, Option<RelayMessage>)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut error = None;
-    loop {
-        match next_message(ws).await {
-            Some(Message::Close(frame)) => {
-                let code = frame.map_or(1005, |f| u16::from(f.code));
-                return (code, error);
-            }
-            Some(Message::Text(text)) => error = RelayMessage::from_json(&text).ok(),
-            Some(Message::Binary(_)) => {}
-            other => panic!("expected a close frame, got {other:?}"),
-        }
-    }
 }
 
 /// Sends a binary frame.
