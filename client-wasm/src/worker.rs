@@ -312,6 +312,8 @@ struct Engine {
     stopped: bool,
     capture_scratch: Vec<f32>,
     play_scratch: Vec<f32>,
+    /// A received frame, copied out of its ArrayBuffer; reused so receiving allocates nothing.
+    receive_scratch: Vec<u8>,
     playback_fill_ms: f64,
     /// Lowest playback-ring fill seen at a wake since the last stats, samples.
     playback_fill_low: Option<usize>,
@@ -399,6 +401,7 @@ impl Engine {
                 hanging_up: false,
                 stopped: false,
                 capture_scratch: Vec::new(),
+                receive_scratch: Vec::new(),
                 play_scratch: Vec::new(),
                 playback_fill_ms: PLAYBACK_FILL_MS,
                 playback_fill_low: None,
@@ -518,9 +521,11 @@ impl Engine {
     fn on_socket_message(&mut self, event: &MessageEvent) {
         let data = event.data();
         if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
-            let bytes = Uint8Array::new(buffer).to_vec();
-            self.bytes.received += bytes.len() as u64;
-            self.call.receive(now_us(), &bytes);
+            let view = Uint8Array::new(buffer);
+            self.receive_scratch.resize(view.length() as usize, 0);
+            view.copy_to(&mut self.receive_scratch);
+            self.bytes.received += self.receive_scratch.len() as u64;
+            self.call.receive(now_us(), &self.receive_scratch);
             // A Pong goes out now, not at the next wake: the RTT is the network's, not ours.
             self.flush();
             if self.call.cannot_decrypt() && !self.cannot_decrypt_reported {
