@@ -20,7 +20,7 @@
 //! playing up to one pull late) is corrected by the proportional term without winding the
 //! integral up: a 10 ms start error plus 300 ppm of drift undershoots by less than 2 ms.
 //!
-//! A target that shrinks (the calm-network rule of `target.rs`, 1 ms per second) is fed
+//! A target that shrinks (the calm-network rule of `target.rs`, 4 ms per second) is fed
 //! forward: the delay must fall as fast as the target, so `-target'` is added to the correction
 //! directly. Without it the integral would ramp up to chase the moving target and report that
 //! ramp as clock drift: +300 ppm between two browsers sharing one clock, which is also a
@@ -69,6 +69,14 @@ impl DriftController {
         self.unmeasured = 0.0;
         self.correction = (KI * self.integral).clamp(-MAX_CORRECTION, MAX_CORRECTION);
         self.last_target = None;
+    }
+
+    /// Every sample held now waits `seconds` longer (negative: shorter), as after a drop of
+    /// known length: the average moves with it instead of starting over.
+    pub(crate) fn shift(&mut self, seconds: f64) {
+        if let Some(mean) = &mut self.mean_delay {
+            *mean += seconds;
+        }
     }
 
     /// One pull of `dt` seconds, with a fresh `measured` delay if packets arrived since the last

@@ -54,13 +54,16 @@
 //! **Target delay** (`target.rs`): starts at two frames; follows the observed arrival jitter
 //! (`jitter + frame + largest recent pull + 2 ms`, jitter being a robust peak of how late
 //! packets arrive relative to the fastest ones over the last 2 s) as soon as it rises; grows by
-//! one frame on each underrun; shrinks by 1 ms per second after 5 s without trouble. Capped at
-//! [`JitterConfig::max_target_ms`]. A stall is not counted as jitter.
+//! one frame on each underrun; shrinks by 4 ms per second after 2 s without trouble, down to
+//! that floor (at least one frame). Capped at [`JitterConfig::max_target_ms`]. A stall is not
+//! counted as jitter.
 //!
 //! **Bounded latency.** When the buffer holds more than `target + max(target, frame) + frame +
 //! largest pull` (after a stall and the burst that follows it, for instance), it drops the
 //! oldest audio down to the target at once, cross-faded, and counts the samples in
-//! [`JitterStats::dropped_samples`].
+//! [`JitterStats::dropped_samples`]. Likewise when calm, if audio waits more than a frame
+//! longer than the target (the target came down faster than the drift loop drains the buffer),
+//! at most once per 2 s.
 //!
 //! **Clock drift** (`drift.rs`): a PI loop on the delay (1 s average) against the target adjusts
 //! the resampler's speed by up to ±2000 ppm (critically damped, 10 s time constant), so a sender
@@ -82,7 +85,7 @@ use conceal::{Concealer, Splice};
 use drift::DriftController;
 use resample::RateConverter;
 use store::{Run, SampleRing};
-use target::TargetDelay;
+use target::{CALM_HOLD, TargetDelay};
 
 /// Lowest sample rate accepted on either side.
 pub const MIN_RATE: u32 = 8_000;
@@ -361,6 +364,8 @@ pub struct JitterBuffer {
     last_arrival: Option<(f64, u64)>,
     received_packets: u64,
     dropped_samples: u64,
+    /// When the buffer last dropped audio to catch up with a target that came down, seconds.
+    last_catch_up: f64,
     late_packets: u64,
     duplicate_packets: u64,
     resyncs: u64,
@@ -402,6 +407,7 @@ impl JitterBuffer {
             last_arrival: None,
             received_packets: 0,
             dropped_samples: 0,
+            last_catch_up: f64::NEG_INFINITY,
             late_packets: 0,
             duplicate_packets: 0,
             resyncs: 0,
@@ -510,15 +516,36 @@ impl JitterBuffer {
         }
         let limit = target + target.max(frame) + frame + self.target.largest_pull();
         if depth > limit {
-            let excess = ((depth - target) * self.wire_rate) as u64;
-            let excess = excess.min(self.feeder.store.depth());
-            self.feeder.drop_oldest(excess);
-            self.dropped_samples += excess;
-            self.drift.restart();
-            // Packets measured so far may be among the dropped: their delay means nothing.
-            self.arrival_sum = 0.0;
-            self.arrival_count = 0;
+            self.drop_seconds(depth - target);
+            return;
         }
+        // Calm, yet audio waits a frame or more longer than the target (a target that came down
+        // after a rough start, faster than the drift loop's 2 ms/s): catch up at once, at most
+        // once per calm hold, rather than carry the excess for tens of seconds. The wait is the
+        // smaller of the 1 s average, which lags, and the newest packet's, which jitters.
+        let Some(mean) = self.drift.mean_delay() else {
+            return;
+        };
+        let excess = mean.min(newest_delay) - target;
+        if self.target.is_calm(now) && now - self.last_catch_up > CALM_HOLD && excess > frame {
+            self.last_catch_up = now;
+            let samples = ((excess * self.wire_rate) as u64).min(self.feeder.store.depth());
+            self.feeder.drop_oldest(samples);
+            self.dropped_samples += samples;
+            // Every sample still held now waits exactly that much less: no need to re-measure.
+            self.drift.shift(-(samples as f64 / self.wire_rate));
+        }
+    }
+
+    /// Drops up to `seconds` of the oldest audio, cross-faded, towards the target.
+    fn drop_seconds(&mut self, seconds: f64) {
+        let excess = ((seconds * self.wire_rate) as u64).min(self.feeder.store.depth());
+        self.feeder.drop_oldest(excess);
+        self.dropped_samples += excess;
+        self.drift.restart();
+        // Packets measured so far may be among the dropped: their delay means nothing.
+        self.arrival_sum = 0.0;
+        self.arrival_count = 0;
     }
 
     /// Audio held, in seconds: the store plus converted frames not yet handed out.

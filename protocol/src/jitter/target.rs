@@ -1,7 +1,7 @@
 //! The target delay: how much audio the buffer aims to hold, adapted to the network.
 //!
 //! Rules (times in seconds; `frame` is one sender frame, `pull` the largest recent device pull):
-//! - Start at the minimum, two frames.
+//! - Start at two frames; never go below one frame (the floor below is above it anyway).
 //! - Jitter: each packet's relative delay is its transit time (arrival minus media time) above
 //!   the fastest recent transit, a running minimum that may rise by [`BASE_LEAK`] per second so
 //!   that it follows a sender clock slower than ours. Delays are kept as the maximum of each
@@ -11,7 +11,10 @@
 //!   follows at once, before any underrun.
 //! - Underrun: the target grows by one frame (up to the maximum).
 //! - Calm: with no underrun and no growth for [`CALM_HOLD`], the target shrinks by
-//!   [`SHRINK_RATE`] towards the floor (never below the minimum).
+//!   [`SHRINK_RATE`] towards the floor (never below the minimum). Fast, because what makes a
+//!   target large is mostly the call's first seconds (a browser compiling, a device starting),
+//!   and every millisecond kept is latency for the rest of the call; a target too low for the
+//!   network is raised again at once by the floor or by the next underrun.
 //! - A stall is not jitter: a delay above `2 * target + frame` is left out of the estimate, so a
 //!   half-second outage does not leave half a second of latency behind. Underruns still grow the
 //!   target, and once it is large enough such delays count again.
@@ -26,9 +29,10 @@ const BLOCKS: usize = 10;
 /// Headroom above the jitter that a pull and a frame need.
 const SAFETY: f64 = 0.002;
 /// Quiet time before the target starts to shrink.
-const CALM_HOLD: f64 = 5.0;
-/// How fast the target shrinks when calm, in seconds per second.
-const SHRINK_RATE: f64 = 1e-3;
+pub(crate) const CALM_HOLD: f64 = 2.0;
+/// How fast the target shrinks when calm, in seconds per second. Faster than the drift loop can
+/// follow smoothly (2 ms/s): the buffer drops the rest once it is a frame behind (`mod.rs`).
+const SHRINK_RATE: f64 = 4e-3;
 /// A pull this old or older no longer counts towards the largest recent pull.
 const PULL_MEMORY: f64 = 2.0;
 
@@ -51,12 +55,11 @@ pub(crate) struct TargetDelay {
 
 impl TargetDelay {
     pub(crate) fn new(frame: f64, max: f64) -> Self {
-        let min = (2.0 * frame).min(max);
         TargetDelay {
             frame,
-            min,
+            min: frame.min(max),
             max,
-            target: min,
+            target: (2.0 * frame).min(max),
             base_transit: None,
             last_arrival: 0.0,
             blocks: [0.0; BLOCKS],
@@ -83,6 +86,11 @@ impl TargetDelay {
 
     pub(crate) fn largest_pull(&self) -> f64 {
         self.pull
+    }
+
+    /// Whether nothing has raised the target for [`CALM_HOLD`].
+    pub(crate) fn is_calm(&self, now: f64) -> bool {
+        now - self.calm_since > CALM_HOLD
     }
 
     fn floor(&self) -> f64 {
@@ -153,7 +161,7 @@ impl TargetDelay {
         }
         let floor = self.floor();
         let calm_for = now - self.calm_since;
-        if calm_for > CALM_HOLD && self.target > floor {
+        if self.is_calm(now) && self.target > floor {
             let step = SHRINK_RATE * (calm_for - CALM_HOLD).min(duration);
             self.target = (self.target - step).max(floor);
         }
@@ -195,8 +203,8 @@ mod tests {
             (raised - (0.015 + 0.01 + 0.01 + SAFETY)).abs() < 1e-4,
             "target {raised}"
         );
-        // Then a calm network: after the hold the target creeps down to the minimum.
-        for i in 300..3000u32 {
+        // Then a calm network: after the hold the target comes down to the floor.
+        for i in 300..1000u32 {
             let media = f64::from(i) * 0.01;
             t.on_arrival(media + 0.05, media);
             t.on_pull(media, 0.01);
