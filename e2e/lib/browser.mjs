@@ -1,6 +1,7 @@
 // Headless Chromium with a fake microphone playing a WAV file, driven by playwright-core
 // (../shared/BROWSER-TESTING.md has why each flag is here).
 import { chromium } from 'playwright-core';
+import { childrenOf } from './cpu.mjs';
 
 const BASE_FLAGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -16,16 +17,19 @@ export async function launchPerson(name, { wav, allowMic = true } = {}) {
   const args = [...BASE_FLAGS, '--use-fake-device-for-media-stream'];
   if (allowMic) args.push('--use-fake-ui-for-media-stream');
   if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
+  // The browser is a child of this process: the one child that appears during the launch.
+  const before = new Set(childrenOf(process.pid));
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
     ignoreDefaultArgs: ['--mute-audio'],
     args,
   });
+  const pid = childrenOf(process.pid).find((c) => !before.has(c));
   const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });
   const page = await context.newPage();
   const console_ = [];
   page.on('console', (m) => console_.push(`[${name}] ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => console_.push(`[${name}] pageerror: ${e.message}`));
-  return { name, browser, page, console: console_, close: () => browser.close() };
+  return { name, browser, pid, page, console: console_, close: () => browser.close() };
 }
