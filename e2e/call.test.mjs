@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
+import { cpuMeter } from './lib/cpu.mjs';
 import { startProxy } from './lib/proxy.mjs';
 import { freePort, repoRoot, startServer } from './lib/server.mjs';
 import { hear, percentile, sampleLatency, stats, waitError, waitState, withParams } from './lib/page.mjs';
@@ -94,13 +95,15 @@ async function startCall(label, params) {
 /** Frames sent by one side and received by the other over the measurement window. */
 async function measureFlow(a, b, ms) {
   const [a0, b0] = [await stats(a), await stats(b)];
+  const cpu = [cpuMeter(a.pid), cpuMeter(b.pid)];
   const [latA, latB] = await Promise.all([sampleLatency(a, ms), sampleLatency(b, ms)]);
+  const [cpuA, cpuB] = cpu.map((m) => m.stop());
   const [a1, b1] = [await stats(a), await stats(b)];
   const flow = (s0, s1, r0, r1) => ({
     sent: s1.framesSent - s0.framesSent,
     received: r1.framesReceived - r0.framesReceived,
   });
-  return { ab: flow(a0, a1, b0, b1), ba: flow(b0, b1, a0, a1), a1, b1, latA, latB };
+  return { ab: flow(a0, a1, b0, b1), ba: flow(b0, b1, a0, a1), a1, b1, latA, latB, cpuA, cpuB };
 }
 
 function checkHearing(who, heard, other, own) {
@@ -109,7 +112,11 @@ function checkHearing(who, heard, other, own) {
   assert.ok(heard[own] < 0.02, `${who} hears its own ${own} Hz at ${heard[own].toFixed(3)}`);
 }
 
-for (const [label, params] of [['studio-200k', 'studio=1'], ['studio-48k', 'studio=1&mobile=1']]) {
+const CALLS = [
+  ['studio-200k', 'studio=1'],
+  ['studio-48k', 'studio=1&mobile=1'],
+];
+for (const [label, params] of CALLS) {
   describe(`a call at ${label}`, () => {
     let a, b, shared;
 
@@ -149,6 +156,9 @@ for (const [label, params] of [['studio-200k', 'studio=1'], ['studio-48k', 'stud
           lowestFillMs: s.playbackFillMs, targetMs: s.playbackTargetMs, wakeGapMs: s.wakeGapMs,
         }])),
         outputLatencyMs: m.a1.outputLatencyMs,
+        // Each browser's whole process tree (renderer, audio, GPU, network), % of one core.
+        cpuPercentOfCore: { a: m.cpuA.total, b: m.cpuB.total },
+        cpuByThread: { a: m.cpuA.threads, b: m.cpuB.threads },
       });
       console.log(`${label}: ${JSON.stringify(results[label])}`);
       assert.ok(m.ab.sent > 0.9 * (MEASURE_MS / m.a1.frameMs), `A sent ${m.ab.sent} frames in ${MEASURE_MS} ms`);
