@@ -98,6 +98,32 @@ fn tone_200k_to_48k_keeps_its_amplitude() {
 }
 
 #[test]
+fn tone_200k_to_200k_keeps_its_amplitude_up_to_15_khz() {
+    // Same rate: the drift trim's cubic interpolation must stay flat across the audible band.
+    for tone in [1_000.0, 15_000.0] {
+        let mut sim = Sim::new(200_000, 200_000, 2_000, 128, tone);
+        sim.sender_speed = 1.0 + 200e-6; // a trim is always in use
+        let mut recorded = Vec::with_capacity(200_000);
+        sim.run_until(2.0, |t, _, out| {
+            if t > 1.0 {
+                recorded.extend_from_slice(out);
+            }
+        });
+        assert_eq!(sim.jb.stats().concealed_samples, 0);
+        for window in recorded.chunks_exact(20_000) {
+            // The trim shifts the pitch by up to 2000 ppm: take the strongest bin near the tone.
+            let amplitude = (-20..=20)
+                .map(|k| goertzel_amplitude(window, 200_000.0, tone * (1.0 + f64::from(k) * 1e-4)))
+                .fold(0.0, f64::max);
+            assert!(
+                (amplitude - 0.5).abs() < 0.005,
+                "{tone} Hz: amplitude {amplitude}"
+            );
+        }
+    }
+}
+
+#[test]
 fn stall_then_burst_catches_up_within_a_second() {
     let mut sim = sim_48k();
     sim.jitter_us = 2_000;
