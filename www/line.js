@@ -82,8 +82,24 @@ function fmtTime(s) {
   return `${m}:${String(r).padStart(2, '0')}`;
 }
 
+// Stats arrive every 100 ms; the figures are read by people, so they are redrawn twice a second
+// (every redraw lays the page out again), the level meters at the full rate.
+const STATS_TEXT_MS = 500;
+let statsTextAt = -Infinity;
+
 function showStats(s) {
-  const set = (key, text) => { document.querySelector(`[data-stat="${key}"]`).textContent = text; };
+  for (const [id, level] of [['meter-in', s.inputLevel], ['meter-out', s.outputLevel]]) {
+    const el = $(id);
+    el.style.transform = `scaleX(${Math.min(1, Math.sqrt(level)).toFixed(2)})`;
+    el.dataset.level = level.toFixed(3);
+  }
+  const now = performance.now();
+  if (now - statsTextAt < STATS_TEXT_MS) return;
+  statsTextAt = now;
+  const set = (key, text) => {
+    const el = document.querySelector(`[data-stat="${key}"]`);
+    if (el.textContent !== text) el.textContent = text;
+  };
   set('rates', `${fmtRate(s.wireRate)} / ${fmtRate(s.peerRate)}`);
   set('bitrate', `${fmtBits(s.sendBitrate)} / ${fmtBits(s.receiveBitrate)}`);
   set('rttMs', fmtMs(s.rttMs));
@@ -94,12 +110,8 @@ function showStats(s) {
   set('framesDropped', String(s.framesDropped));
   set('decryptFailures', `${s.decryptFailures} / ${s.replays}`);
   set('underruns', String(s.underruns));
-  for (const [id, level] of [['meter-in', s.inputLevel], ['meter-out', s.outputLevel]]) {
-    const el = $(id);
-    el.style.width = `${Math.min(100, Math.round(100 * Math.sqrt(level)))}%`;
-    el.dataset.level = level.toFixed(3);
-  }
-  $('timer').textContent = fmtTime(s.callSeconds);
+  const timer = fmtTime(s.callSeconds);
+  if ($('timer').textContent !== timer) $('timer').textContent = timer;
 }
 
 async function join() {
