@@ -42,8 +42,9 @@ const PLAYBACK_FILL_MAX_MS: f64 = 40.0;
 const CALM_BEFORE_SHRINK_US: u64 = 10_000_000;
 /// How often stats go to the page, microseconds.
 const STATS_INTERVAL_US: u64 = 100_000;
-/// Frames' worth of bytes the socket may hold unsent before audio frames are dropped.
-const BACKPRESSURE_FRAMES: f64 = 3.0;
+/// Audio the socket may hold unsent before audio frames are dropped, microseconds: a time, not
+/// a frame count, so that 2.5 ms frames ride out the same network-thread hiccup as 10 ms ones.
+const BACKPRESSURE_US: f64 = 30_000.0;
 /// Reconnect delays grow from this, doubling, milliseconds...
 const BACKOFF_START_MS: f64 = 500.0;
 /// ...up to this.
@@ -717,9 +718,9 @@ impl Engine {
             while self.call.poll_transmit().is_some() {}
             return;
         };
-        let frame_bytes =
-            2.0 * f64::from(self.config.wire_rate) * f64::from(self.config.frame_us) / 1e6;
-        let limit = (BACKPRESSURE_FRAMES * frame_bytes) as u32;
+        let frame_us = f64::from(self.config.frame_us);
+        let limit = (2.0 * f64::from(self.config.wire_rate) * BACKPRESSURE_US.max(3.0 * frame_us)
+            / 1e6) as u32;
         while let Some(out) = self.call.poll_transmit() {
             if out.is_audio && socket.ws.buffered_amount() > limit {
                 self.call.dropped_outgoing();
