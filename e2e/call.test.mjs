@@ -147,7 +147,11 @@ for (const [label, params] of CALLS) {
         flowAtoB: m.ab, flowBtoA: m.ba,
         underruns: { a: m.a1.underruns, b: m.b1.underruns },
         playbackXruns: { a: m.a1.playbackXruns, b: m.b1.playbackXruns },
-        mouthToEarMs: { p50: percentile(lat, 50), p95: percentile(lat, 95), samples: lat.length },
+        mouthToEarMs: {
+          p50: percentile(lat, 50), p95: percentile(lat, 95), samples: lat.length,
+          // The window's second half: the call settled (a real call lasts minutes, not seconds).
+          laterP50: percentile([...m.latA.slice(m.latA.length >> 1), ...m.latB.slice(m.latB.length >> 1)], 50),
+        },
         wireRate: m.a1.wireRate, frameMs: m.a1.frameMs, rttMs: m.a1.rttMs,
         jitterMs: { depth: m.b1.jitterDepthMs, target: m.b1.jitterTargetMs, arrival: m.b1.arrivalJitterMs },
         driftPpm: { a: m.a1.driftPpm, b: m.b1.driftPpm },
