@@ -41,6 +41,10 @@ test-deploy:
 e2e:
     node --test --test-timeout=300000 e2e/call.test.mjs
 
+# Where a browser's time goes in a call: per-thread CPU and the engine worker's V8 profile (after `just build`)
+profile-browser params="studio=1" seconds="10":
+    node e2e/profile.mjs "{{params}}" {{seconds}}
+
 # Check formatting and run clippy with warnings denied, natively and for wasm32
 lint:
     cargo fmt --all -- --check
