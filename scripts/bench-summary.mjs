@@ -1,0 +1,103 @@
+// The summary table `just bench` ends with: every figure of issue 7 next to its goal, read from
+// what the benchmarks just wrote (criterion's estimates, the wasm bench's table, the relay
+// comparison's JSON, the e2e suite's results). A benchmark, not a test: it never fails on a
+// number, and a source that did not run shows as "not run".
+import { existsSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const at = (...p) => path.join(root, ...p);
+const json = (file) => (existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null);
+const fixed = (x, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
+
+/** Criterion's median for one benchmark, in microseconds. */
+function criterionMicros(group, bench) {
+  const estimates = json(at('target/criterion', group, bench.replaceAll('>', '_'), 'new/estimates.json'));
+  return estimates ? estimates.median.point_estimate / 1000 : null;
+}
+
+/** The wasm bench's table rows (lines starting "| "), as arrays of cells. */
+function wasmRows() {
+  const file = at('target/bench/wasm-crypto.txt');
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n')
+    .filter((l) => l.startsWith('| ') && !l.startsWith('| ---') && !l.startsWith('|---'))
+    .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+}
+
+/** The "× real time" of the first wasm row whose name matches, as a number. */
+function wasmTimesRealTime(rows, pattern) {
+  const row = rows.find((r) => pattern.test(r[0]));
+  if (!row) return null;
+  const cell = row.find((c) => /×\s*$/.test(c)) ?? row[row.length - 1];
+  return Number.parseFloat(cell.replace(/[^\d.]/g, ''));
+}
+
+const rows = [];
+const add = (figure, goal, measured, met, source) =>
+  rows.push([figure, goal, measured, met === null ? 'n/a' : met ? 'met' : '**missed**', source]);
+
+// Crypto, natively (criterion) and in the browser (wasm bench).
+const native = criterionMicros('10ms_mono_200kHz', 'encrypt+decrypt');
+add('crypto, native: seal + open a 10 ms 200 kHz frame', '≥ 1000× real time',
+  native ? `${fixed(native, 2)} µs = ${fixed(10_000 / native, 0)}×` : 'not run',
+  native ? 10_000 / native >= 1000 : null, '`cargo bench -p line-protocol --bench sframe`');
+const wasm = wasmRows();
+const ours = wasmTimesRealTime(wasm, /line|rustcrypto|aes-gcm|sframe/i);
+const webcrypto = wasmTimesRealTime(wasm, /webcrypto/i);
+add('crypto, wasm in headless Chromium (same frames)', '≥ 100× real time',
+  ours ? `${fixed(ours, 0)}×${webcrypto ? `; WebCrypto ${fixed(webcrypto, 0)}×` : ''}` : 'not run',
+  ours ? ours >= 100 : null, 'wasm bench, `target/bench/wasm-crypto.txt`');
+const pull = criterionMicros('jitter_pull_10ms', '200000->200000');
+add('jitter buffer pull, 10 ms at 200 kHz (native)', '(no goal)',
+  pull ? `${fixed(pull, 1)} µs = ${fixed(pull / 100, 2)} % of a core` : 'not run', null,
+  '`cargo bench -p line-protocol --bench jitter`');
+
+// The relay comparison.
+const relay = json(at('target/bench/relay.json'));
+if (relay) {
+  const cap = Object.fromEntries(relay.ramps.map((r) => [r.target, r]));
+  const capText = (r) => (r ? `${r.capacity}${r.capacity_is_lower_bound ? '+' : ''}` : '?');
+  const g = relay.goals;
+  add('relay capacity (calls at p99 ≤ 2 ms, no loss): line / Node ws / raw TCP', 'line ≥ 2× Node ws',
+    `${capText(cap.line)} / ${capText(cap.node)} / ${capText(cap.tcp)}${g.capacity_ratio ? ` = ${fixed(g.capacity_ratio, 2)}×` : ''}`,
+    g.capacity_ratio == null ? null : g.capacity_ratio >= 2, '`just bench-relay`');
+  const same = relay.same_load;
+  add(`relay latency at the same load (${same.calls} calls), line / raw TCP, p50 and p99`, 'p99 ≤ 1.5×',
+    `${fixed(same.line.latency.p50_us, 0)} / ${fixed(same.tcp.latency.p50_us, 0)} µs; ${fixed(same.line.latency.p99_us, 0)} / ${fixed(same.tcp.latency.p99_us, 0)} µs = ${fixed(g.p99_ratio_vs_tcp, 2)}×`,
+    Number.isFinite(g.p99_ratio_vs_tcp) ? g.p99_ratio_vs_tcp <= 1.5 : null, 'same');
+  add('line-server memory per active call', '≤ 200 KB', `${fixed(g.kib_per_call, 1)} KiB`,
+    g.kib_per_call * 1.024 <= 200, 'same');
+  const soak = relay.soak;
+  add('line-server memory growth over the soak', 'none',
+    soak ? `${soak.growth_kib} KiB over ${fixed(soak.run.measure_secs, 0)} s, ${soak.calls} calls` : 'not run',
+    soak ? soak.growth_kib <= 0.05 * soak.first_rss_kib : null, 'same');
+} else {
+  add('relay comparison', 'see issue 7', 'not run', null, '`just bench-relay`');
+}
+
+// A real call between two browsers (the e2e suite).
+const e2e = json(at('target/e2e/results.json'));
+const call = (label) => e2e?.[label];
+const c200 = call('studio-200k');
+add('browser CPU, one peer of a 200 kHz call (whole process tree)', '≤ 15 % of a core',
+  c200?.cpuPercentOfCore ? `${fixed(c200.cpuPercentOfCore.a)} % / ${fixed(c200.cpuPercentOfCore.b)} %` : 'not run',
+  c200?.cpuPercentOfCore ? Math.max(c200.cpuPercentOfCore.a, c200.cpuPercentOfCore.b) <= 15 : null,
+  '`just e2e`, `target/e2e/results.json`');
+for (const [label, goal, limit] of [['studio-200k', '≤ 30 ms', 30], ['studio-48k', '≤ 30 ms', 30],
+  ['studio-200k-2.5ms', '≤ 20 ms', 20]]) {
+  const c = call(label);
+  const m = c?.mouthToEarMs;
+  add(`mouth to ear p50, ${label} (${c ? `${c.frameMs} ms frames` : ''})`, goal,
+    m ? `${fixed(m.p50, 0)} ms (settled half ${fixed(m.laterP50, 0)}; device ${fixed(c.outputLatencyMs)}, jitter buffer ${fixed(c.jitterMs.depth, 0)} ms)` : 'not run',
+    m ? m.p50 <= limit : null, 'same');
+}
+
+const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...[['figure', 'goal', 'measured', 'goal met', 'from'], ...rows].map((r) => r[i].length)));
+const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+console.log(`\nissue 7 summary (load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}; machine: ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown'}, ${(await import('node:os')).cpus().length} CPUs)`);
+console.log(line(['figure', 'goal', 'measured', 'goal met', 'from']));
+console.log(line(widths.map((w) => '-'.repeat(w))));
+for (const r of rows) console.log(line(r));
