@@ -46,9 +46,11 @@ class Capture extends AudioWorkletProcessor {
     this.batch = new Float32Array(Math.max(128, Math.round(sampleRate / 400 / 128) * 128));
     this.fill = 0;
     // The engine's worker sleeps in Atomics.waitAsync on the write index: waking it about every
-    // 1.9-2.7 ms (every quantum at 48 kHz, every third one at 200 kHz) makes it follow the audio
-    // clock instead of its own timer, which browsers clamp, throttle and deliver late.
-    this.every = Math.max(1, Math.floor(sampleRate / 128 / 400));
+    // 2.7-4.5 ms of audio (every quantum at 48 kHz, every seventh at 200 kHz) makes it follow the
+    // audio clock instead of its own timer, which browsers clamp, throttle and deliver late. At
+    // 200 kHz the device renders in 10 ms bursts anyway: waking twice as often there only cost
+    // CPU (e2e, side by side: worker thread 12-13 % -> 11-12 % of a core, latency unchanged).
+    this.every = Math.max(1, Math.floor(sampleRate / 128 / 200));
     this.quanta = 0;
     this.port.onmessage = (e) => { this.out = e.data.port; };
   }
