@@ -57,7 +57,7 @@ fmt:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Run the benchmarks: frame crypto natively and in headless Chromium (beside WebCrypto), the jitter buffer (a benchmark, never a pass/fail)
+# Run the benchmarks: crypto natively and in headless Chromium, the jitter buffer (a benchmark, never a pass/fail)
 bench:
     cargo bench -p line-protocol --bench sframe
     cargo bench -p line-protocol --bench jitter
