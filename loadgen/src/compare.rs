@@ -138,7 +138,7 @@ pub async fn compare(
     .await?;
     tokio::time::sleep(config.ramp.pause).await;
 
-    let soak = if config.soak_calls > 0 {
+    let soak = if config.soak_calls > 0 && !config.soak.measure.is_zero() {
         progress(&format!(
             "soak: {} calls for {} s on line-server",
             config.soak_calls,
