@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -190,12 +191,15 @@ impl Server {
         let stop_watcher = CancellationToken::new();
         let header_timeout = self.state.config.limits.header_timeout;
         type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+        // Both acceptors turn Nagle off on every accepted socket: a relayed frame must leave at
+        // once, not wait for the peer's ACK of the previous one (browsers and nginx do the same).
         let serving: Serving = match self.tls {
             Some((live, settings)) => {
                 tokio::spawn(tls::watch(live.clone(), settings, stop_watcher.clone()));
                 Box::pin(
                     harden(
-                        axum_server::from_tcp_rustls(listener, live)?,
+                        axum_server::from_tcp_rustls(listener, live)?
+                            .map(|tls| tls.acceptor(NoDelayAcceptor::new())),
                         header_timeout,
                     )
                     .handle(handle.clone())
@@ -203,9 +207,12 @@ impl Server {
                 )
             }
             None => Box::pin(
-                harden(axum_server::from_tcp(listener)?, header_timeout)
-                    .handle(handle.clone())
-                    .serve(app),
+                harden(
+                    axum_server::from_tcp(listener)?.acceptor(NoDelayAcceptor::new()),
+                    header_timeout,
+                )
+                .handle(handle.clone())
+                .serve(app),
             ),
         };
         let mut serving = tokio::spawn(serving);

@@ -26,6 +26,9 @@ use crate::redact::redact_uri;
 use crate::registry::JoinError;
 use crate::socket::{self, Session};
 
+/// Bytes tungstenite reads from a socket at most at once (see `check_and_upgrade`).
+const READ_BUFFER_SIZE: usize = 8 * 1024;
+
 /// The Content-Security-Policy on every response.
 ///
 /// `'wasm-unsafe-eval'` lets the page compile its WebAssembly and nothing else; `'self'` in
@@ -235,6 +238,10 @@ fn check_and_upgrade(
     let response = upgrade
         .max_message_size(limits.max_frame_len)
         .max_frame_size(limits.max_frame_len)
+        // tungstenite zero-fills its whole read buffer before every read, so its 128 KiB default
+        // is resident per socket (256 KiB per call); 8 KiB holds two 10 ms 200 kHz frames and a
+        // larger frame still grows the buffer as it needs.
+        .read_buffer_size(READ_BUFFER_SIZE)
         .on_upgrade(move |socket| tracker.track_future(socket::run(socket, session)));
     (response, "upgraded")
 }
