@@ -11,6 +11,7 @@
 #   LINE_BENCH_SOAK_CALLS   calls during the soak (default 50)
 #   LINE_BENCH_SECS         measured seconds per step (default 5), LINE_BENCH_WARMUP_SECS (default 2)
 #   LINE_BENCH_MAX_CALLS    the largest N a ramp tries (default 4096)
+#   LINE_BENCH_P99_MS       the capacity bound on p99 latency (default 2, the issue's)
 #   LINE_BENCH_MEMORY_CALLS Ns for memory per call (default 25,50,100)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,7 +68,7 @@ echo "bench-relay: relays up (load average $(cut -d' ' -f1-3 /proc/loadavg)); th
   --node-addr "127.0.0.1:$node_port" --node-pid "$node_pid" \
   --tcp-addr "127.0.0.1:$tcp_port" --tcp-pid "$tcp_pid" \
   --warmup-secs "${LINE_BENCH_WARMUP_SECS:-2}" --secs "${LINE_BENCH_SECS:-5}" \
-  --max "${LINE_BENCH_MAX_CALLS:-4096}" \
+  --max "${LINE_BENCH_MAX_CALLS:-4096}" --p99-ms "${LINE_BENCH_P99_MS:-2}" \
   --memory-calls "${LINE_BENCH_MEMORY_CALLS:-25,50,100}" \
   --soak-calls "${LINE_BENCH_SOAK_CALLS:-50}" --soak-secs "${LINE_BENCH_SOAK_SECS:-600}" \
   --json "$out/relay.json"
