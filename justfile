@@ -61,11 +61,16 @@ fmt:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Run the benchmarks: crypto natively and in headless Chromium, the jitter buffer (a benchmark, never a pass/fail)
+# Run the benchmarks: crypto natively and in headless Chromium, the jitter buffer, the relay comparison (a benchmark, never a pass/fail)
 bench:
     cargo bench -p line-protocol --bench sframe
     cargo bench -p line-protocol --bench jitter
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture
+    just bench-relay
+
+# Relay capacity, latency and memory: line-server against a Node `ws` relay and a raw-TCP relay (LINE_BENCH_SOAK_SECS=0 skips the 10-minute soak)
+bench-relay:
+    scripts/bench-relay.sh
 
 # The jitter buffer's two hour-long clock-drift simulations, optimised (about 30 s once built)
 test-drift-hour:

@@ -75,6 +75,16 @@ if [ ! -f e2e/node_modules/playwright-core/package.json ] \
   did+=("playwright-core")
 fi
 
+# 5b. The Node `ws` relay that `just bench-relay` measures line-server against, from its lockfile.
+ws_dir=bench/baselines/node-ws
+if [ ! -f "$ws_dir/node_modules/ws/package.json" ] \
+  || [ "$(node -p "require('./$ws_dir/node_modules/ws/package.json').version" 2>/dev/null)" \
+       != "$(node -p "require('./$ws_dir/package-lock.json').packages['node_modules/ws'].version")" ]; then
+  echo "setup: installing the Node ws relay baseline (npm ci in $ws_dir/)"
+  (cd "$ws_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  did+=("ws baseline")
+fi
+
 # 6. The deployment tests: a real nginx in front of line-server, envsubst to render its config
 #    template, setcap and setpriv to run the release binary as the image does (non-root on port 443).
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
