@@ -61,12 +61,15 @@ fmt:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Run the benchmarks: crypto natively and in headless Chromium, the jitter buffer, the relay comparison (a benchmark, never a pass/fail)
-bench:
+# Run every benchmark of issue 7 and print the summary table (figures, never a pass/fail): frame crypto natively and in headless Chromium beside WebCrypto, the jitter buffer, the relay comparison (LINE_BENCH_SOAK_SECS=0 skips its 10-minute soak), then real calls for browser CPU and mouth-to-ear latency, after every build
+bench: build
+    mkdir -p target/bench
     cargo bench -p line-protocol --bench sframe
     cargo bench -p line-protocol --bench jitter
-    CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture
+    CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture | tee target/bench/wasm-crypto.txt
     just bench-relay
+    -just e2e
+    node scripts/bench-summary.mjs
 
 # Relay capacity, latency and memory: line-server against a Node `ws` relay and a raw-TCP relay (LINE_BENCH_SOAK_SECS=0 skips the 10-minute soak)
 bench-relay:

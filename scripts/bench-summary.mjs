@@ -62,7 +62,7 @@ if (relay) {
   const capText = (r) => (r ? `${r.capacity}${r.capacity_is_lower_bound ? '+' : ''}` : '?');
   const g = relay.goals;
   add('relay capacity (calls at p99 ≤ 2 ms, no loss): line / Node ws / raw TCP', 'line ≥ 2× Node ws',
-    `${capText(cap.line)} / ${capText(cap.node)} / ${capText(cap.tcp)}${g.capacity_ratio ? ` = ${fixed(g.capacity_ratio, 2)}×` : ''}`,
+    `${capText(cap.line)} / ${capText(cap['node-ws'])} / ${capText(cap.tcp)}${g.capacity_ratio ? ` = ${fixed(g.capacity_ratio, 2)}×` : ''}`,
     g.capacity_ratio == null ? null : g.capacity_ratio >= 2, '`just bench-relay`');
   const same = relay.same_load;
   add(`relay latency at the same load (${same.calls} calls), line / raw TCP, p50 and p99`, 'p99 ≤ 1.5×',
