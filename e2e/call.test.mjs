@@ -174,6 +174,14 @@ for (const [label, params] of CALLS) {
         assert.equal(s.replays, 0, 'no replays');
       }
       assert.ok(lat.length > 50, 'mouth-to-ear estimates were recorded');
+      // The estimate uses the device latency the context reports now, not what it said at the
+      // start (Chromium reports outputLatency 0 until the device runs).
+      const reported = await a.page.evaluate(() => {
+        const c = window.line.audioContext;
+        return 1000 * ((c.baseLatency ?? 0) + (c.outputLatency ?? 0));
+      });
+      assert.ok(Math.abs(reported - m.a1.outputLatencyMs) < 1,
+        `the engine counts ${m.a1.outputLatencyMs} ms of device latency, the context reports ${reported} ms`);
     }));
 
     if (label === 'studio-200k') {

@@ -98,6 +98,8 @@ struct Inner {
     events: EventTarget,
     state: Cell<&'static str>,
     muted: Cell<bool>,
+    /// The context's output latency the engine was last told, milliseconds.
+    output_latency_ms: Cell<f64>,
     stats: RefCell<JsValue>,
     audio: RefCell<Option<Audio>>,
     worker: RefCell<Option<WorkerLink>>,
@@ -359,6 +361,7 @@ impl LineClient {
                 events: EventTarget::new().expect("EventTarget can be constructed"),
                 state: Cell::new("idle"),
                 muted: Cell::new(false),
+                output_latency_ms: Cell::new(0.0),
                 stats: RefCell::new(JsValue::NULL),
                 audio: RefCell::new(None),
                 worker: RefCell::new(None),
@@ -501,6 +504,24 @@ impl Inner {
         }
     }
 
+    /// Tells the engine when the context's output latency has changed (checked with each stats
+    /// message, 10 times a second): Chromium reports `outputLatency` as 0 until the device
+    /// runs, and reading it once at the start left 30 ms out of the mouth-to-ear estimate.
+    fn refresh_output_latency(&self) {
+        let Some(now) = self
+            .audio
+            .borrow()
+            .as_ref()
+            .map(|a| output_latency_ms(&a.context))
+        else {
+            return;
+        };
+        if (now - self.output_latency_ms.get()).abs() >= 0.5 {
+            self.output_latency_ms.set(now);
+            self.post(&ToWorker::OutputLatency { ms: now }, None);
+        }
+    }
+
     fn post(&self, message: &ToWorker, extra: Option<(&Object, &Array)>) {
         let Some(link) = &*self.worker.borrow() else {
             return;
@@ -550,6 +571,7 @@ impl Inner {
                 let detail = message_detail(&message);
                 let kind = if matches!(message, FromWorker::Stats(_)) {
                     *self.stats.borrow_mut() = detail.clone();
+                    self.refresh_output_latency();
                     "stats"
                 } else {
                     "error"
@@ -627,14 +649,8 @@ impl Inner {
         JsFuture::from(context.resume().map_err(JoinError::audio)?)
             .await
             .map_err(JoinError::audio)?;
-        // Not every browser reports these; a missing one counts as zero in the estimate.
-        let latency = |name: &str| {
-            Reflect::get(&context, &name.into())
-                .ok()
-                .and_then(|v| v.as_f64())
-                .unwrap_or(0.0)
-        };
-        let output_latency_ms = 1000.0 * (latency("baseLatency") + latency("outputLatency"));
+        let output_latency_ms = output_latency_ms(&context);
+        self.output_latency_ms.set(output_latency_ms);
         *self.audio.borrow_mut() = Some(Audio {
             context,
             remote,
@@ -705,6 +721,18 @@ fn message_detail(message: &FromWorker) -> JsValue {
     }
     .expect("worker messages always serialize");
     js_sys::JSON::parse(&json).unwrap_or(JsValue::NULL)
+}
+
+/// The context's `baseLatency + outputLatency`, milliseconds. Not every browser reports these; a
+/// missing one counts as zero in the estimate.
+fn output_latency_ms(context: &AudioContext) -> f64 {
+    let latency = |name: &str| {
+        Reflect::get(context, &name.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+    };
+    1000.0 * (latency("baseLatency") + latency("outputLatency"))
 }
 
 fn is_cross_origin_isolated() -> bool {

@@ -45,6 +45,12 @@ pub enum ToWorker {
     },
     /// Say goodbye to the other side, close the socket, then answer [`FromWorker::Closed`].
     HangUp,
+    /// The context's `baseLatency + outputLatency` changed, milliseconds: browsers report the
+    /// output part only once the device runs, often after the call started.
+    OutputLatency {
+        /// The new figure.
+        ms: f64,
+    },
 }
 
 /// The call's state as a person sees it.
@@ -244,6 +250,9 @@ mod tests {
         );
         let back: ToWorker = serde_json::from_str(r#"{"type":"mute","muted":true}"#).unwrap();
         assert_eq!(back, ToWorker::Mute { muted: true });
+        let latency: ToWorker =
+            serde_json::from_str(r#"{"type":"output-latency","ms":42.5}"#).unwrap();
+        assert_eq!(latency, ToWorker::OutputLatency { ms: 42.5 });
         assert_eq!(CallState::Reconnecting.as_str(), "reconnecting");
     }
 

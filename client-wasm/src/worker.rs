@@ -139,6 +139,9 @@ fn on_page_message(event: MessageEvent) {
             Err(error) => post_error(error.0, error.1, true),
         },
         (ToWorker::Mute { muted }, Some(engine)) => engine.borrow_mut().call.set_muted(muted),
+        (ToWorker::OutputLatency { ms }, Some(engine)) if ms.is_finite() && ms >= 0.0 => {
+            engine.borrow_mut().config.output_latency_ms = ms;
+        }
         (ToWorker::HangUp, Some(engine)) => Engine::hang_up(&engine),
         (ToWorker::HangUp, None) => post(&FromWorker::Closed),
         _ => {}
