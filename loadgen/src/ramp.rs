@@ -13,7 +13,6 @@ use serde::Serialize;
 
 use crate::error::LoadError;
 use crate::run::{RunConfig, RunReport, run};
-use crate::stats::LatencySummary;
 use crate::target::TargetKind;
 
 /// Runs of one N before it counts as failed: on a shared machine one window's p99 near 2 ms
@@ -133,19 +132,8 @@ pub(crate) async fn run_or_failure(config: &RunConfig) -> Result<RunReport, Load
         Ok(report) => Ok(report),
         Err(LoadError::Proc(e)) => Err(LoadError::Proc(e)),
         Err(e) => Ok(RunReport {
-            target: config.target.kind,
-            calls: config.calls,
-            warmup_secs: config.timing.warmup.as_secs_f64(),
-            measure_secs: config.timing.measure.as_secs_f64(),
-            frames_sent: 0,
-            frames_received: 0,
-            frames_lost: 0,
-            frames_bad: 0,
-            latency: LatencySummary::default(),
-            server: None,
-            loadgen_cpu_percent: 0.0,
-            rss_samples: Vec::new(),
             errors: vec![format!("connecting: {e}")],
+            ..RunReport::empty(config)
         }),
     }
 }

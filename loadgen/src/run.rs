@@ -128,6 +128,25 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// A report of `config` with nothing counted yet.
+    pub(crate) fn empty(config: &RunConfig) -> Self {
+        RunReport {
+            target: config.target.kind,
+            calls: config.calls,
+            warmup_secs: config.timing.warmup.as_secs_f64(),
+            measure_secs: config.timing.measure.as_secs_f64(),
+            frames_sent: 0,
+            frames_received: 0,
+            frames_lost: 0,
+            frames_bad: 0,
+            latency: LatencySummary::default(),
+            server: None,
+            loadgen_cpu_percent: 0.0,
+            rss_samples: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
     /// Whether the relay carried this load: every frame delivered intact, no peer error, and
     /// p99 latency within `p99_limit`.
     #[must_use]
@@ -280,15 +299,6 @@ pub async fn run_calls(config: &RunConfig, calls: Vec<Call>) -> Result<RunReport
     }
 
     let mut report = RunReport {
-        target: config.target.kind,
-        calls: config.calls,
-        warmup_secs: config.timing.warmup.as_secs_f64(),
-        measure_secs: config.timing.measure.as_secs_f64(),
-        frames_sent: 0,
-        frames_received: 0,
-        frames_lost: 0,
-        frames_bad: 0,
-        latency: LatencySummary::default(),
         server: server_before
             .zip(server_after)
             .map(|(before, after)| ServerUsage {
@@ -297,7 +307,7 @@ pub async fn run_calls(config: &RunConfig, calls: Vec<Call>) -> Result<RunReport
             }),
         loadgen_cpu_percent: self_after.cpu_percent_since(&self_before),
         rss_samples,
-        errors: Vec::new(),
+        ..RunReport::empty(config)
     };
     let mut sinks = Vec::with_capacity(senders.len());
     for sender in senders {

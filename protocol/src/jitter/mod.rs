@@ -529,19 +529,23 @@ impl JitterBuffer {
         let excess = mean.min(newest_delay) - target;
         if self.target.is_calm(now) && now - self.last_catch_up > CALM_HOLD && excess > frame {
             self.last_catch_up = now;
-            let samples = ((excess * self.wire_rate) as u64).min(self.feeder.store.depth());
-            self.feeder.drop_oldest(samples);
-            self.dropped_samples += samples;
+            let dropped = self.drop_oldest(excess);
             // Every sample still held now waits exactly that much less: no need to re-measure.
-            self.drift.shift(-(samples as f64 / self.wire_rate));
+            self.drift.shift(-dropped);
         }
     }
 
-    /// Drops up to `seconds` of the oldest audio, cross-faded, towards the target.
+    /// Drops up to `seconds` of the oldest audio, cross-faded; returns the seconds dropped.
+    fn drop_oldest(&mut self, seconds: f64) -> f64 {
+        let samples = ((seconds * self.wire_rate) as u64).min(self.feeder.store.depth());
+        self.feeder.drop_oldest(samples);
+        self.dropped_samples += samples;
+        samples as f64 / self.wire_rate
+    }
+
+    /// Drops audio down to the target after a burst: the delay average starts over.
     fn drop_seconds(&mut self, seconds: f64) {
-        let excess = ((seconds * self.wire_rate) as u64).min(self.feeder.store.depth());
-        self.feeder.drop_oldest(excess);
-        self.dropped_samples += excess;
+        self.drop_oldest(seconds);
         self.drift.restart();
         // Packets measured so far may be among the dropped: their delay means nothing.
         self.arrival_sum = 0.0;
