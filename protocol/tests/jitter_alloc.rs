@@ -1,6 +1,6 @@
 //! `push` and `pull` allocate nothing once the buffer is built, in every state: buffering,
-//! playing, concealing a gap, running dry, catching up after a stall, and on every resampler
-//! path. A global allocator that aborts on allocation inside `assert_no_alloc` proves it.
+//! playing, concealing a gap, running dry, catching up after a stall, editing the audio to hold
+//! the delay, and on every resampler path. A global allocator that aborts on allocation inside `assert_no_alloc` proves it.
 #![cfg(all(feature = "std", not(target_arch = "wasm32")))]
 
 use assert_no_alloc::{AllocDisabler, assert_no_alloc};
@@ -9,7 +9,7 @@ use line_protocol::jitter::{JitterBuffer, JitterConfig};
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
 
-fn exercise(wire_rate: u32, output_rate: u32) {
+fn exercise(wire_rate: u32, output_rate: u32) -> line_protocol::jitter::JitterStats {
     let frame_samples = wire_rate as usize / 100;
     let mut jb = JitterBuffer::new(JitterConfig::new(wire_rate, output_rate, frame_samples))
         .expect("valid configuration");
@@ -19,11 +19,17 @@ fn exercise(wire_rate: u32, output_rate: u32) {
     assert_no_alloc(|| {
         let mut now = 0u64;
         let mut sent = 0u64;
-        // Three seconds: buffering, playing, a loss, a stall, the catch-up, playing again.
-        while now < 3_000_000 {
+        // Buffering, playing, a loss, a stall, the catch-up, playing again; then the network
+        // path grows 15 ms longer (the delay falls short: an insert) and shorter again (a drop).
+        while now < 9_000_000 {
             now += pull_us;
             // Frames every 10 ms, with frame 30 lost and a stall from 1.5 s to 2 s.
-            while (sent + 1) * 10_000 <= now {
+            let longer = if (3_500_000..5_500_000).contains(&now) {
+                15_000
+            } else {
+                0
+            };
+            while (sent + 1) * 10_000 + longer <= now {
                 let stalled = (150..200).contains(&sent) && now < 2_000_000;
                 if stalled {
                     break;
@@ -48,11 +54,17 @@ fn exercise(wire_rate: u32, output_rate: u32) {
         stats.concealment_events >= 2 && stats.duplicate_packets > 0,
         "{stats:?}"
     );
+    stats
 }
 
 #[test]
 fn push_and_pull_never_allocate() {
-    exercise(200_000, 48_000);
-    exercise(48_000, 48_000);
-    exercise(200_000, 200_000);
+    let edits: Vec<_> = [(200_000, 48_000), (48_000, 48_000), (200_000, 200_000)]
+        .into_iter()
+        .map(|(wire, output)| exercise(wire, output))
+        .map(|stats| (stats.edits, stats.inserted_samples))
+        .collect();
+    // The latency control cut and repeated audio on the way (the search for a join included).
+    assert!(edits.iter().map(|e| e.0).sum::<u64>() >= 2, "{edits:?}");
+    assert!(edits.iter().any(|e| e.1 > 0), "{edits:?}");
 }

@@ -1,6 +1,7 @@
-//! The sender's sound card 300 ppm fast, then 300 ppm slow, for one simulated hour each: after
-//! warm-up the buffer never runs dry, never drops audio, and holds its delay at the target,
-//! because the drift controller learns the clock offset.
+//! The sender's sound card 300 ppm fast, then 300 ppm slow, for one simulated hour each: once
+//! the drift is measured, the buffer plays at exactly the clocks' ratio (within 20 ppm), never
+//! runs dry, never edits the audio, and holds its delay at the target. Until then (half a
+//! minute at most) it keeps the delay with a few edits.
 //!
 //! An hour is 173 million samples through the resampler: seconds when optimised, minutes
 //! without. So the hour-long runs are skipped in unoptimised builds; run them with
@@ -19,7 +20,8 @@ mod jitter_support;
 use jitter_support::Sim;
 
 const HOUR: f64 = 3_600.0;
-const WARM_UP: f64 = 10.0;
+/// Time to measure the drift and slew the correction to it.
+const WARM_UP: f64 = 30.0;
 
 /// Runs `seconds` with the sender's clock `ppm` off ours; returns the worst delay error, in ms.
 fn drifting_sender(ppm: f64, seconds: f64) -> f64 {
@@ -39,9 +41,11 @@ fn drifting_sender(ppm: f64, seconds: f64) -> f64 {
             stats.underruns, baseline.underruns,
             "underrun at {t:.1} s: {stats:?}"
         );
-        assert_eq!(
-            stats.dropped_samples, baseline.dropped_samples,
-            "drop at {t:.1} s: {stats:?}"
+        assert_eq!(stats.edits, baseline.edits, "edit at {t:.1} s: {stats:?}");
+        assert!(
+            (stats.correction_ppm - ppm).abs() <= 20.0,
+            "playing at {:+.1} ppm at {t:.1} s against {ppm:+} ppm of drift: {stats:?}",
+            stats.correction_ppm
         );
         let error = stats.delay_ms - stats.target_ms;
         worst = worst.max(error.abs());
@@ -56,12 +60,18 @@ fn drifting_sender(ppm: f64, seconds: f64) -> f64 {
     let stats = sim.jb.stats();
     assert_eq!(stats.concealed_samples, 0, "{stats:?}");
     assert_eq!(stats.underruns, 0, "{stats:?}");
-    assert_eq!(stats.dropped_samples, 0, "{stats:?}");
-    assert!((stats.drift_ppm - ppm).abs() < 30.0, "{stats:?}");
+    // Before the drift is known, the delay drifts too, and a few edits keep it on target.
+    assert!(stats.edits <= 6, "{stats:?}");
+    assert!((stats.drift_ppm - ppm).abs() < 20.0, "{stats:?}");
     eprintln!(
-        "{ppm:+} ppm for {seconds} s: worst delay error {worst:.2} ms, learnt {:+.1} ppm, \
-         target {:.2} ms, delay {:.2} ms",
-        stats.drift_ppm, stats.target_ms, stats.delay_ms
+        "{ppm:+} ppm for {seconds} s: worst delay error {worst:.2} ms, measured {:+.1} ± {:.1} \
+         ppm, playing at {:+.1} ppm, {} edits, target {:.2} ms, delay {:.2} ms",
+        stats.drift_ppm,
+        stats.drift_error_ppm,
+        stats.correction_ppm,
+        stats.edits,
+        stats.target_ms,
+        stats.delay_ms
     );
     worst
 }

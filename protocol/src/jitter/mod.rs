@@ -46,46 +46,64 @@
 //! it is an *underrun*: it keeps concealing, grows the target, and buffers again without moving
 //! the cursor, so a stall loses nothing the sender said until the latency bound below drops it.
 //!
+//! **What plays is what was sent.** Apart from the places counted in [`JitterStats`] (concealed
+//! gaps and underruns, edits, drops after a stall), the samples that leave the buffer are the
+//! sender's, in order; when the wire rate equals the output rate and no clock drift is measured,
+//! they are bit for bit the samples the sender framed.
+//!
 //! **Concealment** (`conceal.rs`) repeats the last 10 ms (at most one frame) of audio, played
 //! backwards and forwards so that no junction clicks, fading linearly to silence over 30 ms,
-//! then plays silence. Real audio coming back, and audio dropped
-//! to catch up, are cross-faded over 2 ms, so no splice clicks.
+//! then plays silence. Real audio coming back, and every edit, are cross-faded over 2 ms, so no
+//! splice clicks.
 //!
 //! **Target delay** (`target.rs`): starts at two frames; follows the observed arrival jitter
 //! (`jitter + frame + largest recent pull + 2 ms`, jitter being a robust peak of how late
 //! packets arrive relative to the fastest ones over the last 2 s) as soon as it rises; grows by
-//! one frame on each underrun; shrinks by 4 ms per second after 2 s without trouble, down to
-//! that floor (at least one frame). Capped at [`JitterConfig::max_target_ms`]. A stall is not
-//! counted as jitter.
+//! one frame on each underrun; after 2 s without trouble, comes down to that floor (at least one
+//! frame). Capped at [`JitterConfig::max_target_ms`]. A stall is not counted as jitter.
+//!
+//! **Latency control** (`latency.rs`, `edit.rs`): the delay reaches its target by *edits*, never
+//! by playing faster or slower (which would shift the pitch): when the delay (a one-second
+//! average) is more than 2 ms off the target, the buffer drops a piece of audio or plays one
+//! twice, chosen where the join cannot be heard (silence, or a whole number of periods of the
+//! sound), cross-faded over 2 ms, and counted in [`JitterStats::edits`],
+//! [`JitterStats::dropped_samples`] and [`JitterStats::inserted_samples`].
 //!
 //! **Bounded latency.** When the buffer holds more than `target + max(target, frame) + frame +
 //! largest pull` (after a stall and the burst that follows it, for instance), it drops the
 //! oldest audio down to the target at once, cross-faded, and counts the samples in
-//! [`JitterStats::dropped_samples`]. Likewise when calm, if audio waits more than a frame
-//! longer than the target (the target came down faster than the drift loop drains the buffer),
-//! at most once per 2 s.
+//! [`JitterStats::dropped_samples`].
 //!
-//! **Clock drift** (`drift.rs`): a PI loop on the delay (1 s average) against the target adjusts
-//! the resampler's speed by up to ±2000 ppm (critically damped, 10 s time constant), so a sender
-//! clock up to ±300 ppm off keeps the delay at its target indefinitely, within about 2 ms, with
-//! no drops and no underruns; [`JitterStats::drift_ppm`] reports the learnt offset.
+//! **Clock drift** (`drift.rs`): resampling is for the one thing only it can fix, two sound
+//! cards that tick at different rates. The buffer fits the slope of its delay over time (what it
+//! would be without correction, steps left out) and, once that slope is clearly drift, plays at
+//! exactly that ratio ([`JitterStats::correction_ppm`]); its estimate is
+//! [`JitterStats::drift_ppm`]. Until then, and between devices of one clock, it does not resample
+//! at all.
 //!
 //! **Rate conversion** (`resample.rs`): the same rubato resampler converts the wire rate to the
-//! device rate: a 128-tap windowed sinc when downsampling (200 kHz -> 48 kHz), a septic
-//! polynomial otherwise. All buffers are allocated in [`JitterBuffer::new`]; `push` and `pull`
-//! allocate nothing (a test proves it).
+//! device rate: a 128-tap windowed sinc when downsampling (200 kHz -> 48 kHz), a polynomial
+//! otherwise, which at the same rate and no correction passes every sample through unchanged.
+//! All buffers are allocated in [`JitterBuffer::new`]; `push` and `pull` allocate nothing (a test
+//! proves it).
 
 mod conceal;
+mod delay;
 mod drift;
+mod edit;
+mod feeder;
+mod latency;
 mod resample;
 mod store;
 mod target;
 
 use conceal::{Concealer, Splice};
-use drift::DriftController;
+use delay::DelayMeter;
+use drift::DriftEstimator;
+use feeder::{Feeder, State};
+use latency::LatencyControl;
 use resample::RateConverter;
-use store::{Run, SampleRing};
-use target::{CALM_HOLD, TargetDelay};
+use target::TargetDelay;
 
 /// Lowest sample rate accepted on either side.
 pub const MIN_RATE: u32 = 8_000;
@@ -213,8 +231,9 @@ pub struct JitterStats {
     /// Audio buffered after the last pull, in milliseconds.
     pub depth_ms: f64,
     /// How long audio waits in the buffer, from the arrival of a packet until its last sample
-    /// is pulled, averaged over about a second, in milliseconds: the latency the buffer adds,
-    /// and what the drift controller holds at the target.
+    /// is pulled, for the packets that arrive first (later ones wait less, by up to the
+    /// jitter), averaged over about a second, in milliseconds: what the latency control holds
+    /// at the target.
     pub delay_ms: f64,
     /// The delay the buffer currently aims at, in milliseconds.
     pub target_ms: f64,
@@ -228,119 +247,98 @@ pub struct JitterStats {
     pub concealed_samples: u64,
     /// Concealment episodes: each gap or underrun counts once.
     pub concealment_events: u64,
-    /// Samples of real audio dropped to bring the latency back to the target.
+    /// Samples of real audio never played: dropped by edits, after a stall, or because a packet
+    /// came too far ahead to fit.
     pub dropped_samples: u64,
+    /// Samples played twice by edits.
+    pub inserted_samples: u64,
+    /// Edits: pieces of audio dropped or played twice to bring the delay to its target.
+    pub edits: u64,
     /// Packets that arrived after their samples had been played or concealed.
     pub late_packets: u64,
     /// Packets whose samples were all held already.
     pub duplicate_packets: u64,
     /// Times the stream restarted at a packet that did not connect to what was held.
     pub resyncs: u64,
-    /// Resampling ratio in use: output rate over wire rate, times the drift correction.
+    /// Resampling ratio in use: output rate over wire rate, divided by `1 + correction`.
     pub resample_ratio: f64,
-    /// The sender's clock relative to ours, as learnt by the drift controller, in ppm
-    /// (positive: the sender runs fast).
+    /// The clock-drift correction in use, in ppm: the other side's audio plays this much faster
+    /// than nominal (0 unless drift is measured).
+    pub correction_ppm: f64,
+    /// The sender's clock relative to ours as measured so far, in ppm (positive: the sender
+    /// runs fast), whether or not it is acted on yet.
     pub drift_ppm: f64,
+    /// The standard error of [`Self::drift_ppm`], in ppm (infinite until measured).
+    pub drift_error_ppm: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// No packet yet: silence.
-    Idle,
-    /// Waiting until the target delay is held; concealment or silence meanwhile.
-    Buffering,
-    /// Playing from the store.
-    Playing,
+/// How often the buffer measures its delay, seconds.
+const BIN: f64 = 0.25;
+/// Bins of the delay envelope: a second of them, one drift point.
+const ENVELOPE_BINS: usize = 4;
+
+/// The buffer delay of the packets that wait longest, measured every [`BIN`] over the
+/// last [`ENVELOPE_BINS`] bins.
+///
+/// Packets arrive late by anything from nothing to the jitter, and the device's pulls come in
+/// bursts, so the delay of one packet at one pull is noisy by milliseconds. The fastest packet
+/// of a second and the best-timed pull are not: on a quiet network both are stable to a fraction
+/// of a millisecond. So the delay is the largest `media time - arrival` of the packets plus the
+/// smallest pull offset, over the last second (a quarter second alone sometimes holds only late
+/// packets), and the target (`target.rs`) counts the jitter above it.
+#[derive(Debug, Clone, Copy)]
+struct DelayEnvelope {
+    start: Option<f64>,
+    /// Per bin, oldest overwritten: the largest `newest media time - arrival` of its packets,
+    /// and the smallest `pull time + duration + depth - newest media time`, seconds.
+    bins: [(f64, f64); ENVELOPE_BINS],
+    index: usize,
 }
 
-/// Everything that feeds wire-rate samples to the resampler.
-#[derive(Debug)]
-struct Feeder {
-    store: SampleRing,
-    concealer: Concealer,
-    splice: Splice,
-    state: State,
-    /// Audio has played since the last resync: silence from now on is concealment.
-    started: bool,
-    /// How far past the newest audio received the cursor may conceal before calling it an
-    /// underrun: one frame, so that one lost packet at the tail is a gap, not a stall.
-    loss_allowance: u64,
-    underruns: u64,
-    concealed_samples: u64,
-    concealment_events: u64,
-}
+const NO_BIN: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
 
-impl Feeder {
-    /// Fills `buf` with what plays next; returns whether the buffer ran dry.
-    fn fill(&mut self, buf: &mut [f32]) -> bool {
-        let mut underrun = false;
-        let mut filled = 0;
-        while filled < buf.len() {
-            let seg = &mut buf[filled..];
-            if self.state != State::Playing {
-                self.conceal(seg);
-                filled = buf.len();
-                continue;
-            }
-            match self.store.next_run(seg.len()) {
-                Run::Data(n) => {
-                    let seg = &mut seg[..n];
-                    if self.concealer.is_active() {
-                        let concealer = &mut self.concealer;
-                        self.splice.start(|old| concealer.conceal(old));
-                        concealer.end();
-                    }
-                    self.store.take(seg);
-                    self.splice.apply(seg);
-                    self.concealer.remember(seg);
-                    self.started = true;
-                    filled += n;
-                }
-                Run::Hole(n) => {
-                    if !self.concealer.is_active() {
-                        self.concealment_events += 1;
-                    }
-                    self.conceal(&mut seg[..n]);
-                    self.store.skip(n as u64);
-                    filled += n;
-                }
-                Run::Empty => {
-                    if !self.concealer.is_active() {
-                        self.concealment_events += 1;
-                    }
-                    let allowed_until = self.store.end() + self.loss_allowance;
-                    let cursor = self.store.cursor();
-                    if cursor < allowed_until {
-                        // Perhaps only the next packet is lost: conceal it and move on, as
-                        // for a hole. If the one after it does not come either, it is a stall.
-                        let n = seg.len().min((allowed_until - cursor) as usize);
-                        self.conceal(&mut seg[..n]);
-                        self.store.skip(n as u64);
-                        filled += n;
-                        continue;
-                    }
-                    self.underruns += 1;
-                    self.state = State::Buffering;
-                    underrun = true;
-                }
-            }
-        }
-        underrun
-    }
-
-    fn conceal(&mut self, seg: &mut [f32]) {
-        self.concealer.conceal(seg);
-        self.splice.apply(seg);
-        if self.started {
-            self.concealed_samples += seg.len() as u64;
+impl Default for DelayEnvelope {
+    fn default() -> Self {
+        DelayEnvelope {
+            start: None,
+            bins: [NO_BIN; ENVELOPE_BINS],
+            index: 0,
         }
     }
+}
 
-    /// Drops `n` samples at the cursor, cross-fading from them into what follows.
-    fn drop_oldest(&mut self, n: u64) {
-        let store = &self.store;
-        self.splice.start(|old| store.peek(old));
-        self.store.skip(n);
+impl DelayEnvelope {
+    fn arrived(&mut self, media_minus_arrival: f64) {
+        let bin = &mut self.bins[self.index];
+        bin.0 = bin.0.max(media_minus_arrival);
+    }
+
+    /// A pull at `now` with `offset`; each time a bin completes, returns the delay and whether
+    /// the window is all new since the last such return (a drift point).
+    fn pulled(&mut self, now: f64, offset: f64) -> Option<(f64, bool)> {
+        let bin = &mut self.bins[self.index];
+        bin.1 = bin.1.min(offset);
+        let start = *self.start.get_or_insert(now);
+        if now - start < BIN {
+            return None;
+        }
+        self.start = Some(now);
+        self.index = (self.index + 1) % ENVELOPE_BINS;
+        let (arrival, pull) = self
+            .bins
+            .iter()
+            .fold(NO_BIN, |(a, p), b| (a.max(b.0), p.min(b.1)));
+        self.bins[self.index] = NO_BIN;
+        arrival
+            .is_finite()
+            .then_some((arrival + pull, self.index == 0))
+    }
+
+    /// Pulls from now on are offset by `seconds` more than those measured so far.
+    fn shift(&mut self, seconds: f64) {
+        for bin in &mut self.bins {
+            bin.1 += seconds;
+        }
     }
 }
 
@@ -355,17 +353,16 @@ pub struct JitterBuffer {
     /// Wire-rate samples for the next resampler chunk.
     input: Vec<f32>,
     target: TargetDelay,
-    drift: DriftController,
+    delay: DelayMeter,
+    drift: DriftEstimator,
+    latency: LatencyControl,
     depth: f64,
-    /// Sum over packets stored since the last pull of (newest sample's media time - arrival).
-    arrival_sum: f64,
-    arrival_count: u32,
+    bin: DelayEnvelope,
     /// Arrival time and newest sample (one past) of the last packet stored.
     last_arrival: Option<(f64, u64)>,
     received_packets: u64,
+    /// Samples dropped outside edits: after a stall, or to fit a far-ahead packet.
     dropped_samples: u64,
-    /// When the buffer last dropped audio to catch up with a target that came down, seconds.
-    last_catch_up: f64,
     late_packets: u64,
     duplicate_packets: u64,
     resyncs: u64,
@@ -380,34 +377,33 @@ impl JitterBuffer {
         let capacity = config.capacity_ms as usize * config.wire_rate as usize / 1000;
         let converter = RateConverter::new(config.wire_rate, config.output_rate);
         let frame = config.frame_samples as f64 / wire_rate;
+        let splice = seconds(SPLICE);
+        let latency = LatencyControl::new(config.wire_rate, splice);
+        let feeder = Feeder::new(
+            capacity,
+            Concealer::new(
+                seconds(CONCEAL_PERIOD).min(config.frame_samples),
+                seconds(CONCEAL_FADE),
+            ),
+            Splice::new(splice),
+            config.frame_samples as u64,
+            latency.max_edit(),
+        );
         Ok(JitterBuffer {
             wire_rate,
             output_rate: f64::from(config.output_rate),
-            feeder: Feeder {
-                store: SampleRing::new(capacity),
-                concealer: Concealer::new(
-                    seconds(CONCEAL_PERIOD).min(config.frame_samples),
-                    seconds(CONCEAL_FADE),
-                ),
-                splice: Splice::new(seconds(SPLICE)),
-                state: State::Idle,
-                started: false,
-                loss_allowance: config.frame_samples as u64,
-                underruns: 0,
-                concealed_samples: 0,
-                concealment_events: 0,
-            },
+            feeder,
             input: vec![0.0; converter.input_frames_max()],
             converter,
             target: TargetDelay::new(frame, f64::from(config.max_target_ms) / 1000.0),
-            drift: DriftController::default(),
+            delay: DelayMeter::default(),
+            drift: DriftEstimator::default(),
+            latency,
             depth: 0.0,
-            arrival_sum: 0.0,
-            arrival_count: 0,
+            bin: DelayEnvelope::default(),
             last_arrival: None,
             received_packets: 0,
             dropped_samples: 0,
-            last_catch_up: f64::NEG_INFINITY,
             late_packets: 0,
             duplicate_packets: 0,
             resyncs: 0,
@@ -423,6 +419,10 @@ impl JitterBuffer {
         self.received_packets += 1;
         let outcome = self.feeder.store.insert(first_sample, samples);
         self.dropped_samples += outcome.dropped;
+        if outcome.dropped > 0 {
+            self.feeder.cancel_edit();
+            self.steps();
+        }
         if outcome.resync {
             if self.feeder.state != State::Idle {
                 self.resyncs += 1;
@@ -430,8 +430,10 @@ impl JitterBuffer {
             self.feeder.state = State::Buffering;
             self.feeder.started = false;
             self.feeder.concealer.clear();
+            self.feeder.cancel_edit();
             self.last_arrival = None;
             self.target.restart_timing();
+            self.steps();
         }
         if outcome.duplicate {
             self.duplicate_packets += 1;
@@ -441,9 +443,10 @@ impl JitterBuffer {
         if outcome.late {
             self.late_packets += 1;
         } else {
-            let newest = first_sample + samples.len() as u64;
-            self.arrival_sum += newest as f64 / self.wire_rate - now;
-            self.arrival_count += 1;
+            let Some(newest) = first_sample.checked_add(samples.len() as u64) else {
+                return;
+            };
+            self.bin.arrived(newest as f64 / self.wire_rate - now);
             if self.last_arrival.is_none_or(|(_, last)| newest >= last) {
                 self.last_arrival = Some((now, newest));
             }
@@ -454,46 +457,61 @@ impl JitterBuffer {
 
     /// The device wants `out.len()` samples at the output rate, at `now_us`; fills all of `out`.
     pub fn pull(&mut self, now_us: u64, out: &mut [f32]) {
+        self.pull_ahead(now_us, 0, out);
+    }
+
+    /// Like [`Self::pull`], for a device that plays what it pulls `ahead_us` later: the audio is
+    /// taken at `now_us` and its first sample plays at `now_us + ahead_us` (a playback ring
+    /// between the buffer and the sound card holds that much). The buffer delay is measured to
+    /// the playout, and the target keeps room for the lead.
+    pub fn pull_ahead(&mut self, now_us: u64, ahead_us: u64, out: &mut [f32]) {
         if out.is_empty() {
             return;
         }
-        let now = now_us as f64 / 1e6;
+        let ahead = ahead_us as f64 / 1e6;
+        // From here on, times are playout times.
+        let now = now_us as f64 / 1e6 + ahead;
         let duration = out.len() as f64 / self.output_rate;
         if self.feeder.state == State::Idle {
             out.fill(0.0);
             return;
         }
-        self.target.on_pull(now, duration);
+        self.target.on_pull(now, duration + ahead);
+        let correction = self.drift.advance(duration);
+        self.converter.set_correction(correction);
         let mut written = 0;
         while written < out.len() {
             if self.converter.buffered() == 0 {
                 self.before_chunk(now);
                 let need = self.converter.input_frames_next();
-                let input = &mut self.input[..need];
-                if self.feeder.fill(input) {
+                let filled = self.feeder.fill(&mut self.input[..need]);
+                self.converter.process(&self.input[..need]);
+                if filled.underrun {
                     self.target.on_underrun(now);
+                    self.steps();
                 }
-                self.converter.process(input);
+                if filled.edited != 0 {
+                    // Every sample still held waits exactly that much longer (or shorter).
+                    self.shifts(filled.edited as f64 / self.wire_rate);
+                }
             }
             written += self.converter.read(&mut out[written..]);
         }
         self.depth = self.depth_now();
-        let measured = (self.arrival_count > 0).then(|| {
-            // The device plays what it pulls without a break, so sample `i` is pulled at
-            // `now + duration + depth - (end - i) / wire_rate`.
-            let offset =
-                now + duration + self.depth - self.feeder.store.end() as f64 / self.wire_rate;
-            offset + self.arrival_sum / f64::from(self.arrival_count)
-        });
-        self.arrival_sum = 0.0;
-        self.arrival_count = 0;
-        if self.feeder.state == State::Playing {
-            let correction = self.drift.update(measured, self.target.target(), duration);
-            self.converter.set_correction(correction);
+        // The device plays what it pulls without a break, so sample `i` plays at
+        // `now + duration + depth - (end - i) / wire_rate`.
+        let offset = now + duration + self.depth - self.feeder.store.end() as f64 / self.wire_rate;
+        if let Some((delay, whole_window)) = self.bin.pulled(now, offset)
+            && self.feeder.state == State::Playing
+        {
+            self.delay.measure(delay);
+            if whole_window {
+                self.drift.observe(now, delay);
+            }
         }
     }
 
-    /// Starts playing once the target is held, and drops audio the latency bound forbids.
+    /// Starts playing once the target is held, and plans the edits that keep the delay there.
     fn before_chunk(&mut self, now: f64) {
         let target = self.target.target();
         let depth = self.depth_now();
@@ -509,68 +527,63 @@ impl JitterBuffer {
         {
             self.feeder.state = State::Playing;
             self.feeder.store.start_playing();
-            self.drift.restart();
+            self.steps();
         }
         if self.feeder.state != State::Playing {
             return;
         }
         let limit = target + target.max(frame) + frame + self.target.largest_pull();
         if depth > limit {
-            self.drop_seconds(depth - target);
+            // After a stall and its burst: back to the target at once, wherever the join falls.
+            let samples =
+                (((depth - target) * self.wire_rate) as u64).min(self.feeder.store.depth());
+            self.feeder.drop_oldest(samples);
+            self.dropped_samples += samples;
+            self.steps();
             return;
         }
-        // Calm, yet audio waits a frame or more longer than the target (a target that came down
-        // after a rough start, faster than the drift loop's 2 ms/s): catch up at once, at most
-        // once per calm hold, rather than carry the excess for tens of seconds. The wait is the
-        // smaller of the 1 s average, which lags, and the newest packet's, which jitters.
-        let Some(mean) = self.drift.mean_delay() else {
-            return;
-        };
-        let excess = mean.min(newest_delay) - target;
-        if self.target.is_calm(now) && now - self.last_catch_up > CALM_HOLD && excess > frame {
-            self.last_catch_up = now;
-            let dropped = self.drop_oldest(excess);
-            // Every sample still held now waits exactly that much less: no need to re-measure.
-            self.drift.shift(-dropped);
+        if let Some(delay) = self.delay.mean() {
+            let noise = self.delay.noise();
+            self.latency
+                .update(now, delay - target, noise, &mut self.feeder);
         }
     }
 
-    /// Drops up to `seconds` of the oldest audio, cross-faded; returns the seconds dropped.
-    fn drop_oldest(&mut self, seconds: f64) -> f64 {
-        let samples = ((seconds * self.wire_rate) as u64).min(self.feeder.store.depth());
-        self.feeder.drop_oldest(samples);
-        self.dropped_samples += samples;
-        samples as f64 / self.wire_rate
+    /// The delay just moved by an amount nobody measured: its average starts over, and the
+    /// drift fit starts a new segment.
+    fn steps(&mut self) {
+        self.delay.restart();
+        self.drift.step();
+        self.bin = DelayEnvelope::default();
     }
 
-    /// Drops audio down to the target after a burst: the delay average starts over.
-    fn drop_seconds(&mut self, seconds: f64) {
-        self.drop_oldest(seconds);
-        self.drift.restart();
-        // Packets measured so far may be among the dropped: their delay means nothing.
-        self.arrival_sum = 0.0;
-        self.arrival_count = 0;
+    /// Every sample held now waits `seconds` longer (negative: shorter): everything that
+    /// measures the delay moves with it.
+    fn shifts(&mut self, seconds: f64) {
+        self.delay.shift(seconds);
+        self.drift.shift(seconds);
+        self.bin.shift(seconds);
     }
 
-    /// Audio held, in seconds: the store plus converted frames not yet handed out.
+    /// Audio held, in seconds: the store, an insert still playing, and converted frames not
+    /// yet handed out.
     fn depth_now(&self) -> f64 {
-        self.feeder.store.depth() as f64 / self.wire_rate
+        (self.feeder.store.depth() + self.feeder.injecting() as u64) as f64 / self.wire_rate
             + self.converter.buffered() as f64 / self.output_rate
     }
 
     /// Forgets the stream: for a sender that restarted its sample count (a new connection).
-    /// The next packet starts the stream again; the adapted target and the counters stay.
+    /// The next packet starts the stream again; the adapted target, the measured drift and the
+    /// counters stay.
     pub fn reset(&mut self) {
         self.feeder.store.clear();
         self.feeder.concealer.clear();
+        self.feeder.cancel_edit();
         self.feeder.state = State::Idle;
         self.feeder.started = false;
-        self.drift = DriftController::default();
-        self.converter.set_correction(0.0);
-        self.arrival_sum = 0.0;
-        self.arrival_count = 0;
         self.last_arrival = None;
         self.target.restart_timing();
+        self.steps();
     }
 
     /// What the buffer has been doing.
@@ -578,19 +591,23 @@ impl JitterBuffer {
         let feeder = &self.feeder;
         JitterStats {
             depth_ms: self.depth * 1e3,
-            delay_ms: self.drift.mean_delay().unwrap_or(0.0) * 1e3,
+            delay_ms: self.delay.mean().unwrap_or(0.0) * 1e3,
             target_ms: self.target.target() * 1e3,
             jitter_ms: self.target.jitter() * 1e3,
             received_packets: self.received_packets,
             underruns: feeder.underruns,
             concealed_samples: feeder.concealed_samples,
             concealment_events: feeder.concealment_events,
-            dropped_samples: self.dropped_samples,
+            dropped_samples: self.dropped_samples + feeder.edit_dropped_samples,
+            inserted_samples: feeder.inserted_samples,
+            edits: feeder.edits,
             late_packets: self.late_packets,
             duplicate_packets: self.duplicate_packets,
             resyncs: self.resyncs,
             resample_ratio: self.converter.ratio(),
+            correction_ppm: self.drift.correction() * 1e6,
             drift_ppm: self.drift.drift_ppm(),
+            drift_error_ppm: self.drift.std_error_ppm(),
         }
     }
 }

@@ -38,6 +38,11 @@ pub(crate) struct RateConverter {
     resampler: Async<f32>,
     output: Vec<f32>,
     read: usize,
+    /// Same rates and no correction so far: the output is the input, delayed as the
+    /// resampler delays it, bit for bit.
+    exact: bool,
+    /// Input not yet handed out by the exact path.
+    pending: Vec<f32>,
 }
 
 impl core::fmt::Debug for RateConverter {
@@ -70,10 +75,16 @@ impl RateConverter {
             Async::new_poly(ratio, max_relative, degree, CHUNK, 1, FixedAsync::Output)
         }
         .expect("validated rates give a finite positive ratio and a non-zero chunk");
+        // The polynomial's first output lands one frame before what it reports as its delay.
+        let delay = resampler.output_delay().saturating_sub(1);
+        let mut pending = Vec::with_capacity(delay + resampler.input_frames_max() + CHUNK);
+        pending.resize(delay, 0.0);
         RateConverter {
             resampler,
             output: vec![0.0; CHUNK],
             read: CHUNK,
+            exact: wire_rate == output_rate,
+            pending,
         }
     }
 
@@ -96,6 +107,7 @@ impl RateConverter {
     pub(crate) fn process(&mut self, input: &[f32]) {
         debug_assert_eq!(self.buffered(), 0, "the previous chunk was handed out");
         let frames = input.len();
+        let samples = input;
         let input = SequentialSlice::new(input, 1, frames).expect("one channel of `frames`");
         let mut output =
             SequentialSlice::new_mut(&mut self.output[..], 1, CHUNK).expect("one chunk");
@@ -104,6 +116,16 @@ impl RateConverter {
             .process_into_buffer(&input, &mut output, None)
             .expect("buffers sized from the resampler's own figures");
         debug_assert_eq!(written, CHUNK);
+        // The resampler keeps running, so that a correction can start without a jump; until one
+        // does, its output is replaced by the input itself. (A polynomial at a ratio of exactly
+        // 1 is not exact: the septic one differs from its input in the last bit or two.)
+        if self.exact {
+            // The input as one stream, delayed as the resampler delays it (which takes a few
+            // frames more than a chunk the first time).
+            self.pending.extend_from_slice(samples);
+            self.output.copy_from_slice(&self.pending[..CHUNK]);
+            self.pending.drain(..CHUNK);
+        }
         self.read = 0;
     }
 
@@ -117,6 +139,12 @@ impl RateConverter {
 
     /// Consumes wire audio `1 + correction` times faster than nominal.
     pub(crate) fn set_correction(&mut self, correction: f64) {
+        if correction == 0.0 && self.exact {
+            return;
+        }
+        // From the first correction on, the resampler's position is fractional: the exact
+        // path could not take over again without a jump.
+        self.exact = false;
         let correction = correction.clamp(-MAX_CORRECTION, MAX_CORRECTION);
         self.resampler
             .set_resample_ratio_relative(1.0 / (1.0 + correction), true)
@@ -126,5 +154,70 @@ impl RateConverter {
     /// Output rate over wire rate, correction included.
     pub(crate) fn ratio(&self) -> f64 {
         self.resampler.resample_ratio()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `input` through `converter` chunk by chunk, switching `correction` on at `switch`.
+    fn convert(
+        converter: &mut RateConverter,
+        input: &[f32],
+        switch: Option<(usize, f64)>,
+    ) -> Vec<f32> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while pos + converter.input_frames_max() < input.len() {
+            if let Some((at, c)) = switch
+                && pos >= at
+            {
+                converter.set_correction(c);
+            }
+            let n = converter.input_frames_next();
+            converter.process(&input[pos..pos + n]);
+            pos += n;
+            let mut chunk = [0.0f32; CHUNK];
+            let got = converter.read(&mut chunk);
+            out.extend_from_slice(&chunk[..got]);
+        }
+        out
+    }
+
+    /// 16-bit values as the wire carries them, scaled as the decoder scales them: their
+    /// mantissas are full, so arithmetic on them rounds (a gentler input hides inexactness).
+    fn noise(n: usize) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| f32::from((i.wrapping_mul(2_654_435_761) >> 16) as u16 as i16 / 2) / 32_767.0)
+            .collect()
+    }
+
+    #[test]
+    fn same_rate_without_correction_is_the_input_bit_for_bit() {
+        for rate in [48_000, 200_000] {
+            let input = noise(20_000);
+            let mut converter = RateConverter::new(rate, rate);
+            let d = converter.pending.len();
+            let out = convert(&mut converter, &input, None);
+            assert!(out[..d].iter().all(|v| *v == 0.0));
+            assert_eq!(&out[d..], &input[..out.len() - d], "{rate} Hz");
+        }
+    }
+
+    #[test]
+    fn a_correction_takes_over_without_a_jump() {
+        // Where the resampler takes over from the exact path, the two are aligned to the
+        // sample: with a correction too small to move anything for a while, the output goes on
+        // equal to the input, delayed as before, within the polynomial's rounding.
+        for rate in [48_000, 200_000] {
+            let input = noise(20_000);
+            let mut converter = RateConverter::new(rate, rate);
+            let d = converter.pending.len();
+            let out = convert(&mut converter, &input, Some((10_000, 1e-9)));
+            for (k, v) in out.iter().enumerate().skip(d) {
+                assert!((v - input[k - d]).abs() < 1e-5, "{rate} Hz, sample {k}");
+            }
+        }
     }
 }

@@ -173,11 +173,17 @@ impl SampleRing {
 
     /// Looks at most `max` samples ahead of the cursor.
     pub(crate) fn next_run(&self, max: usize) -> Run {
-        if self.cursor >= self.end {
+        self.run_at(self.cursor, max)
+    }
+
+    /// What lies at `index` (at or after the cursor), at most `max` samples and never across the
+    /// ring's wrap.
+    fn run_at(&self, index: u64, max: usize) -> Run {
+        if index >= self.end {
             return Run::Empty;
         }
-        let at = self.cursor as usize & self.mask;
-        let limit = (self.depth().min(max as u64) as usize).min(self.samples.len() - at);
+        let at = index as usize & self.mask;
+        let limit = (((self.end - index).min(max as u64)) as usize).min(self.samples.len() - at);
         let slots = &self.present[at..at + limit];
         if slots[0] {
             Run::Data(slots.iter().position(|p| !*p).unwrap_or(limit))
@@ -205,6 +211,21 @@ impl SampleRing {
             done += len as u64;
         }
         self.cursor += n;
+    }
+
+    /// Copies the samples present from the cursor on, up to the first missing one or
+    /// `out.len()`, without consuming them; returns how many.
+    pub(crate) fn contiguous(&self, out: &mut [f32]) -> usize {
+        let mut copied = 0;
+        while copied < out.len() {
+            let Run::Data(n) = self.run_at(self.cursor + copied as u64, out.len() - copied) else {
+                break;
+            };
+            let at = (self.cursor + copied as u64) as usize & self.mask;
+            out[copied..copied + n].copy_from_slice(&self.samples[at..at + n]);
+            copied += n;
+        }
+        copied
     }
 
     /// Copies up to `out.len()` samples from the cursor without consuming them; missing ones

@@ -30,6 +30,46 @@ impl Rng {
     }
 }
 
+/// The sender's audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// A sine of amplitude 0.5 whose period divides the frame.
+    Tone,
+    /// Sample `i` is [`sequence_sample`]`(i)`: every stretch of a few samples is unique, so the
+    /// output can be matched to the input sample for sample.
+    Sequence,
+}
+
+/// Sample `index` of [`Signal::Sequence`]: a 16-bit value as the wire carries it, scaled as
+/// `pcm::i16le_to_f32` scales it.
+pub fn sequence_sample(index: u64) -> f32 {
+    let mut x = index.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd1b5_4a32_d192_ed03;
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 32;
+    let value = (x as i16) / 4; // a quarter of full scale
+    (f32::from(value) / 32767.0).max(-1.0)
+}
+
+/// A seed for the jitter of a test run: `LINE_TEST_SEED` if set, else drawn from the time, and
+/// printed either way so that a failing run can be repeated.
+pub fn seed_from_env() -> u64 {
+    #[cfg(not(target_arch = "wasm32"))]
+    let seed = std::env::var("LINE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    // No environment and no system clock in a browser.
+    #[cfg(target_arch = "wasm32")]
+    let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
+    eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
+    seed
+}
+
 /// One simulated call: a sender, a network and a device pulling at a fixed period.
 pub struct Sim {
     pub jb: JitterBuffer,
@@ -51,8 +91,10 @@ pub struct Sim {
     /// Every n-th frame is lost.
     pub lose_every: Option<u64>,
     pub rng: Rng,
-    /// One frame of the signal; the tone has a whole number of periods per frame.
-    signal: Vec<f32>,
+    /// What the sender says: the same tone frame after frame, or a unique 16-bit sequence.
+    pub signal: Signal,
+    /// One frame of the tone (a whole number of periods), or scratch for the sequence.
+    frame_buf: Vec<f32>,
     next_frame: u64,
     /// (arrival, first sample, is a duplicate)
     in_flight: BinaryHeap<Reverse<(u64, u64, bool)>>,
@@ -69,7 +111,7 @@ impl Sim {
     pub fn new(wire_rate: u32, output_rate: u32, frame: usize, pull: usize, tone_hz: f64) -> Self {
         let jb = JitterBuffer::new(JitterConfig::new(wire_rate, output_rate, frame))
             .expect("valid test configuration");
-        let signal = (0..frame)
+        let frame_buf = (0..frame)
             .map(|n| {
                 (0.5 * (2.0 * std::f64::consts::PI * tone_hz * n as f64 / f64::from(wire_rate))
                     .sin()) as f32
@@ -88,7 +130,8 @@ impl Sim {
             duplicate: 0.0,
             lose_every: None,
             rng: Rng::new(0x5eed_1234),
-            signal,
+            signal: Signal::Tone,
+            frame_buf,
             next_frame: 0,
             in_flight: BinaryHeap::new(),
             out: vec![0.0; pull],
@@ -156,7 +199,12 @@ impl Sim {
             }
             self.in_flight.pop();
             self.sent_duplicates += u64::from(duplicate);
-            self.jb.push(arrival, first, &self.signal);
+            if self.signal == Signal::Sequence {
+                for (i, v) in self.frame_buf.iter_mut().enumerate() {
+                    *v = sequence_sample(first + i as u64);
+                }
+            }
+            self.jb.push(arrival, first, &self.frame_buf);
         }
         self.jb.pull(now, &mut self.out);
         self.pulled += self.out.len() as u64;
@@ -186,4 +234,74 @@ pub fn goertzel_amplitude(x: &[f32], rate: f64, freq: f64) -> f64 {
     }
     let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
     2.0 * power.max(0.0).sqrt() / x.len() as f64
+}
+
+/// How a played [`Signal::Sequence`] relates to the sequence sent.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Samples equal, bit for bit, to the sequence sample they stand for.
+    pub exact: u64,
+    /// Samples that are not (cross-fades, concealment, silence before the start).
+    pub other: u64,
+    /// Jumps in the sequence: (output index, samples jumped; positive: skipped ahead).
+    pub jumps: Vec<(usize, i64)>,
+}
+
+/// Follows `out`, a played [`Signal::Sequence`], sample by sample: where it is the sequence, and
+/// where (and by how much) it jumps. `first` is about the sequence index of `out[0]` (its first
+/// sample, if the stream starts with `out`), looked for a second either way at `rate`. After
+/// losing the sequence, skips `window` samples (a cross-fade) and searches up to `reach` samples
+/// either way.
+pub fn follow_sequence(out: &[f32], first: u64, rate: u32, window: usize, reach: i64) -> Followed {
+    // Samples that must match in a row to find the sequence again.
+    const RUN: usize = 16;
+    let matches = |at: usize, offset: i64, len: usize| {
+        (0..len).all(|k| {
+            let want = (at + k) as i64 - offset;
+            want >= 0 && sequence_sample(want as u64) == out[at + k]
+        })
+    };
+    let mut result = Followed::default();
+    let mut offset: Option<i64> = None;
+    let mut j = 0;
+    while j < out.len() {
+        if let Some(o) = offset
+            && matches(j, o, 1)
+        {
+            result.exact += 1;
+            j += 1;
+            continue;
+        }
+        // Lost: find the sequence again at the first place where a run of it matches.
+        let found = (j + RUN <= out.len() && out[j..j + RUN].iter().any(|v| *v != 0.0))
+            .then(|| {
+                let (around, reach) = match offset {
+                    Some(o) => (o, reach),
+                    None => (j as i64 - first as i64, i64::from(rate)),
+                };
+                (0..=reach)
+                    .flat_map(|d| [around - d, around + d])
+                    .find(|&o| matches(j, o, RUN))
+            })
+            .flatten();
+        match found {
+            Some(o) => {
+                if let Some(old) = offset {
+                    result.jumps.push((j, old - o));
+                }
+                offset = Some(o);
+            }
+            None => {
+                // Inside a cross-fade nothing matches: step over it at once.
+                let skip = if offset.is_some() && j + RUN <= out.len() {
+                    window.max(1).min(out.len() - j)
+                } else {
+                    1
+                };
+                result.other += skip as u64;
+                j += skip;
+            }
+        }
+    }
+    result
 }

@@ -1,0 +1,247 @@
+//! The feeder: what plays next, at the wire rate, from the store, concealment and planned edits.
+//!
+//! It hands the rate converter exactly the samples the sender framed, in order, except where it
+//! must not: a hole or an underrun is concealed (`conceal.rs`), and an edit planned by the latency
+//! control (`latency.rs`) drops or repeats a piece at a chosen join. Every such place is counted,
+//! so what reaches the device is the sender's audio sample for sample everywhere else.
+
+use super::conceal::{Concealer, Splice};
+use super::store::{Run, SampleRing};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    /// No packet yet: silence.
+    Idle,
+    /// Waiting until the target delay is held; concealment or silence meanwhile.
+    Buffering,
+    /// Playing from the store.
+    Playing,
+}
+
+/// What an edit does at its join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EditKind {
+    /// Jump forward: `len` samples are never played.
+    Drop,
+    /// Jump back: the `len` samples before the join play again.
+    Insert,
+}
+
+/// An edit the latency control planned, waiting for the cursor to reach its join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Edit {
+    pub(crate) kind: EditKind,
+    /// Store index at which the cursor jumps.
+    pub(crate) at: u64,
+    pub(crate) len: usize,
+}
+
+/// What [`Feeder::fill`] ran into, for the buffer to act on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Filled {
+    /// The buffer ran dry while playing.
+    pub(crate) underrun: bool,
+    /// An edit was carried out: the delay moved by this many samples (negative: a drop).
+    pub(crate) edited: i64,
+}
+
+/// Everything that feeds wire-rate samples to the resampler.
+#[derive(Debug)]
+pub(crate) struct Feeder {
+    pub(crate) store: SampleRing,
+    pub(crate) concealer: Concealer,
+    splice: Splice,
+    pub(crate) state: State,
+    /// Audio has played since the last resync: silence from now on is concealment.
+    pub(crate) started: bool,
+    /// How far past the newest audio received the cursor may conceal before calling it an
+    /// underrun: one frame, so that one lost packet at the tail is a gap, not a stall.
+    loss_allowance: u64,
+    planned: Option<Edit>,
+    /// The piece an insert plays again; `inject_pos..inject_len` of it is still to play.
+    inject: Vec<f32>,
+    inject_pos: usize,
+    inject_len: usize,
+    pub(crate) underruns: u64,
+    pub(crate) concealed_samples: u64,
+    pub(crate) concealment_events: u64,
+    pub(crate) inserted_samples: u64,
+    pub(crate) edit_dropped_samples: u64,
+    pub(crate) edits: u64,
+}
+
+impl Feeder {
+    /// `capacity`: store samples; `max_edit`: the longest insert; the rest as in `mod.rs`.
+    pub(crate) fn new(
+        capacity: usize,
+        concealer: Concealer,
+        splice: Splice,
+        loss_allowance: u64,
+        max_edit: usize,
+    ) -> Self {
+        Feeder {
+            store: SampleRing::new(capacity),
+            concealer,
+            splice,
+            state: State::Idle,
+            started: false,
+            loss_allowance,
+            planned: None,
+            inject: vec![0.0; max_edit],
+            inject_pos: 0,
+            inject_len: 0,
+            underruns: 0,
+            concealed_samples: 0,
+            concealment_events: 0,
+            inserted_samples: 0,
+            edit_dropped_samples: 0,
+            edits: 0,
+        }
+    }
+
+    /// Samples an insert in progress has still to play.
+    pub(crate) fn injecting(&self) -> usize {
+        self.inject_len - self.inject_pos
+    }
+
+    /// Whether an edit is planned or still playing out; then no other may be planned.
+    pub(crate) fn editing(&self) -> bool {
+        self.planned.is_some() || self.injecting() > 0
+    }
+
+    /// Plans an edit; for an insert, `piece` is the audio to play again (what precedes the join).
+    pub(crate) fn plan(&mut self, edit: Edit, piece: &[f32]) {
+        debug_assert!(!self.editing());
+        if edit.kind == EditKind::Insert {
+            self.inject[..piece.len()].copy_from_slice(piece);
+        }
+        self.planned = Some(edit);
+    }
+
+    /// Forgets a planned edit (the stream restarted, or the buffer dropped past it).
+    pub(crate) fn cancel_edit(&mut self) {
+        self.planned = None;
+        self.inject_pos = 0;
+        self.inject_len = 0;
+    }
+
+    /// Fills `buf` with what plays next.
+    pub(crate) fn fill(&mut self, buf: &mut [f32]) -> Filled {
+        let mut result = Filled::default();
+        let mut filled = 0;
+        while filled < buf.len() {
+            let seg = &mut buf[filled..];
+            if self.state != State::Playing {
+                self.conceal(seg);
+                filled = buf.len();
+                continue;
+            }
+            if self.injecting() > 0 {
+                let n = seg.len().min(self.injecting());
+                let seg = &mut seg[..n];
+                seg.copy_from_slice(&self.inject[self.inject_pos..self.inject_pos + n]);
+                self.inject_pos += n;
+                self.splice.apply(seg);
+                self.concealer.remember(seg);
+                filled += n;
+                continue;
+            }
+            let cursor = self.store.cursor();
+            let mut limit = seg.len();
+            if let Some(edit) = self.planned {
+                if edit.at == cursor {
+                    result.edited += self.execute(edit);
+                    continue;
+                }
+                if edit.at < cursor {
+                    self.planned = None;
+                } else {
+                    limit = limit.min((edit.at - cursor) as usize);
+                }
+            }
+            match self.store.next_run(limit) {
+                Run::Data(n) => {
+                    let seg = &mut seg[..n];
+                    if self.concealer.is_active() {
+                        let concealer = &mut self.concealer;
+                        self.splice.start(|old| concealer.conceal(old));
+                        concealer.end();
+                    }
+                    self.store.take(seg);
+                    self.splice.apply(seg);
+                    self.concealer.remember(seg);
+                    self.started = true;
+                    filled += n;
+                }
+                Run::Hole(n) => {
+                    // The join's audio is no longer all there: plan again later.
+                    self.planned = None;
+                    if !self.concealer.is_active() {
+                        self.concealment_events += 1;
+                    }
+                    self.conceal(&mut seg[..n]);
+                    self.store.skip(n as u64);
+                    filled += n;
+                }
+                Run::Empty => {
+                    self.planned = None;
+                    if !self.concealer.is_active() {
+                        self.concealment_events += 1;
+                    }
+                    let allowed_until = self.store.end() + self.loss_allowance;
+                    if cursor < allowed_until {
+                        // Perhaps only the next packet is lost: conceal it and move on, as
+                        // for a hole. If the one after it does not come either, it is a stall.
+                        let n = seg.len().min((allowed_until - cursor) as usize);
+                        self.conceal(&mut seg[..n]);
+                        self.store.skip(n as u64);
+                        filled += n;
+                        continue;
+                    }
+                    self.underruns += 1;
+                    self.state = State::Buffering;
+                    result.underrun = true;
+                }
+            }
+        }
+        result
+    }
+
+    /// Carries out `edit` at the cursor; returns how many samples it added (negative: dropped).
+    fn execute(&mut self, edit: Edit) -> i64 {
+        self.planned = None;
+        // What would have played, cross-faded into what plays instead.
+        let store = &self.store;
+        self.splice.start(|old| store.peek(old));
+        self.edits += 1;
+        match edit.kind {
+            EditKind::Drop => {
+                self.store.skip(edit.len as u64);
+                self.edit_dropped_samples += edit.len as u64;
+                -(edit.len as i64)
+            }
+            EditKind::Insert => {
+                self.inject_pos = 0;
+                self.inject_len = edit.len;
+                self.inserted_samples += edit.len as u64;
+                edit.len as i64
+            }
+        }
+    }
+
+    fn conceal(&mut self, seg: &mut [f32]) {
+        self.concealer.conceal(seg);
+        self.splice.apply(seg);
+        if self.started {
+            self.concealed_samples += seg.len() as u64;
+        }
+    }
+
+    /// Drops `n` samples at the cursor, cross-fading from them into what follows.
+    pub(crate) fn drop_oldest(&mut self, n: u64) {
+        self.cancel_edit();
+        let store = &self.store;
+        self.splice.start(|old| store.peek(old));
+        self.store.skip(n);
+    }
+}
