@@ -389,8 +389,14 @@ impl Call {
 
     /// Fills `out` with the other side's audio at the context rate (silence when there is none).
     pub fn play(&mut self, now_us: u64, out: &mut [f32]) {
+        self.play_ahead(now_us, 0, out);
+    }
+
+    /// Like [`Call::play`], for audio that starts playing `ahead_us` after `now_us` (it goes into
+    /// a playback ring that holds that much): the jitter buffer measures its delay to the playout.
+    pub fn play_ahead(&mut self, now_us: u64, ahead_us: u64, out: &mut [f32]) {
         match &mut self.incoming {
-            Some(incoming) => incoming.jitter.pull(now_us, out),
+            Some(incoming) => incoming.jitter.pull_ahead(now_us, ahead_us, out),
             None => out.fill(0.0),
         }
         for &s in out.iter() {
@@ -413,6 +419,11 @@ impl Call {
             stats.jitter_target_ms = jitter.target_ms;
             stats.arrival_jitter_ms = jitter.jitter_ms;
             stats.drift_ppm = jitter.drift_ppm;
+            stats.drift_error_ppm = Some(jitter.drift_error_ppm).filter(|e| e.is_finite());
+            stats.resample_ratio_ppm = jitter.correction_ppm;
+            stats.samples_dropped = jitter.dropped_samples;
+            stats.samples_inserted = jitter.inserted_samples;
+            stats.edits = jitter.edits;
             stats.underruns = jitter.underruns;
             let frame = incoming.frame_samples.max(1) as u64;
             stats.frames_concealed = jitter.concealed_samples.div_ceil(frame);
@@ -648,5 +659,83 @@ mod tests {
         a.peer_left();
         a.capture(40_000, &[0.1; FRAME]);
         assert!(std::iter::from_fn(|| a.poll_transmit()).all(|o| !o.is_audio));
+    }
+
+    /// Sample `i` of a sequence that never repeats a stretch: 16-bit values, scaled as the wire
+    /// scales them.
+    fn sequence(i: usize) -> f32 {
+        let mut x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xd1b5_4a32_d192_ed03;
+        x ^= x >> 29;
+        x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x ^= x >> 32;
+        f32::from((x as i16) / 4) / 32_767.0
+    }
+
+    #[test]
+    fn the_samples_played_are_the_samples_sent() {
+        // One clock, rates equal, a steady network: what B plays is what A's microphone gave,
+        // bit for bit, from the first sample B plays to the last, apart from the edits B counts.
+        let (mut a, mut b) = pair([7; 32]);
+        let mut heard = Vec::new();
+        for step in 0..2_000u64 {
+            let now = step * 10_000;
+            let captured: Vec<f32> = (0..FRAME)
+                .map(|k| sequence(step as usize * FRAME + k))
+                .collect();
+            a.capture(now, &captured);
+            // Half the frames arrive 3 ms late.
+            let late = if step % 2 == 0 { 3_000 } else { 0 };
+            while let Some(out) = a.poll_transmit() {
+                b.receive(now + late, &out.bytes);
+            }
+            for _ in 0..4 {
+                let mut out = vec![0.0; FRAME / 4];
+                b.play(now + late, &mut out);
+                heard.extend_from_slice(&out);
+            }
+        }
+        let stats = b.stats();
+        assert_eq!(
+            (stats.underruns, stats.frames_concealed, stats.frames_lost),
+            (0, 0, 0)
+        );
+        assert_eq!(stats.resample_ratio_ppm, 0.0);
+        // Follow the sequence through B's output: exact runs, and a jump at each edit.
+        let start = heard
+            .iter()
+            .position(|v| *v != 0.0)
+            .expect("B played audio");
+        let splice = RATE as usize / 500;
+        let first = (0..RATE as usize)
+            .find(|&i| (0..16).all(|k| heard[start + splice + k] == sequence(i + k)))
+            .expect("the sequence is found")
+            - splice;
+        let (mut exact, mut index, mut jumps, mut j) = (0u64, first, 0i64, start);
+        while j < heard.len() {
+            if heard[j] == sequence(index) {
+                (exact, index, j) = (exact + 1, index + 1, j + 1);
+                continue;
+            }
+            // A cross-fade: past it, the sequence goes on from somewhere near.
+            j += splice;
+            let found = (0..4_800i64)
+                .flat_map(|d| [d, -d])
+                .map(|d| (index + splice) as i64 + d)
+                .find(|&i| i >= 0 && (0..16).all(|k| heard[j + k] == sequence(i as usize + k)))
+                .expect("the sequence goes on after an edit");
+            jumps += found - (index + splice) as i64;
+            index = found as usize;
+        }
+        let edits = stats.edits;
+        assert_eq!(
+            jumps,
+            stats.samples_dropped as i64 - stats.samples_inserted as i64
+        );
+        let expected = (heard.len() - start) as u64 - (edits + 1) * splice as u64;
+        assert!(
+            exact >= expected,
+            "{exact} of {} exact, {edits} edits",
+            heard.len() - start
+        );
     }
 }

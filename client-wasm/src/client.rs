@@ -58,7 +58,8 @@ export interface LineStats {
   wireRate: number; peerRate: number; contextRate: number; frameMs: number;
   sendBitrate: number; receiveBitrate: number; rttMs: number;
   jitterDepthMs: number; jitterTargetMs: number; arrivalJitterMs: number; driftPpm: number;
-  mouthToEarMs: number;
+  driftErrorPpm: number | null; resampleRatioPpm: number; samplesDropped: number;
+  samplesInserted: number; edits: number; mouthToEarMs: number;
   framesSent: number; framesReceived: number; framesLost: number; framesConcealed: number;
   framesDropped: number; framesDiscarded: number; decryptFailures: number; underruns: number;
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;

@@ -180,8 +180,22 @@ pub struct Stats {
     pub jitter_target_ms: f64,
     /// Arrival jitter the jitter buffer estimates, milliseconds.
     pub arrival_jitter_ms: f64,
-    /// The other side's clock against ours as the jitter buffer learnt it, ppm.
+    /// The other side's clock against ours as the jitter buffer measured it, ppm (positive: the
+    /// other side runs fast), whether or not it is acted on yet.
     pub drift_ppm: f64,
+    /// The standard error of `drift_ppm`, ppm (`None`, `null` in JSON, until measured).
+    pub drift_error_ppm: Option<f64>,
+    /// How much faster than nominal the other side's audio plays to follow its clock, ppm:
+    /// exactly 0 unless a drift is measured, and then that drift. Latency is never adjusted
+    /// by playing faster or slower.
+    pub resample_ratio_ppm: f64,
+    /// Samples of the other side's audio (at its rate) dropped: by edits that bring the
+    /// jitter buffer's delay down to its target, and after a stall.
+    pub samples_dropped: u64,
+    /// Samples of the other side's audio played twice by edits that bring the delay up.
+    pub samples_inserted: u64,
+    /// Edits: pieces of audio dropped or played twice to hold the delay at its target.
+    pub edits: u64,
     /// Estimated mouth-to-ear latency of the last received frame, milliseconds.
     pub mouth_to_ear_ms: f64,
     /// Audio frames sent.
@@ -254,6 +268,20 @@ mod tests {
             serde_json::from_str(r#"{"type":"output-latency","ms":42.5}"#).unwrap();
         assert_eq!(latency, ToWorker::OutputLatency { ms: 42.5 });
         assert_eq!(CallState::Reconnecting.as_str(), "reconnecting");
+    }
+
+    #[test]
+    fn stats_survive_the_trip_to_the_page() {
+        // The page parses what the worker sends: a value JSON cannot carry (an infinite or NaN
+        // float is written as null) would make it drop every stats message.
+        let stats = Stats {
+            drift_error_ppm: None,
+            ..Stats::default()
+        };
+        let json = serde_json::to_string(&FromWorker::Stats(Box::new(stats.clone()))).unwrap();
+        assert!(json.contains("\"driftErrorPpm\":null"));
+        let back: FromWorker = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, FromWorker::Stats(Box::new(stats)));
     }
 
     #[test]

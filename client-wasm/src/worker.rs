@@ -23,6 +23,7 @@ use crate::call::{Call, CallConfig, PeerEvent};
 use crate::js_ring::JsRing;
 use crate::link::FrameDuration;
 use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
+use crate::playback_fill::PlaybackFill;
 use crate::ring::{Consumer, Producer, WRITE_SLOT};
 
 /// How often the engine moves samples when it cannot follow the audio clock (no shared memory
@@ -30,16 +31,6 @@ use crate::ring::{Consumer, Producer, WRITE_SLOT};
 const TICK_MS: i32 = 4;
 /// Longest the engine sleeps without a wake from the audio thread (a suspended context), ms.
 const WAKE_TIMEOUT_MS: f64 = 20.0;
-/// Playback ring fill the engine keeps at first, milliseconds; grows when the audio thread
-/// starves. Woken by the audio thread, the engine tops the ring up right after each render, so
-/// it needs little more than one wake period (1.9-2.7 ms) plus its own wake-up latency.
-const PLAYBACK_FILL_MS: f64 = 5.0;
-/// How much the playback fill grows each time the audio thread starves, milliseconds.
-const PLAYBACK_FILL_STEP_MS: f64 = 2.0;
-/// The most the playback fill may grow to, milliseconds.
-const PLAYBACK_FILL_MAX_MS: f64 = 40.0;
-/// Calm time after which the playback fill shrinks again, microseconds.
-const CALM_BEFORE_SHRINK_US: u64 = 10_000_000;
 /// How often stats go to the page, microseconds.
 const STATS_INTERVAL_US: u64 = 100_000;
 /// Audio the socket may hold unsent before audio frames are dropped, microseconds: a time, not
@@ -318,15 +309,12 @@ struct Engine {
     play_scratch: Vec<f32>,
     /// A received frame, copied out of its ArrayBuffer; reused so receiving allocates nothing.
     receive_scratch: Vec<u8>,
-    playback_fill_ms: f64,
+    fill: PlaybackFill,
     /// Lowest playback-ring fill seen at a wake since the last stats, samples.
     playback_fill_low: Option<usize>,
     /// When the engine last woke, and the longest gap between wakes since the last stats.
     last_wake_us: u64,
     wake_gap_us: u64,
-    /// Since when the audio thread has not starved.
-    calm_since_us: u64,
-    last_playback_xruns: u64,
     xrun_baseline: u64,
     in_call_since_us: Option<u64>,
     next_stats_us: u64,
@@ -407,12 +395,10 @@ impl Engine {
                 capture_scratch: Vec::new(),
                 receive_scratch: Vec::new(),
                 play_scratch: Vec::new(),
-                playback_fill_ms: PLAYBACK_FILL_MS,
+                fill: PlaybackFill::default(),
                 playback_fill_low: None,
                 last_wake_us: 0,
                 wake_gap_us: 0,
-                calm_since_us: 0,
-                last_playback_xruns: 0,
                 xrun_baseline: 0,
                 in_call_since_us: None,
                 next_stats_us: 0,
@@ -768,22 +754,14 @@ impl Engine {
 
     fn refill_playback(&mut self, now: u64) {
         let rate = f64::from(self.config.context_rate);
-        // Starving audio thread: keep more in the ring (the worker's timer is late more often).
-        let xruns = self.playback.xruns();
-        if self.state == CallState::InCall && xruns > self.last_playback_xruns {
-            self.playback_fill_ms =
-                (self.playback_fill_ms + PLAYBACK_FILL_STEP_MS).min(PLAYBACK_FILL_MAX_MS);
-            self.calm_since_us = now;
-        } else if now.saturating_sub(self.calm_since_us) > CALM_BEFORE_SHRINK_US {
-            // Ten calm seconds: give back a little latency.
-            self.playback_fill_ms = (self.playback_fill_ms - 2.0).max(PLAYBACK_FILL_MS);
-            self.calm_since_us = now;
-        }
-        self.last_playback_xruns = xruns;
-        let target = (self.playback_fill_ms * rate / 1000.0) as usize;
         let filled = self.playback.filled();
-        self.playback_fill_low = Some(self.playback_fill_low.map_or(filled, |low| low.min(filled)));
         let fill_us = (filled as f64 * 1e6 / rate) as u64;
+        self.fill.set_call(self.in_call_since_us);
+        let target_ms = self
+            .fill
+            .update(now, fill_us as f64 / 1e3, self.playback.xruns());
+        let target = (target_ms * rate / 1000.0) as usize;
+        self.playback_fill_low = Some(self.playback_fill_low.map_or(filled, |low| low.min(filled)));
         let device_us = (self.config.output_latency_ms * 1000.0) as u64;
         self.call.set_playout_delay_us(fill_us + device_us);
         if filled >= target {
@@ -792,7 +770,8 @@ impl Engine {
         let need = (target - filled).min(self.config.ring_capacity as usize - 1 - filled);
         let mut out = core::mem::take(&mut self.play_scratch);
         out.resize(need, 0.0);
-        self.call.play(now, &mut out);
+        // What is pulled now plays once the ring has played what it holds.
+        self.call.play_ahead(now, fill_us, &mut out);
         self.playback.push(&out);
         self.play_scratch = out;
     }
@@ -812,7 +791,7 @@ impl Engine {
             .map_or(0.0, |since| now.saturating_sub(since) as f64 / 1e6);
         let rate = f64::from(self.config.context_rate);
         stats.playback_fill_ms = self.playback_fill_low.take().unwrap_or(0) as f64 * 1e3 / rate;
-        stats.playback_target_ms = self.playback_fill_ms;
+        stats.playback_target_ms = self.fill.target_ms();
         stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
         stats.output_latency_ms = self.config.output_latency_ms;
         let dropped = stats.frames_dropped;
