@@ -26,6 +26,7 @@
 
 pub mod compare;
 mod error;
+pub mod fidelity;
 pub mod memory;
 mod peer;
 pub mod procfs;
@@ -34,6 +35,7 @@ pub mod report;
 mod run;
 mod stats;
 mod target;
+pub mod tone_call;
 mod traffic;
 
 pub use error::LoadError;

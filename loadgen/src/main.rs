@@ -11,14 +11,20 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use line_loadgen::compare::{self, CompareConfig, Relay};
 use line_loadgen::ramp::{self, RampConfig};
-use line_loadgen::{ApiKey, RunConfig, Target, TargetKind, Timing, memory, report};
+use line_loadgen::tone_call::{self, ToneCallConfig};
+use line_loadgen::{ApiKey, RunConfig, Target, TargetKind, Timing, fidelity, memory, report};
 use serde::Serialize;
 
 /// The environment variable holding the relay's API key.
 const APIKEY_ENV: &str = "LINE_BENCH_APIKEY";
+/// The environment variable holding the call link the tone peer joins (key and leaf included).
+const LINK_ENV: &str = "LINE_PEER_LINK";
 
 #[derive(Parser)]
-#[command(version, about = "Load generator for line's relay (issue 7)")]
+#[command(
+    version,
+    about = "Load generator for line's relay, and the tone peer of the fidelity tests"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,6 +82,42 @@ enum Command {
     Compare(CompareArgs),
     /// Prints a free loopback TCP port (for scripts starting relays)
     FreePort,
+    /// Calls the other side of the link in LINE_PEER_LINK as a browser would, sending exact tones
+    /// and recording what it hears (the fidelity tests' peer)
+    ToneCall {
+        /// Frequencies sent, Hz, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        tones: Vec<f64>,
+        /// Amplitude of each tone
+        #[arg(long, default_value_t = 0.4)]
+        amplitude: f64,
+        /// Frequencies the other side sends, Hz, comma-separated: analyse each block for them
+        #[arg(long, value_delimiter = ',')]
+        heard: Vec<f64>,
+        /// Seconds in the call after the other side joined
+        #[arg(long, default_value_t = 40.0)]
+        secs: f64,
+        /// Starts of the recorded blocks, seconds after the other side joined
+        #[arg(long, value_delimiter = ',', default_value = "5,15,25,35")]
+        blocks: Vec<f64>,
+        /// Length of each block, seconds
+        #[arg(long, default_value_t = 2.0)]
+        block_secs: f64,
+        /// Write the report as JSON here
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Fits tones to a block of audio (raw little-endian f32): frequency error, SNR, glitches
+    Analyze {
+        /// The block
+        file: PathBuf,
+        /// Its sample rate, Hz
+        #[arg(long)]
+        rate: f64,
+        /// The frequencies sent, Hz, comma-separated
+        #[arg(long, value_delimiter = ',', required = true)]
+        tones: Vec<f64>,
+    },
 }
 
 #[derive(Args)]
@@ -288,6 +330,48 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             write_json(Some(&args.json), &comparison)?;
             show(&report::comparison(&comparison))?;
+        }
+        Command::ToneCall {
+            tones,
+            amplitude,
+            heard,
+            secs,
+            blocks,
+            block_secs,
+            json,
+        } => {
+            let link = std::env::var(LINK_ENV)
+                .ok()
+                .filter(|l| !l.is_empty())
+                .with_context(|| format!("the call link goes in {LINK_ENV}"))?;
+            let seconds = |s: f64, what: &str| {
+                Duration::try_from_secs_f64(s).with_context(|| format!("{what}: {s}"))
+            };
+            let config = ToneCallConfig {
+                link,
+                tones,
+                amplitude,
+                heard_tones: heard,
+                duration: seconds(secs, "--secs")?,
+                blocks: blocks
+                    .into_iter()
+                    .map(|b| seconds(b, "--blocks"))
+                    .collect::<anyhow::Result<_>>()?,
+                block: seconds(block_secs, "--block-secs")?,
+            };
+            let report = tone_call::run(&config).await?;
+            write_json(json.as_ref(), &report)?;
+            show(&(serde_json::to_string_pretty(&report)? + "\n"))?;
+        }
+        Command::Analyze { file, rate, tones } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let block: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            let result = fidelity::analyze(&block, rate, &tones);
+            show(&(serde_json::to_string(&result)? + "\n"))?;
         }
         Command::FreePort => {
             let listener =

@@ -1,0 +1,345 @@
+//! A native peer that calls a browser exactly as a browser would, with audio whose every sample is
+//! known: the yardstick of line's fidelity tests.
+//!
+//! It runs line's own call engine ([`line_client::call::Call`], the code the browser's worker
+//! runs) on a tokio clock: it joins the line of a call link, sends a sum of pure tones generated
+//! sample by sample at the wire rate, paced by the wall clock (so its sample rate is exact), and
+//! plays what the other side sends through the engine's jitter buffer as a device would, a
+//! quantum at a time, recording blocks of it for [`crate::fidelity::analyze`].
+
+use std::f64::consts::PI;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use line_client::call::{Call, CallConfig};
+use line_client::link::{Fragment, Link};
+use line_client::messages::Stats;
+use line_protocol::control::RelayMessage;
+use line_protocol::leaf::LeafKey;
+use serde::Serialize;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::error::LoadError;
+use crate::fidelity::{self, Fidelity};
+
+/// How often the peer captures and plays, like an audio thread with a 2.5 ms buffer.
+const QUANTUM: Duration = Duration::from_micros(2_500);
+
+/// What to send and what to record.
+#[derive(Clone)]
+pub struct ToneCallConfig {
+    /// The whole call link, leaf included (`http://host/line.html?apikey=...#leaf_...`).
+    pub link: String,
+    /// Frequencies of the tones sent, Hz.
+    pub tones: Vec<f64>,
+    /// Amplitude of each tone (1.0 is full scale).
+    pub amplitude: f64,
+    /// Frequencies of the tones the other side sends, Hz, to analyse what is heard.
+    pub heard_tones: Vec<f64>,
+    /// How long to stay in the call after the other side joined.
+    pub duration: Duration,
+    /// Starts of the recorded blocks, after the other side joined.
+    pub blocks: Vec<Duration>,
+    /// Length of each block.
+    pub block: Duration,
+}
+
+impl core::fmt::Debug for ToneCallConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // The link holds the API key and the leaf.
+        f.debug_struct("ToneCallConfig")
+            .field("tones", &self.tones)
+            .field("duration", &self.duration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One recorded block of what the peer heard.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeardBlock {
+    /// Start, seconds after the other side joined.
+    pub at_s: f64,
+    /// The analysis of the block, when the other side's tones were given.
+    pub fidelity: Option<Fidelity>,
+    /// What the engine counted during the block that changes the audio: frames lost and
+    /// concealed, samples dropped and inserted, underruns.
+    pub counted: Counted,
+}
+
+/// Counters that account for a change in the audio.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counted {
+    /// Frames that never arrived.
+    pub frames_lost: u64,
+    /// Frames' worth of audio made up.
+    pub frames_concealed: u64,
+    /// Samples dropped or played twice by edits, or dropped after a stall.
+    pub samples_dropped: u64,
+    /// Samples played twice.
+    pub samples_inserted: u64,
+    /// Times the jitter buffer ran dry.
+    pub underruns: u64,
+}
+
+impl Counted {
+    fn of(stats: &Stats) -> Self {
+        Self {
+            frames_lost: stats.frames_lost,
+            frames_concealed: stats.frames_concealed,
+            samples_dropped: stats.samples_dropped,
+            samples_inserted: stats.samples_inserted,
+            underruns: stats.underruns,
+        }
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            frames_lost: self.frames_lost - before.frames_lost,
+            frames_concealed: self.frames_concealed - before.frames_concealed,
+            samples_dropped: self.samples_dropped - before.samples_dropped,
+            samples_inserted: self.samples_inserted - before.samples_inserted,
+            underruns: self.underruns - before.underruns,
+        }
+    }
+
+    /// Whether nothing was counted.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// What a tone call did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToneCallReport {
+    /// The wire rate used, Hz.
+    pub rate: u32,
+    /// Samples sent per second as measured against the wall clock over the whole call.
+    pub sent_rate: f64,
+    /// The blocks recorded.
+    pub blocks: Vec<HeardBlock>,
+    /// The engine's statistics at the end.
+    pub stats: Stats,
+}
+
+/// The tones' sum at sample `n` of a stream at `rate`.
+fn tone_sample(tones: &[f64], amplitude: f64, rate: f64, n: u64) -> f32 {
+    tones
+        .iter()
+        .map(|f| amplitude * (2.0 * PI * (f * n as f64 / rate).fract()).sin())
+        .sum::<f64>() as f32
+}
+
+fn wall_clock_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// The WebSocket address of the call link's line, as the page builds it.
+fn ws_url(link: &Link, leaf: &LeafKey) -> Result<String, LoadError> {
+    let key = link.api_key.as_deref().ok_or(LoadError::MissingApiKey)?;
+    let origin = link
+        .base
+        .rsplit_once('/')
+        .map(|(origin, _)| origin)
+        .ok_or_else(|| LoadError::Unexpected("a link without a path".into()))?;
+    let origin = origin
+        .replacen("https://", "wss://", 1)
+        .replacen("http://", "ws://", 1);
+    Ok(format!("{origin}/ws?apikey={key}&line={}", leaf.line_id()))
+}
+
+/// Calls the other side of `config.link` and records what it hears.
+pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
+    let link =
+        Link::parse(&config.link).map_err(|e| LoadError::Unexpected(format!("call link: {e}")))?;
+    let Fragment::Leaf(leaf_text) = &link.fragment else {
+        return Err(LoadError::Unexpected("the call link has no leaf".into()));
+    };
+    let leaf: LeafKey = leaf_text
+        .parse()
+        .map_err(|e| LoadError::Unexpected(format!("leaf: {e}")))?;
+    let rate = link.rate;
+    let rate_f = f64::from(rate);
+    let mut call = Call::new(
+        CallConfig {
+            wire_rate: rate,
+            frame: link.frame,
+            context_rate: rate,
+        },
+        leaf.clone(),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&link, &leaf)?)
+        .await
+        .map_err(|e| match e {
+            tungstenite::Error::Http(response) => LoadError::Refused {
+                status: response.status().as_u16(),
+            },
+            other => LoadError::WebSocket(other),
+        })?;
+    let (mut sink, mut stream) = ws.split();
+    call.connected(wall_clock_us(), rand::random());
+
+    let start = Instant::now();
+    let mut ticker = tokio::time::interval(QUANTUM);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut captured, mut played) = (0u64, 0u64);
+    let mut joined: Option<u64> = None;
+    let mut scratch = Vec::new();
+    let mut recording: Vec<(usize, u64, Vec<f32>, Counted)> = Vec::new();
+    let mut heard = Vec::new();
+    let block_samples = (config.block.as_secs_f64() * rate_f) as u64;
+    let mut next_block = 0;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let now = wall_clock_us();
+                // Exactly `rate` samples per second of wall clock, in and out.
+                let due = (start.elapsed().as_secs_f64() * rate_f) as u64;
+                scratch.clear();
+                scratch.extend((captured..due).map(|n| tone_sample(&config.tones, config.amplitude, rate_f, n)));
+                captured = due;
+                call.capture(now, &scratch);
+                call.tick(now);
+                scratch.resize((due - played) as usize, 0.0);
+                call.play(now, &mut scratch);
+                if let Some(since) = joined {
+                    record(&mut call, &config.blocks, &mut next_block, &mut recording, &mut heard, since, played, &scratch, block_samples, rate_f);
+                    if (played - since) as f64 >= config.duration.as_secs_f64() * rate_f {
+                        break;
+                    }
+                }
+                played = due;
+            }
+            message = stream.next() => match message {
+                None | Some(Ok(Message::Close(_))) => return Err(LoadError::Closed),
+                Some(Err(e)) => return Err(LoadError::WebSocket(e)),
+                Some(Ok(Message::Binary(bytes))) => call.receive(wall_clock_us(), &bytes),
+                Some(Ok(Message::Text(text))) => match RelayMessage::from_json(&text) {
+                    Ok(RelayMessage::PeerJoined) => {
+                        call.peer_joined();
+                        joined.get_or_insert(played);
+                    }
+                    Ok(RelayMessage::PeerLeft) => return Err(LoadError::Unexpected("the other side left".into())),
+                    _ => {}
+                },
+                Some(Ok(_)) => {}
+            },
+        }
+        while let Some(out) = call.poll_transmit() {
+            sink.send(Message::binary(out.bytes))
+                .await
+                .map_err(LoadError::WebSocket)?;
+        }
+    }
+    call.hang_up();
+    while let Some(out) = call.poll_transmit() {
+        sink.send(Message::binary(out.bytes))
+            .await
+            .map_err(LoadError::WebSocket)?;
+    }
+    let _ = sink.close().await;
+    let sent_rate = captured as f64 / start.elapsed().as_secs_f64();
+    Ok(ToneCallReport {
+        rate,
+        sent_rate,
+        blocks: heard
+            .into_iter()
+            .map(
+                |(at, samples, counted): (f64, Vec<f32>, Counted)| HeardBlock {
+                    at_s: at,
+                    fidelity: (!config.heard_tones.is_empty())
+                        .then(|| fidelity::analyze(&samples, rate_f, &config.heard_tones)),
+                    counted,
+                },
+            )
+            .collect(),
+        stats: call.stats(),
+    })
+}
+
+/// Adds what was just played (`out`, starting at sample `played`) to the blocks being recorded,
+/// starting and finishing blocks as their times come.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    call: &mut Call,
+    starts: &[Duration],
+    next_block: &mut usize,
+    recording: &mut Vec<(usize, u64, Vec<f32>, Counted)>,
+    heard: &mut Vec<(f64, Vec<f32>, Counted)>,
+    since: u64,
+    played: u64,
+    out: &[f32],
+    block_samples: u64,
+    rate: f64,
+) {
+    let end = played + out.len() as u64;
+    while let Some(start) = starts.get(*next_block) {
+        let first = since + (start.as_secs_f64() * rate) as u64;
+        if first >= end {
+            break;
+        }
+        recording.push((
+            *next_block,
+            first,
+            Vec::with_capacity(block_samples as usize),
+            Counted::of(&call.stats()),
+        ));
+        *next_block += 1;
+    }
+    for (_, first, samples, _) in recording.iter_mut() {
+        for (k, &v) in out.iter().enumerate() {
+            let n = played + k as u64;
+            if n >= *first && samples.len() < block_samples as usize {
+                samples.push(v);
+            }
+        }
+    }
+    let counted_now = Counted::of(&call.stats());
+    recording.retain_mut(|(index, _, samples, before)| {
+        if samples.len() < block_samples as usize {
+            return true;
+        }
+        heard.push((
+            starts[*index].as_secs_f64(),
+            core::mem::take(samples),
+            counted_now.since(*before),
+        ));
+        false
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tones_are_exact_at_any_sample() {
+        // Far into a call the phase must not have drifted: sample n is computed from n itself.
+        let rate = 200_000.0;
+        let n = 200_000 * 3_600;
+        let v = tone_sample(&[1_000.0], 0.5, rate, n);
+        assert!(v.abs() < 1e-6, "{v}");
+        let v = tone_sample(&[1_000.0], 0.5, rate, n + 50);
+        assert!((v - 0.5).abs() < 1e-6, "{v}");
+    }
+
+    #[test]
+    fn the_websocket_address_is_the_pages() {
+        let leaf = LeafKey::from_random([7; 32]);
+        let link = Link::parse(&format!(
+            "https://line.example/line.html?apikey=KEY&mobile=1#{}",
+            leaf
+        ))
+        .unwrap();
+        let url = ws_url(&link, &leaf).unwrap();
+        assert_eq!(
+            url,
+            format!("wss://line.example/ws?apikey=KEY&line={}", leaf.line_id())
+        );
+    }
+}
