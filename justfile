@@ -37,9 +37,10 @@ test-deploy:
     cargo test -p line-server --test deploy
     scripts/image-contract.sh
 
-# End to end: two headless Chromium browsers in real calls through the real server (after `just build`)
+# End to end: real calls through the real server between two headless Chromium browsers, and between one and a native tone peer for fidelity (after `just build`); one test file at a time
 e2e:
-    node --test --test-timeout=300000 e2e/call.test.mjs
+    cargo build --release --locked -p line-loadgen
+    node --test --test-concurrency=1 --test-timeout=300000 e2e/call.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
 
 # Where a browser's time goes in a call: per-thread CPU and the engine worker's V8 profile (after `just build`)
 profile-browser params="studio=1" seconds="10":

@@ -11,11 +11,15 @@ import { startProxy } from './lib/proxy.mjs';
 import { freePort, repoRoot, startServer } from './lib/server.mjs';
 import { hear, percentile, sampleLatency, stats, waitError, waitState, withParams } from './lib/page.mjs';
 import { findToneRun, keyEncodings, parseClientStream, tonePcm } from './lib/wire.mjs';
+import { analyze, clean, collect, startRecording } from './lib/record.mjs';
+import { seededRandom } from './lib/seed.mjs';
 import { writeTone } from './lib/wav.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
-const TONE_A = 440; // what A's microphone plays
-const TONE_B = 1000; // what B's microphone plays
+// What A's and B's microphones play: drawn per run (the seed is printed), apart by an octave.
+const random = seededRandom('call');
+const TONE_A = Math.round(300 + 1200 * random()); // 300-1500 Hz
+const TONE_B = Math.round(3000 + 9000 * random()); // 3-12 kHz
 const AMPLITUDE = 0.5;
 const MEASURE_MS = 10_000;
 
@@ -106,6 +110,22 @@ async function measureFlow(a, b, ms) {
   return { ab: flow(a0, a1, b0, b1), ba: flow(b0, b1, a0, a1), a1, b1, latA, latB, cpuA, cpuB };
 }
 
+/**
+ * The pitch each side hears, from 2 s of its remote node recorded sample-exactly: the other
+ * side's tone fitted by least squares, as an error in ppm (one clock: 0 is right), with what the
+ * engine counted meanwhile (an edit or a loss in the block blurs the fit, and is accounted for).
+ */
+async function heardPitch(label, a, b) {
+  await Promise.all([a, b].map((p) => startRecording(p.page, [0.2], 2)));
+  const [ra, rb] = await Promise.all([a, b].map((p) => collect(p.page, 1, 10_000)));
+  const fit = (rec, tone, who) => {
+    const [block] = rec.blocks;
+    const f = analyze(block.samples, rec.rate, [tone], path.join(OUT, `${label}-${who}-hears.f32`));
+    return { tone, errorPpm: f.tones[0].errorPpm, snrDb: f.snrDb, glitches: f.glitches.length, counted: block.counted };
+  };
+  return { a: fit(ra, TONE_B, 'a'), b: fit(rb, TONE_A, 'b') };
+}
+
 function checkHearing(who, heard, other, own) {
   assert.ok(heard[other] >= AMPLITUDE / 2,
     `${who} hears the other's ${other} Hz at ${heard[other].toFixed(3)}, less than half of ${AMPLITUDE}`);
@@ -165,7 +185,19 @@ for (const [label, params] of CALLS) {
         cpuPercentOfCore: { a: m.cpuA.total, b: m.cpuB.total },
         cpuByThread: { a: m.cpuA.threads, b: m.cpuB.threads },
       });
+      const pitch = await heardPitch(label, a, b);
+      Object.assign(results[label], {
+        pitch,
+        edits: { a: m.a1.edits, b: m.b1.edits },
+        resampleRatioPpm: { a: m.a1.resampleRatioPpm, b: m.b1.resampleRatioPpm },
+      });
       console.log(`${label}: ${JSON.stringify(results[label])}`);
+      for (const [who, p] of Object.entries(pitch)) {
+        // A block with an edit, a loss or an empty ring in it is blurred, and accounted for.
+        if (!clean(p.counted)) continue;
+        assert.ok(Math.abs(p.errorPpm) <= 20, `${who} hears ${p.tone} Hz off by ${p.errorPpm.toFixed(1)} ppm`);
+        assert.equal(p.glitches, 0, `${who} heard ${p.glitches} glitches the engine did not count`);
+      }
       assert.ok(m.ab.sent > 0.9 * (MEASURE_MS / m.a1.frameMs), `A sent ${m.ab.sent} frames in ${MEASURE_MS} ms`);
       assert.ok(ratio(m.ab) >= 0.98, `B received ${m.ab.received} of A's ${m.ab.sent} frames`);
       assert.ok(ratio(m.ba) >= 0.98, `A received ${m.ba.received} of B's ${m.ba.sent} frames`);

@@ -11,9 +11,10 @@ const BASE_FLAGS = [
 
 /**
  * Starts one browser, as one person. `wav`: the file its microphone plays. `allowMic: false` leaves out
- * the flag that grants the microphone, as for a person who refuses it.
+ * the flag that grants the microphone, as for a person who refuses it. `pulse`: a PULSE_SERVER to
+ * play into (see pulse.mjs) instead of Chromium's fake output device.
  */
-export async function launchPerson(name, { wav, allowMic = true } = {}) {
+export async function launchPerson(name, { wav, allowMic = true, pulse } = {}) {
   const args = [...BASE_FLAGS, '--use-fake-device-for-media-stream'];
   if (allowMic) args.push('--use-fake-ui-for-media-stream');
   if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
@@ -24,6 +25,7 @@ export async function launchPerson(name, { wav, allowMic = true } = {}) {
     headless: true,
     ignoreDefaultArgs: ['--mute-audio'],
     args,
+    env: pulse ? { ...process.env, PULSE_SERVER: pulse } : process.env,
   });
   const pid = childrenOf(process.pid).find((c) => !before.has(c));
   const context = await browser.newContext({ viewport: { width: 900, height: 1000 } });

@@ -1,5 +1,6 @@
 // Starts the real line-server binary the way an operator would, and reads the link it prints.
 import { spawn } from 'node:child_process';
+import { copyFileSync, cpSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,7 +12,7 @@ const binary = path.join(repoRoot, 'target/release/line-server');
  * `siteurl` is what the links point at (the privacy proxy, when there is one).
  */
 export async function startServer({ port = 0, siteurl, apikey, env = {} } = {}) {
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--www', path.join(repoRoot, 'www')];
+  const args = ['--bind', '127.0.0.1', '--port', String(port), '--www', testWww()];
   const childEnv = { ...process.env, RUST_LOG: 'info', ...env };
   if (siteurl) childEnv.SITEURL = siteurl;
   if (apikey) childEnv.APIKEY = apikey;
@@ -44,6 +45,18 @@ export async function startServer({ port = 0, siteurl, apikey, env = {} } = {}) 
     kill: () => child.kill('SIGKILL'),
     child,
   };
+}
+
+/**
+ * The client as built (`www/`), plus the suite's recorder worklet: the page's
+ * Content-Security-Policy loads worklet modules from its own origin only.
+ */
+function testWww() {
+  const dir = path.join(repoRoot, 'target/e2e/www');
+  mkdirSync(dir, { recursive: true });
+  cpSync(path.join(repoRoot, 'www'), dir, { recursive: true });
+  copyFileSync(path.join(repoRoot, 'e2e/lib/tap.js'), path.join(dir, 'e2e-tap.js'));
+  return dir;
 }
 
 /** A TCP port that was free a moment ago, for a server that must come back on the same port. */

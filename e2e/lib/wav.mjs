@@ -3,6 +3,11 @@ import { writeFileSync } from 'node:fs';
 
 /** Writes `seconds` of a sine at `freq` Hz and `amplitude` (0..1) to `path` at `rate` Hz. */
 export function writeTone(path, { freq, amplitude = 0.5, seconds = 30, rate = 48000 }) {
+  writeTones(path, { freqs: [freq], amplitude, seconds, rate });
+}
+
+/** Writes `seconds` of the sum of sines at `freqs` Hz, each at `amplitude`, to `path`. */
+export function writeTones(path, { freqs, amplitude = 0.5, seconds = 30, rate = 48000 }) {
   const n = Math.round(seconds * rate);
   const buf = Buffer.alloc(44 + 2 * n);
   buf.write('RIFF', 0);
@@ -19,7 +24,7 @@ export function writeTone(path, { freq, amplitude = 0.5, seconds = 30, rate = 48
   buf.write('data', 36);
   buf.writeUInt32LE(2 * n, 40);
   for (let i = 0; i < n; i++) {
-    const v = Math.round(amplitude * 32767 * Math.sin((2 * Math.PI * freq * i) / rate));
+    const v = Math.round(amplitude * 32767 * freqs.reduce((sum, f) => sum + Math.sin((2 * Math.PI * f * i) / rate), 0));
     buf.writeInt16LE(v, 44 + 2 * i);
   }
   writeFileSync(path, buf);
