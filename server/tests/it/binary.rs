@@ -13,7 +13,7 @@ use crate::common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_line-server");
 
 /// Every environment variable the server reads its configuration from.
-const CONFIG_VARS: [&str; 11] = [
+const CONFIG_VARS: [&str; 15] = [
     "APIKEY",
     "SITEURL",
     "PORT",
@@ -23,6 +23,10 @@ const CONFIG_VARS: [&str; 11] = [
     "ALLOWED_ORIGINS",
     "TRUSTED_PROXIES",
     "MAX_LINES",
+    "MAX_CONNECTIONS_PER_IP",
+    "MAX_SOCKETS_PER_IP",
+    "MAX_WAIT_ALONE",
+    "QUEUE_BUDGET_MIB",
     "WWW",
     "LOG_LEVEL",
 ];
@@ -249,4 +253,101 @@ async fn healthcheck_subcommand_asks_the_running_server_plain_and_over_tls() {
         assert!(stderr.contains("cannot ask the server"), "{stderr}");
     }
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Starts the binary with `args`; returns it, its port, and a task collecting its stderr.
+async fn spawn_server(args: &[&str]) -> (Child, u16, tokio::task::JoinHandle<String>, StdoutLines) {
+    let mut child = command()
+        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let (_, port, stdout) = start_links(&mut child).await;
+    (child, port, stderr_task, stdout)
+}
+
+#[tokio::test]
+async fn refused_requests_do_not_flood_the_log() {
+    let (mut child, port, stderr, _stdout) = spawn_server(&[]).await;
+    const N: usize = 300;
+    let url = format!(
+        "ws://127.0.0.1:{port}/ws?apikey=nope&line={}",
+        random_line()
+    );
+    for _ in 0..N {
+        let status = refused_status(&url, None).await.0;
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    let base = format!("127.0.0.1:{port}");
+    let stream = tokio::net::TcpStream::connect(&base)
+        .await
+        .expect("connect");
+    let metrics = http_get(stream, &base, "/metrics", &[]).await.body_text();
+    child.kill().await.expect("kill");
+    let logs = stderr.await.expect("stderr");
+    let refused = logs
+        .lines()
+        .filter(|l| l.contains("connection refused"))
+        .count();
+    eprintln!(
+        "{N} refused requests wrote {refused} log lines, {} bytes of log",
+        logs.len()
+    );
+    // Every refusal is counted; few are written (20 per 10 s by default).
+    assert!(
+        metrics.contains("line_auth_failures_total 300"),
+        "{metrics}"
+    );
+    assert!((1..=20).contains(&refused), "{refused} lines:\n{logs}");
+    assert!(logs.len() < 20 * 1024, "{} bytes of log", logs.len());
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("/proc/self/limits");
+    let hard = open_files(&limits).1;
+    // Start it with a soft limit of 256, as a shell with `ulimit -Sn 256` would.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BIN])
+        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .env_remove("APIKEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawns");
+    let _ = start_links(&mut child).await;
+    let pid = child.id().expect("pid");
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    child.kill().await.expect("kill");
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .await;
+    assert_eq!(open_files(&theirs), (hard.clone(), hard), "{theirs}");
+    assert!(stderr.contains("open file limit"), "{stderr}");
+}
+
+/// The soft and hard "Max open files" of a /proc/PID/limits text.
+fn open_files(limits: &str) -> (String, String) {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("a Max open files line");
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    (
+        fields.next().expect("soft").to_owned(),
+        fields.next().expect("hard").to_owned(),
+    )
 }
