@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use js_sys::{
     ArrayBuffer, Atomics, Float32Array, Int32Array, Object, Promise, Reflect, Uint8Array,
 };
-use line_protocol::control::RelayMessage;
+use line_protocol::control::{RelayMessage, close_code};
 use line_protocol::leaf::LeafKey;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -583,7 +583,24 @@ impl Engine {
         self.set_state(CallState::Reconnecting);
         let code = event.code();
         if opened {
-            if code == 1009 || code == 4400 || code == 1003 {
+            if code == close_code::WAITED_TOO_LONG {
+                // Nobody came for hours: stop here rather than hold a line open forever; the
+                // page offers to wait again.
+                post_error(
+                    ErrorCode::WaitedTooLong,
+                    "nobody else joined this call for hours, so the server closed it",
+                    true,
+                );
+                self.stop();
+                return;
+            }
+            if [
+                close_code::TOO_BIG,
+                close_code::MALFORMED,
+                close_code::UNSUPPORTED_DATA,
+            ]
+            .contains(&code)
+            {
                 post_error(
                     ErrorCode::ServerError,
                     format!("the server refused what this page sent ({code})"),
