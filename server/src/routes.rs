@@ -109,9 +109,16 @@ async fn asset(
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut text = state.metrics.render();
+    // Read from the budget itself: the hot path keeps one counter, not two.
+    text.push_str(&format!(
+        "# HELP line_queued_bytes Bytes of audio waiting in every receiver's queue together.\n\
+         # TYPE line_queued_bytes gauge\nline_queued_bytes {}\n",
+        state.queue_budget.used()
+    ));
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }
