@@ -280,6 +280,7 @@ describe('errors a person can act on', () => {
       await waitState(p, 'waiting');
       const shown = await waitError(p, 'waited-too-long', 15_000);
       assert.match(shown.message, /nobody else joined/i);
+      assert.equal(await p.page.isVisible('#notice'), false, 'one message, not two');
       assert.equal(await p.page.textContent('#error-action'), 'Wait again');
       await shot(p, 'error-waited-too-long');
       assert.match(waiting.log(), /WaitedTooLong/, 'the server closed it for waiting');

@@ -558,6 +558,8 @@ impl Engine {
                 post(&FromWorker::PeerLeft);
                 self.set_state(CallState::Waiting);
             }
+            // The close that follows says it, as a fatal error with a way out.
+            Ok(RelayMessage::Error { code, .. }) if code == close_code::WAITED_TOO_LONG => {}
             Ok(RelayMessage::Error { code, reason }) => post_error(
                 ErrorCode::ServerError,
                 format!("the server closed the connection ({code}): {reason}"),
@@ -588,7 +590,7 @@ impl Engine {
                 // page offers to wait again.
                 post_error(
                     ErrorCode::WaitedTooLong,
-                    "nobody else joined this call for hours, so the server closed it",
+                    "nobody else joined this call for a long time, so the server stopped waiting",
                     true,
                 );
                 self.stop();
