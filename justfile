@@ -68,6 +68,7 @@ bench: build
     cargo bench -p line-protocol --bench jitter
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture | tee target/bench/wasm-crypto.txt
     just bench-relay
+    cargo test --release -p line-server --test it asset_flood_figures -- --ignored --nocapture 2>&1 | tee target/bench/assets.txt
     -just e2e
     node scripts/bench-summary.mjs
 

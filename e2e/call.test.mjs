@@ -270,6 +270,28 @@ describe('errors a person can act on', () => {
     await p.close();
   }));
 
+  test('waiting alone past the server\'s limit, then waiting again', () => guarded(async () => {
+    const waiting = await startServer({ env: { MAX_WAIT_ALONE: '3s' } });
+    try {
+      const p = await person('waited-too-long', { wav: wavA });
+      await p.page.goto(waiting.link);
+      await waitState(p, 'ready');
+      await p.page.click('#join');
+      await waitState(p, 'waiting');
+      const shown = await waitError(p, 'waited-too-long', 15_000);
+      assert.match(shown.message, /nobody else joined/i);
+      assert.equal(await p.page.isVisible('#notice'), false, 'one message, not two');
+      assert.equal(await p.page.textContent('#error-action'), 'Wait again');
+      await shot(p, 'error-waited-too-long');
+      assert.match(waiting.log(), /WaitedTooLong/, 'the server closed it for waiting');
+      await p.page.click('#error-action');
+      await waitState(p, 'waiting');
+      await p.close();
+    } finally {
+      await waiting.stop();
+    }
+  }));
+
   test('the microphone denied', () => guarded(async () => {
     const p = await person('no-mic', { wav: wavA, allowMic: false });
     await p.page.goto(server.link);

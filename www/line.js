@@ -126,7 +126,8 @@ async function join() {
   client.addEventListener('error', (e) => {
     const { code, message, fatal } = e.detail;
     if (!fatal) { showNotice(code, message); return; }
-    showError(code, message);
+    const waitAgain = { label: 'Wait again', run: () => { clearError(); setState('starting'); join(); } };
+    showError(code, message, code === 'waited-too-long' ? waitAgain : null);
     client.hangUp(); // release the microphone; the engine has stopped already
   });
   client.addEventListener('stats', (e) => showStats(e.detail));

@@ -138,6 +138,9 @@ pub enum ErrorCode {
     LineFull,
     /// Too many failed attempts from here (429).
     TooManyAttempts,
+    /// Nobody else joined within the server's waiting limit (close code 4410); fatal, and the
+    /// page offers to wait again.
+    WaitedTooLong,
     /// The person refused the microphone.
     MicDenied,
     /// There is no microphone.

@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use js_sys::{
     ArrayBuffer, Atomics, Float32Array, Int32Array, Object, Promise, Reflect, Uint8Array,
 };
-use line_protocol::control::RelayMessage;
+use line_protocol::control::{RelayMessage, close_code};
 use line_protocol::leaf::LeafKey;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -558,6 +558,8 @@ impl Engine {
                 post(&FromWorker::PeerLeft);
                 self.set_state(CallState::Waiting);
             }
+            // The close that follows says it, as a fatal error with a way out.
+            Ok(RelayMessage::Error { code, .. }) if code == close_code::WAITED_TOO_LONG => {}
             Ok(RelayMessage::Error { code, reason }) => post_error(
                 ErrorCode::ServerError,
                 format!("the server closed the connection ({code}): {reason}"),
@@ -583,7 +585,24 @@ impl Engine {
         self.set_state(CallState::Reconnecting);
         let code = event.code();
         if opened {
-            if code == 1009 || code == 4400 || code == 1003 {
+            if code == close_code::WAITED_TOO_LONG {
+                // Nobody came for hours: stop here rather than hold a line open forever; the
+                // page offers to wait again.
+                post_error(
+                    ErrorCode::WaitedTooLong,
+                    "nobody else joined this call for a long time, so the server stopped waiting",
+                    true,
+                );
+                self.stop();
+                return;
+            }
+            if [
+                close_code::TOO_BIG,
+                close_code::MALFORMED,
+                close_code::UNSUPPORTED_DATA,
+            ]
+            .contains(&code)
+            {
                 post_error(
                     ErrorCode::ServerError,
                     format!("the server refused what this page sent ({code})"),

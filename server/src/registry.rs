@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
+use tokio::time::Instant;
+
 use line_protocol::control::RelayMessage;
 use line_protocol::line_id::LineId;
 
@@ -38,12 +40,19 @@ impl std::error::Error for JoinError {}
 /// Both slots of one line.
 #[derive(Debug, Default)]
 struct Line {
-    peers: Mutex<[Option<Arc<Outbox>>; 2]>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    peers: [Option<Arc<Outbox>>; 2],
+    /// Since when one peer has been alone on the line (`None` while two are on it).
+    alone_since: Option<Instant>,
 }
 
 impl Line {
-    fn lock(&self) -> std::sync::MutexGuard<'_, [Option<Arc<Outbox>>; 2]> {
-        self.peers.lock().expect("line lock is never poisoned")
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().expect("line lock is never poisoned")
     }
 }
 
@@ -80,21 +89,25 @@ impl Registry {
             return Err(JoinError::TooManyLines);
         }
         let line = lines.entry(id).or_default().clone();
-        let mut peers = line.lock();
-        let slot = peers
+        let mut slots = line.lock();
+        let slot = slots
+            .peers
             .iter()
             .position(Option::is_none)
             .ok_or(JoinError::LineFull)?;
-        let other = &peers[1 - slot];
-        match other {
+        match &slots.peers[1 - slot] {
             Some(other) => {
                 other.push_control(RelayMessage::PeerJoined.to_json());
                 outbox.push_control(RelayMessage::PeerJoined.to_json());
+                slots.alone_since = None;
             }
-            None => outbox.push_control(RelayMessage::Waiting.to_json()),
+            None => {
+                outbox.push_control(RelayMessage::Waiting.to_json());
+                slots.alone_since = Some(Instant::now());
+            }
         }
-        peers[slot] = Some(outbox);
-        drop(peers);
+        slots.peers[slot] = Some(outbox);
+        drop(slots);
         self.metrics.set_active_lines(lines.len());
         Ok(Membership {
             registry: Arc::clone(self),
@@ -111,7 +124,7 @@ impl Registry {
         let lines = self.lines.lock().expect("registry lock is never poisoned");
         lines
             .get(&id)
-            .is_some_and(|line| line.lock().iter().all(Option::is_some))
+            .is_some_and(|line| line.lock().peers.iter().all(Option::is_some))
     }
 
     /// Lines with at least one peer.
@@ -125,15 +138,18 @@ impl Registry {
 
     fn leave(&self, id: LineId, line: &Arc<Line>, slot: usize) {
         let mut lines = self.lines.lock().expect("registry lock is never poisoned");
-        let mut peers = line.lock();
-        peers[slot] = None;
-        match &peers[1 - slot] {
-            Some(other) => other.push_control(RelayMessage::PeerLeft.to_json()),
+        let mut slots = line.lock();
+        slots.peers[slot] = None;
+        match &slots.peers[1 - slot] {
+            Some(other) => {
+                other.push_control(RelayMessage::PeerLeft.to_json());
+                slots.alone_since = Some(Instant::now());
+            }
             None => {
                 lines.remove(&id);
             }
         }
-        drop(peers);
+        drop(slots);
         self.metrics.set_active_lines(lines.len());
     }
 }
@@ -157,7 +173,13 @@ impl Membership {
     /// The other peer's outbound queue, when someone else is on the line.
     #[must_use]
     pub fn other(&self) -> Option<Arc<Outbox>> {
-        self.line.lock()[1 - self.slot].clone()
+        self.line.lock().peers[1 - self.slot].clone()
+    }
+
+    /// Since when this peer has been alone on the line; `None` while someone else is on it.
+    #[must_use]
+    pub fn alone_since(&self) -> Option<Instant> {
+        self.line.lock().alone_since
     }
 }
 
@@ -170,10 +192,13 @@ impl Drop for Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Next, Outgoing, QueueLimits};
+    use crate::outbox::{Next, Outgoing, QueueBudget, QueueLimits};
 
     fn outbox() -> Arc<Outbox> {
-        Arc::new(Outbox::new(QueueLimits::default()))
+        Arc::new(Outbox::new(
+            QueueLimits::default(),
+            QueueBudget::new(usize::MAX),
+        ))
     }
 
     fn control(outbox: &Outbox) -> Option<RelayMessage> {
@@ -190,7 +215,9 @@ mod tests {
         let (a, b, c) = (outbox(), outbox(), outbox());
         let first = registry.join(id, a.clone()).expect("first joins");
         assert_eq!(control(&a), Some(RelayMessage::Waiting));
+        let alone = first.alone_since().expect("alone at first");
         let second = registry.join(id, b.clone()).expect("second joins");
+        assert_eq!(first.alone_since(), None);
         assert_eq!(control(&a), Some(RelayMessage::PeerJoined));
         assert_eq!(control(&b), Some(RelayMessage::PeerJoined));
         assert!(Arc::ptr_eq(&first.other().expect("b"), &b));
@@ -198,6 +225,7 @@ mod tests {
         drop(second);
         assert_eq!(control(&a), Some(RelayMessage::PeerLeft));
         assert!(first.other().is_none());
+        assert!(first.alone_since().expect("alone again") >= alone);
         assert_eq!(registry.active_lines(), 1);
         drop(first);
         assert_eq!(registry.active_lines(), 0);

@@ -30,7 +30,7 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Where the client connects from: another loopback address than nginx's own 127.0.0.1, so
 /// line-server's log tells the client from the proxy.
-const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
+pub(crate) const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
 
 pub(crate) type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -359,8 +359,11 @@ pub(crate) fn gauge(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
 }
 
-/// nginx as a browser sees it: HTTPS on localhost, connecting from [`CLIENT_IP`].
+/// nginx as a browser sees it: HTTPS on localhost, connecting from `client` (a loopback
+/// address: [`CLIENT_IP`] unless a test plays several people).
+#[derive(Clone, Copy)]
 pub(crate) struct Front<'a> {
+    pub(crate) client: [u8; 4],
     pub(crate) port: u16,
     pub(crate) cert: &'a Cert,
     pub(crate) key: &'a ApiKey,
@@ -371,8 +374,8 @@ impl Front<'_> {
     async fn tcp(&self) -> TcpStream {
         let socket = TcpSocket::new_v4().expect("socket");
         socket
-            .bind(SocketAddr::from((CLIENT_IP, 0)))
-            .expect("bind 127.0.0.2");
+            .bind(SocketAddr::from((self.client, 0)))
+            .expect("bind a loopback address");
         socket
             .connect(SocketAddr::from(([127, 0, 0, 1], self.port)))
             .await
@@ -428,11 +431,23 @@ impl Front<'_> {
 
     /// The status with which the upgrade is refused for this key.
     pub(crate) async fn refused(&self, apikey: &str) -> u16 {
-        let request = self.request(apikey, random_line());
+        self.try_join(apikey, random_line())
+            .await
+            .expect_err("upgrade accepted")
+            .0
+    }
+
+    /// Joins `line` with `apikey`, or the status and body of the refusal.
+    pub(crate) async fn try_join(&self, apikey: &str, line: LineId) -> Result<Wss, (u16, String)> {
+        let request = self.request(apikey, line);
         match tokio_tungstenite::client_async(request, self.tls().await).await {
-            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(response)) => Err((
+                response.status().as_u16(),
+                String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                    .into_owned(),
+            )),
             Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("upgrade accepted"),
         }
     }
 }
