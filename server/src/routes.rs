@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use line_protocol::join::{JoinToken, ParticipantId};
 use line_protocol::line_id::LineId;
 use tower_http::compression::CompressionLayer;
 
@@ -23,7 +24,7 @@ use crate::auth::key_matches;
 use crate::net::client_ip;
 use crate::outbox::Outbox;
 use crate::redact::redact_uri;
-use crate::registry::JoinError;
+use crate::registry::{JoinError, Joiner};
 use crate::socket::{self, Session};
 
 /// Bytes tungstenite reads from a socket at most at once (see `check_and_upgrade`).
@@ -125,12 +126,55 @@ fn refuse(state: &AppState, status: StatusCode, reason: &'static str) -> Respons
     (status, format!("{reason}\n")).into_response()
 }
 
-fn line_full(state: &AppState) -> (Response, &'static str) {
-    let reason = "this line already has two people on it";
-    (refuse(state, StatusCode::CONFLICT, reason), "refused 409")
+/// The refusal for a line the socket cannot join.
+fn join_refused(state: &AppState, error: JoinError) -> (Response, &'static str) {
+    match error {
+        JoinError::LineFull => (
+            refuse(
+                state,
+                StatusCode::CONFLICT,
+                "this line already has two people on it",
+            ),
+            "refused 409",
+        ),
+        JoinError::WrongToken => (
+            refuse(
+                state,
+                StatusCode::LOCKED,
+                "this line is in use by people with another link (wrong join token)",
+            ),
+            "refused 423",
+        ),
+        _ => (
+            refuse(
+                state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server full, try again later",
+            ),
+            "refused 503",
+        ),
+    }
 }
 
-/// `GET /ws?apikey=<KEY>&line=<LINE_ID>`: every check happens before the upgrade.
+/// The `join` and `participant` parameters, or the 400 that says which is wrong.
+fn joiner(params: &HashMap<String, String>) -> Result<Joiner, &'static str> {
+    let token = params
+        .get("join")
+        .ok_or("join (the line's join token) is missing")?
+        .parse::<JoinToken>()
+        .map_err(|_| "join must be 22 characters of base64url")?;
+    let participant = match params.get("participant") {
+        None => None,
+        Some(p) => Some(
+            p.parse::<ParticipantId>()
+                .map_err(|_| "participant must be 22 characters of base64url")?,
+        ),
+    };
+    Ok(Joiner { token, participant })
+}
+
+/// `GET /ws?apikey=<KEY>&line=<LINE_ID>&join=<TOKEN>&participant=<ID>`: every check happens
+/// before the upgrade.
 async fn ws(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -140,14 +184,13 @@ async fn ws(
 ) -> Response {
     let ip = client_ip(peer, &headers, &state.config.trusted_proxies);
     let params = query.map(|Query(q)| q).unwrap_or_default();
-    // A valid line id is no secret (a one-way hash of the leaf key); anything else a client put
-    // there is not logged, in case it pasted a key.
-    let line = params
-        .get("line")
-        .and_then(|l| l.parse::<LineId>().ok())
-        .map_or_else(|| "-".to_owned(), |l| l.to_string());
     let (response, outcome) = check_and_upgrade(&state, ip, &headers, &params, upgrade);
-    tracing::info!(peer = %ip, line, outcome, "connection received");
+    tracing::info!(peer = %ip, outcome, "connection received");
+    // A line id names a call, and with it someone could hold the line while it is empty: only at
+    // debug. Anything else a client put there is never logged, in case it pasted a key.
+    if let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) {
+        tracing::debug!(peer = %ip, %line, "line of that connection");
+    }
     response
 }
 
@@ -196,10 +239,19 @@ fn check_and_upgrade(
             "refused 400",
         );
     };
+    let joiner = match joiner(params) {
+        Ok(joiner) => joiner,
+        Err(reason) => {
+            return (
+                refuse(state, StatusCode::BAD_REQUEST, reason),
+                "refused 400",
+            );
+        }
+    };
     // Checked again, atomically, when joining below; this early look is for a plain GET, whose
-    // missing upgrade would otherwise hide that the line is full.
-    if state.registry.is_full(line) {
-        return line_full(state);
+    // missing upgrade would otherwise hide that the line is full or bound to another token.
+    if let Err(error) = state.registry.check(line, &joiner) {
+        return join_refused(state, error);
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -212,19 +264,9 @@ fn check_and_upgrade(
     };
     let limits = state.config.limits;
     let outbox = Arc::new(Outbox::new(limits.queue));
-    let membership = match state.registry.join(line, Arc::clone(&outbox)) {
+    let membership = match state.registry.join(line, &joiner, Arc::clone(&outbox)) {
         Ok(membership) => membership,
-        Err(JoinError::LineFull) => return line_full(state),
-        Err(_) => {
-            return (
-                refuse(
-                    state,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server full, try again later",
-                ),
-                "refused 503",
-            );
-        }
+        Err(error) => return join_refused(state, error),
     };
     let session = Session {
         metrics: Arc::clone(&state.metrics),

@@ -36,6 +36,9 @@ pub mod close_code {
     pub const MALFORMED: u16 = 4400;
     /// No frame and no pong for the idle timeout.
     pub const IDLE: u16 = 4408;
+    /// A newer connection of the same participant took this socket's slot (a changed network):
+    /// the client should not reconnect from this socket.
+    pub const TAKEN_OVER: u16 = 4409;
 }
 
 /// The SFrame authentication tag every frame ends with (AES-256-GCM, 16 bytes).
@@ -64,6 +67,8 @@ enum End {
     Violation(u16, String),
     /// No frames and no pongs for the idle timeout.
     Idle,
+    /// A newer connection of the same participant took the slot.
+    TakenOver,
     /// The server is shutting down.
     Shutdown,
 }
@@ -79,8 +84,14 @@ struct Stats {
 /// Runs one upgraded socket to its end.
 pub(crate) async fn run(socket: WebSocket, session: Session) {
     let line = session.membership.line_id();
-    let span = tracing::info_span!("socket", peer = %session.peer, %line);
-    run_inner(socket, session).instrument(span).await;
+    let span = tracing::info_span!("socket", peer = %session.peer);
+    async move {
+        // Line ids only at debug (see `routes::ws`).
+        tracing::debug!(%line, "socket on line");
+        run_inner(socket, session).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn run_inner(socket: WebSocket, session: Session) {
@@ -132,6 +143,11 @@ async fn run_inner(socket: WebSocket, session: Session) {
         End::Idle => Some(Closing {
             code: close_code::IDLE,
             reason: format!("no frames or pongs for {} s", limits.idle_timeout.as_secs()),
+            explain: true,
+        }),
+        End::TakenOver => Some(Closing {
+            code: close_code::TAKEN_OVER,
+            reason: "replaced by a newer connection of the same participant".into(),
             explain: true,
         }),
         End::Shutdown => Some(Closing {
@@ -194,6 +210,7 @@ async fn read_loop(
             () = shutdown.cancelled() => return End::Shutdown,
             () = writer_done.cancelled() => return End::WriterGone,
             () = &mut idle => return End::Idle,
+            () = membership.taken_over() => return End::TakenOver,
             message = stream.next() => message,
         };
         let message = match message {

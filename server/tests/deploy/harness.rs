@@ -23,7 +23,7 @@ mod http;
 #[path = "../support/relay.rs"]
 mod relay;
 pub(crate) use http::{HttpResponse, http_get};
-pub(crate) use relay::{expect_close, frame, next_binary, next_control, random_line};
+pub(crate) use relay::{expect_close, frame, join_params, next_binary, next_control, random_line};
 
 /// How long a test waits for something that should happen at once.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -404,8 +404,9 @@ impl Front<'_> {
 
     fn request(&self, apikey: &str, line: LineId) -> tungstenite::handshake::client::Request {
         let url = format!(
-            "wss://localhost:{}/ws?apikey={apikey}&line={line}",
-            self.port
+            "wss://localhost:{}/ws?apikey={apikey}&{}",
+            self.port,
+            join_params(line)
         );
         let mut request =
             tungstenite::client::IntoClientRequest::into_client_request(url).expect("url");

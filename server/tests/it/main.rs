@@ -3,6 +3,7 @@
 mod binary;
 mod checks;
 mod common;
+mod join;
 mod limits;
 mod relay;
 mod robustness;
