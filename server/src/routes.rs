@@ -189,7 +189,7 @@ async fn ws(
     // A line id names a call, and with it someone could hold the line while it is empty: only at
     // debug. Anything else a client put there is never logged, in case it pasted a key.
     if let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) {
-        tracing::debug!(peer = %ip, %line, "line of that connection");
+        tracing::debug!(peer = %ip, %line, outcome, "connection received on line");
     }
     response
 }

@@ -283,7 +283,8 @@ impl Instance {
             .env("SITEURL", site)
             .env("BIND", "127.0.0.1")
             .env("TRUSTED_PROXIES", "127.0.0.1")
-            .env("LOG_LEVEL", "info")
+            // Line ids are logged at debug only; the scale-out test reads them to see placement.
+            .env("LOG_LEVEL", "line_server=debug,info")
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
