@@ -126,7 +126,8 @@ async function join() {
   client.addEventListener('error', (e) => {
     const { code, message, fatal } = e.detail;
     if (!fatal) { showNotice(code, message); return; }
-    showError(code, message);
+    // Someone without the leaf holds this line: only a new link gets the call through.
+    showError(code, message, code === 'line-taken' ? newLink : null);
     client.hangUp(); // release the microphone; the engine has stopped already
   });
   client.addEventListener('stats', (e) => showStats(e.detail));

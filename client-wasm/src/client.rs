@@ -8,6 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
+use line_protocol::join::ParticipantId;
 use line_protocol::leaf::{LeafKey, LeafKeyError};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -307,14 +308,16 @@ impl Join {
         })
     }
 
-    /// `(ws_url, check_url)` for this line.
-    fn urls(&self) -> Result<(String, String), JoinError> {
+    /// `(ws_url, check_url)` for this line, as `participant`: the id every connection of this
+    /// call presents, so that after a network change the new connection takes its slot back.
+    fn urls(&self, participant: ParticipantId) -> Result<(String, String), JoinError> {
         let url = web_sys::Url::new_with_base("/ws", &self.server)
             .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
         let query = format!(
-            "apikey={}&line={}",
+            "apikey={}&line={}&join={}&participant={participant}",
             String::from(js_sys::encode_uri_component(&self.api_key)),
-            self.leaf.line_id()
+            self.leaf.line_id(),
+            self.leaf.join_token(),
         );
         url.set_search(&query);
         let check = url.href();
@@ -588,7 +591,9 @@ impl Inner {
 
     async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
         let join = join?;
-        let (ws_url, check_url) = join.urls()?;
+        let mut participant = [0u8; ParticipantId::LEN];
+        getrandom::fill(&mut participant).expect("crypto.getRandomValues is available");
+        let (ws_url, check_url) = join.urls(ParticipantId::from_random(participant))?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
         let worker_url = resolve("worker.js", &join.assets)?;
 

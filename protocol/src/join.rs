@@ -33,6 +33,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq as _;
 
+/// The HTTP status with which the relay refuses a socket whose join token is not the line's: the
+/// line is in use by people with another link.
+pub const WRONG_TOKEN_STATUS: u16 = 423;
+
+/// The WebSocket close code of a socket whose slot a newer connection of the same participant
+/// took. A client that still uses that socket should not reconnect: its call goes on elsewhere.
+pub const TAKEN_OVER_CLOSE_CODE: u16 = 4409;
+
 /// Bytes in a join token or a participant id.
 const LEN: usize = 16;
 /// Characters in their text form (base64url without padding).

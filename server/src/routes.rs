@@ -140,7 +140,8 @@ fn join_refused(state: &AppState, error: JoinError) -> (Response, &'static str) 
         JoinError::WrongToken => (
             refuse(
                 state,
-                StatusCode::LOCKED,
+                StatusCode::from_u16(line_protocol::join::WRONG_TOKEN_STATUS)
+                    .expect("a valid status"),
                 "this line is in use by people with another link (wrong join token)",
             ),
             "refused 423",

@@ -38,7 +38,7 @@ pub mod close_code {
     pub const IDLE: u16 = 4408;
     /// A newer connection of the same participant took this socket's slot (a changed network):
     /// the client should not reconnect from this socket.
-    pub const TAKEN_OVER: u16 = 4409;
+    pub const TAKEN_OVER: u16 = line_protocol::join::TAKEN_OVER_CLOSE_CODE;
 }
 
 /// The SFrame authentication tag every frame ends with (AES-256-GCM, 16 bytes).
