@@ -764,7 +764,10 @@ mod tests {
             later.receive(i as u64 * 10_000, frame);
         }
         let stats = later.stats();
-        assert_eq!(stats.frames_received, 0, "no recorded audio is taken for live");
+        assert_eq!(
+            stats.frames_received, 0,
+            "no recorded audio is taken for live"
+        );
         assert!(
             stats.decrypt_failures >= 50,
             "counted: {}",
@@ -831,7 +834,10 @@ mod tests {
             b.receive(100_000, &frame);
         }
         let stats = b.stats();
-        assert_eq!(stats.frames_lost, before.frames_lost, "garbage is not a gap");
+        assert_eq!(
+            stats.frames_lost, before.frames_lost,
+            "garbage is not a gap"
+        );
         assert_eq!(
             stats.frames_discarded,
             before.frames_discarded + 3,

@@ -754,8 +754,9 @@ impl Engine {
         let Some(socket) = self.socket.take() else {
             return;
         };
-        // Dropped on the next tick; its Drop removes the handlers and closes it.
-        self.retired.0.push(socket);
+        // Not inside its own handlers: drop it now (removing them, closing it), so its late close
+        // (4409, once the new socket takes the slot back) never reaches the engine.
+        drop(socket);
         self.call.disconnected();
         self.liveness.closed();
         self.set_state(CallState::Reconnecting);

@@ -211,11 +211,16 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, LoadError> {
 /// One direction of a call: the sending peer's half and the receiving peer's half.
 struct Direction {
     sink: FrameSink,
-    sender: FrameSender,
+    sender: Bound<FrameSender>,
     source: FrameSource,
-    receiver: FrameReceiver,
-    /// The SFrame metadata that binds this direction's frames to the receiving peer.
-    binding: [u8; binding::METADATA_LEN],
+    receiver: Bound<FrameReceiver>,
+}
+
+/// A frame sender or receiver, with the SFrame metadata that binds this direction's frames to the
+/// receiving peer.
+struct Bound<T> {
+    crypto: T,
+    metadata: [u8; binding::METADATA_LEN],
 }
 
 /// What one receiving peer saw.
@@ -241,15 +246,21 @@ pub async fn run_calls(config: &RunConfig, calls: Vec<Call>) -> Result<RunReport
         let (b_sink, b_source) = call.b.split();
         // Each peer's sender KID; a peer's frames are bound to the other's (as a browser's are).
         let (a_kid, b_kid) = (rand::random(), rand::random());
-        for (sink, kid, source, receiver_kid) in
-            [(a_sink, a_kid, b_source, b_kid), (b_sink, b_kid, a_source, a_kid)]
-        {
+        for (sink, kid, source, receiver_kid) in [
+            (a_sink, a_kid, b_source, b_kid),
+            (b_sink, b_kid, a_source, a_kid),
+        ] {
             directions.push(Direction {
                 sink,
-                sender: FrameSender::new(&call.leaf, kid),
+                sender: Bound {
+                    crypto: FrameSender::new(&call.leaf, kid),
+                    metadata: binding::metadata(receiver_kid),
+                },
                 source,
-                receiver: FrameReceiver::new(&call.leaf),
-                binding: binding::metadata(receiver_kid),
+                receiver: Bound {
+                    crypto: FrameReceiver::new(&call.leaf),
+                    metadata: binding::metadata(receiver_kid),
+                },
             });
         }
     }
@@ -266,7 +277,6 @@ pub async fn run_calls(config: &RunConfig, calls: Vec<Call>) -> Result<RunReport
         senders.push(tokio::spawn(send_frames(
             d.sink,
             d.sender,
-            d.binding,
             tone.clone(),
             times.clone(),
             start + offset,
@@ -276,7 +286,6 @@ pub async fn run_calls(config: &RunConfig, calls: Vec<Call>) -> Result<RunReport
         receivers.push(tokio::spawn(receive_frames(
             d.source,
             d.receiver,
-            d.binding,
             tone.clone(),
             times,
             frames,
@@ -371,8 +380,7 @@ fn frame_count(d: Duration, period: Duration) -> u64 {
 /// Sends `frames` frames paced from `first`; returns the sink (to close later) and how many went.
 async fn send_frames(
     mut sink: FrameSink,
-    mut sender: FrameSender,
-    binding: [u8; binding::METADATA_LEN],
+    mut sender: Bound<FrameSender>,
     tone: std::sync::Arc<Tone>,
     times: std::sync::Arc<SendTimes>,
     first: Instant,
@@ -386,7 +394,10 @@ async fn send_frames(
         due += period;
         tone.plaintext(i, &mut plaintext);
         let mut frame = Vec::with_capacity(plaintext.len() + Header::MAX_LEN + 16);
-        if let Err(e) = sender.encrypt_with(&binding, &plaintext, &mut frame) {
+        if let Err(e) = sender
+            .crypto
+            .encrypt_with(&sender.metadata, &plaintext, &mut frame)
+        {
             return (sink, Err((i, LoadError::Encrypt(e))));
         }
         times.sent(i, Instant::now());
@@ -400,8 +411,7 @@ async fn send_frames(
 /// Receives the other peer's frames until all arrived or `deadline`, checking each.
 async fn receive_frames(
     mut source: FrameSource,
-    mut receiver: FrameReceiver,
-    binding: [u8; binding::METADATA_LEN],
+    mut receiver: Bound<FrameReceiver>,
     tone: std::sync::Arc<Tone>,
     times: std::sync::Arc<SendTimes>,
     frames: u64,
@@ -433,7 +443,11 @@ async fn receive_frames(
                 break;
             }
         };
-        let Ok((header, _)) = receiver.decrypt_with(&frame, &[&binding], &mut opened) else {
+        let Ok((header, _)) =
+            receiver
+                .crypto
+                .decrypt_with(&frame, &[&receiver.metadata], &mut opened)
+        else {
             out.bad += 1;
             continue;
         };

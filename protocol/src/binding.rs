@@ -229,7 +229,11 @@ mod tests {
             payload.encode(&mut plain);
             let metadata = match payload {
                 Payload::Hello(_) => Vec::new(),
-                _ => self.binding.outgoing().expect("the peer was heard").to_vec(),
+                _ => self
+                    .binding
+                    .outgoing()
+                    .expect("the peer was heard")
+                    .to_vec(),
             };
             let mut frame = Vec::new();
             self.sender

@@ -121,7 +121,11 @@ fn docs_examples() {
     let mut receiver = Binding::new();
     receiver.connected(RECEIVER_KID);
     assert!(matches!(
-        receiver.open(&mut FrameReceiver::new(&leaf), &ex["frame-bound"], &mut plain),
+        receiver.open(
+            &mut FrameReceiver::new(&leaf),
+            &ex["frame-bound"],
+            &mut plain
+        ),
         Ok((_, Payload::Ping(_)))
     ));
     // Bound to another connection, or opened unbound, it does not authenticate.
@@ -129,9 +133,15 @@ fn docs_examples() {
     elsewhere.connected(RECEIVER_KID + 1);
     assert_eq!(
         elsewhere
-            .open(&mut FrameReceiver::new(&leaf), &ex["frame-bound"], &mut plain)
+            .open(
+                &mut FrameReceiver::new(&leaf),
+                &ex["frame-bound"],
+                &mut plain
+            )
             .err(),
-        Some(OpenError::Decrypt(crate::sframe::DecryptError::Authentication))
+        Some(OpenError::Decrypt(
+            crate::sframe::DecryptError::Authentication
+        ))
     );
 
     // Section 5: payloads.

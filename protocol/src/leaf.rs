@@ -278,7 +278,10 @@ mod tests {
         // Pinned so a change to the derivation cannot slip through; docs/PROTOCOL.md shows it too.
         assert_eq!(leaf.join_token().to_string(), "BtGVH1rWPfe3w_NecGZdQg");
         assert_ne!(leaf.join_token().as_bytes(), leaf.line_id().as_bytes());
-        assert_ne!(LeafKey::from_random([1; 32]).join_token(), leaf.join_token());
+        assert_ne!(
+            LeafKey::from_random([1; 32]).join_token(),
+            leaf.join_token()
+        );
     }
 
     #[test]

@@ -145,7 +145,9 @@ impl Registry {
         }
         match &seats[1 - slot] {
             Some(other) => {
-                other.outbox.push_control(RelayMessage::PeerJoined.to_json());
+                other
+                    .outbox
+                    .push_control(RelayMessage::PeerJoined.to_json());
                 outbox.push_control(RelayMessage::PeerJoined.to_json());
             }
             None => outbox.push_control(RelayMessage::Waiting.to_json()),
@@ -231,7 +233,10 @@ impl Membership {
     #[must_use]
     pub fn other(&self) -> Option<Arc<Outbox>> {
         let seats = self.line.lock();
-        if !seats[self.slot].as_ref().is_some_and(|s| s.is(&self.outbox)) {
+        if !seats[self.slot]
+            .as_ref()
+            .is_some_and(|s| s.is(&self.outbox))
+        {
             return None;
         }
         seats[1 - self.slot].as_ref().map(|s| Arc::clone(&s.outbox))
@@ -282,9 +287,7 @@ mod tests {
         let (a, b, c) = (outbox(), outbox(), outbox());
         let first = registry.join(id, &joiner(1, 1), a.clone()).expect("first");
         assert_eq!(control(&a), Some(RelayMessage::Waiting));
-        let second = registry
-            .join(id, &joiner(1, 2), b.clone())
-            .expect("second");
+        let second = registry.join(id, &joiner(1, 2), b.clone()).expect("second");
         assert_eq!(control(&a), Some(RelayMessage::PeerJoined));
         assert_eq!(control(&b), Some(RelayMessage::PeerJoined));
         assert!(Arc::ptr_eq(&first.other().expect("b"), &b));
@@ -315,7 +318,10 @@ mod tests {
             registry.join(id, &joiner(2, 1), outbox()).err(),
             Some(JoinError::WrongToken)
         );
-        assert_eq!(registry.check(id, &joiner(2, 2)), Err(JoinError::WrongToken));
+        assert_eq!(
+            registry.check(id, &joiner(2, 2)),
+            Err(JoinError::WrongToken)
+        );
         assert_eq!(registry.check(id, &joiner(1, 2)), Ok(()));
         drop(first);
         // An empty line is forgotten with its token: the next first joiner registers its own.

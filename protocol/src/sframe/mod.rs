@@ -239,7 +239,8 @@ impl FrameReceiver {
     /// plaintext into it and returns its header. On any error `out` stays empty and no state
     /// changes.
     pub fn decrypt(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<Header, DecryptError> {
-        self.decrypt_with(frame, &[&[]], out).map(|(header, _)| header)
+        self.decrypt_with(frame, &[&[]], out)
+            .map(|(header, _)| header)
     }
 
     /// As [`decrypt`](Self::decrypt), for frames sealed with metadata (see

@@ -191,9 +191,15 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
         "a tried key leaked into the logs:\n{logs}"
     );
     // Whoever has a line's join token and a participant id can take that participant's slot.
-    assert!(logs.contains("join=<redacted>&participant=<redacted>"), "{logs}");
+    assert!(
+        logs.contains("join=<redacted>&participant=<redacted>"),
+        "{logs}"
+    );
     for secret in [token_of(line).to_string(), me.to_string()] {
-        assert!(!logs.contains(&secret), "{secret} leaked into the logs:\n{logs}");
+        assert!(
+            !logs.contains(&secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
     }
 }
 
@@ -225,7 +231,10 @@ async fn line_ids_are_logged_only_at_debug() {
         .expect("connects");
     assert_eq!(next_control(&mut ws).await, RelayMessage::Waiting);
     // A second socket with another token is refused, and its refusal logged.
-    let other = url.replace(&token_of(line).to_string(), &token_of(random_line()).to_string());
+    let other = url.replace(
+        &token_of(line).to_string(),
+        &token_of(random_line()).to_string(),
+    );
     assert_eq!(refused_status(&other, None).await.0, 423);
     ws.close(None).await.expect("close");
     drop(ws);

@@ -23,7 +23,10 @@ async fn another_join_token_gets_423_and_the_call_goes_on() {
     assert_eq!(status, 423);
     assert!(body.contains("another link"), "{body}");
     // A browser whose WebSocket failed asks with a plain GET; it learns 423 too.
-    let path = squatter.split_once(&server.addr.to_string()).expect("url").1;
+    let path = squatter
+        .split_once(&server.addr.to_string())
+        .expect("url")
+        .1;
     assert_eq!(server.get(path, &[]).await.status, 423);
     // The person with the link still gets in, and the call works.
     let mut b = server.join(line, RelayMessage::PeerJoined).await;
@@ -53,9 +56,7 @@ async fn join_and_participant_must_be_well_formed() {
     }
     // Without a participant id a socket joins, but its slot can never be taken over.
     let url = format!("{base}&line={line}&join={}", token_of(line));
-    let (mut anonymous, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .expect("joins");
+    let (mut anonymous, _) = tokio_tungstenite::connect_async(&url).await.expect("joins");
     assert_eq!(next_control(&mut anonymous).await, RelayMessage::Waiting);
     let _b = server.join(line, RelayMessage::PeerJoined).await;
     assert_eq!(refused_status(&url, None).await.0, 409);
@@ -105,7 +106,10 @@ async fn a_participant_takes_its_own_slot_back_at_once() {
     send(&mut new, f.clone()).await;
     assert_eq!(next_binary(&mut other).await, f);
     let metrics = server.metrics_text().await;
-    assert!(metrics.contains("line_slots_taken_over_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("line_slots_taken_over_total 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("line_open_connections 2"), "{metrics}");
 }
 
