@@ -10,6 +10,7 @@ use std::rc::Rc;
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use line_protocol::join::ParticipantId;
 use line_protocol::leaf::{LeafKey, LeafKeyError};
+use line_protocol::line_id::LineId;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -331,6 +332,28 @@ impl Join {
     }
 }
 
+/// This tab's participant id on `line`. Kept in sessionStorage (this tab only, for its lifetime),
+/// so that a reload, say after the network changed under a call, takes the old page's slot back
+/// instead of waiting for the relay to time that page's dead socket out.
+fn participant_on(line: LineId) -> ParticipantId {
+    let key = format!("line-participant-{line}");
+    let storage = web_sys::window().and_then(|w| w.session_storage().ok().flatten());
+    let kept = storage
+        .as_ref()
+        .and_then(|s| s.get_item(&key).ok().flatten())
+        .and_then(|text| text.parse().ok());
+    kept.unwrap_or_else(|| {
+        let mut bytes = [0u8; ParticipantId::LEN];
+        getrandom::fill(&mut bytes).expect("crypto.getRandomValues is available");
+        let id = ParticipantId::from_random(bytes);
+        if let Some(storage) = storage {
+            // Without storage (a sandboxed frame) the id lives as long as this page.
+            let _ = storage.set_item(&key, &id.to_string());
+        }
+        id
+    })
+}
+
 fn new_context(rate: Option<u32>) -> Result<AudioContext, JsValue> {
     let options = AudioContextOptions::new();
     options.set_latency_hint(&latency_hint(rate));
@@ -591,9 +614,7 @@ impl Inner {
 
     async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
         let join = join?;
-        let mut participant = [0u8; ParticipantId::LEN];
-        getrandom::fill(&mut participant).expect("crypto.getRandomValues is available");
-        let (ws_url, check_url) = join.urls(ParticipantId::from_random(participant))?;
+        let (ws_url, check_url) = join.urls(participant_on(join.leaf.line_id()))?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
         let worker_url = resolve("worker.js", &join.assets)?;
 
