@@ -598,9 +598,10 @@ impl Engine {
         }
         let code = event.code();
         if opened && code == TAKEN_OVER_CLOSE_CODE {
-            // Only a connection with this call's participant id takes its slot, and this engine
-            // has no other: someone else used this page's address. Reconnecting would take the
-            // slot back and forth.
+            // Another connection with this call's participant id took the slot: a duplicate of
+            // this tab that joined, or someone who saw this call's WebSocket address. This
+            // engine's own reconnects drop the old socket first, so it never sees its own 4409.
+            // Reconnecting would take the slot back and forth.
             post_error(
                 ErrorCode::TakenOver,
                 "this call went on in another window or device that took your place on the line",
