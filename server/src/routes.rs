@@ -146,7 +146,7 @@ fn join_refused(state: &AppState, error: JoinError) -> (Response, &'static str) 
             ),
             "refused 423",
         ),
-        _ => (
+        JoinError::TooManyLines => (
             refuse(
                 state,
                 StatusCode::SERVICE_UNAVAILABLE,
