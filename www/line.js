@@ -127,7 +127,9 @@ async function join() {
     const { code, message, fatal } = e.detail;
     if (!fatal) { showNotice(code, message); return; }
     const waitAgain = { label: 'Wait again', run: () => { clearError(); setState('starting'); join(); } };
-    showError(code, message, code === 'waited-too-long' ? waitAgain : null);
+    // line-taken: someone without the leaf holds this line, so only a new link gets the call through.
+    const action = { 'waited-too-long': waitAgain, 'line-taken': newLink }[code] ?? null;
+    showError(code, message, action);
     client.hangUp(); // release the microphone; the engine has stopped already
   });
   client.addEventListener('stats', (e) => showStats(e.detail));

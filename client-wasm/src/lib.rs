@@ -5,11 +5,12 @@
 //! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
 //! and the worker through the shared rings of [`ring`].
 //!
-//! The plain-Rust parts ([`call`], [`link`], [`ring`], [`resample`], [`qr`], [`messages`]) build
+//! The plain-Rust parts ([`call`], [`link`], [`liveness`], [`ring`], [`resample`], [`qr`], [`messages`]) build
 //! and test natively; the browser glue builds only for wasm32.
 
 pub mod call;
 pub mod link;
+pub mod liveness;
 pub mod messages;
 pub mod qr;
 pub mod resample;

@@ -31,6 +31,9 @@ pub mod close_code {
     pub const MALFORMED: u16 = 4400;
     /// No frame and no pong for the idle timeout.
     pub const IDLE: u16 = 4408;
+    /// A newer connection of the same participant took this socket's slot (a changed network).
+    /// A client that still uses that socket should not reconnect: its call goes on elsewhere.
+    pub const TAKEN_OVER: u16 = 4409;
     /// Nobody else joined the line within the server's waiting limit (hours): the client may
     /// offer to wait again.
     pub const WAITED_TOO_LONG: u16 = 4410;

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use line_protocol::join::{JoinToken, ParticipantId};
 use line_protocol::line_id::LineId;
 
 use crate::AppState;
@@ -23,10 +24,10 @@ use crate::net::{ClientGroup, client_ip};
 use crate::outbox::Outbox;
 use crate::per_client::ClientSlot;
 use crate::redact::redact_uri;
-use crate::registry::JoinError;
+use crate::registry::{JoinError, Joiner};
 use crate::socket::{self, Session};
 
-/// Bytes tungstenite reads from a socket at most at once (see `check_and_upgrade`).
+/// Bytes tungstenite reads from a socket at most at once (see `start_socket`).
 const READ_BUFFER_SIZE: usize = 8 * 1024;
 
 /// The Content-Security-Policy on every response.
@@ -134,11 +135,23 @@ impl Refusal {
         Self { status, reason }
     }
 
-    fn line_full() -> Self {
-        Self::new(
-            StatusCode::CONFLICT,
-            "this line already has two people on it",
-        )
+    /// The refusal for a line the socket cannot join.
+    fn join(error: JoinError) -> Self {
+        match error {
+            JoinError::LineFull => Self::new(
+                StatusCode::CONFLICT,
+                "this line already has two people on it",
+            ),
+            JoinError::WrongToken => Self::new(
+                StatusCode::from_u16(line_protocol::join::WRONG_TOKEN_STATUS)
+                    .expect("a valid status"),
+                "this line is in use by people with another link (wrong join token)",
+            ),
+            JoinError::TooManyLines => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server full, try again later",
+            ),
+        }
     }
 
     fn into_response(self, state: &AppState) -> Response {
@@ -150,10 +163,29 @@ impl Refusal {
 /// What the checks before an upgrade let through.
 struct Admitted {
     line: LineId,
+    joiner: Joiner,
     client_slot: ClientSlot,
 }
 
-/// `GET /ws?apikey=<KEY>&line=<LINE_ID>`: every check happens before the upgrade.
+/// The `join` and `participant` parameters, or the 400 that says which is wrong.
+fn joiner(params: &HashMap<String, String>) -> Result<Joiner, &'static str> {
+    let token = params
+        .get("join")
+        .ok_or("join (the line's join token) is missing")?
+        .parse::<JoinToken>()
+        .map_err(|_| "join must be 22 characters of base64url")?;
+    let participant = match params.get("participant") {
+        None => None,
+        Some(p) => Some(
+            p.parse::<ParticipantId>()
+                .map_err(|_| "participant must be 22 characters of base64url")?,
+        ),
+    };
+    Ok(Joiner { token, participant })
+}
+
+/// `GET /ws?apikey=<KEY>&line=<LINE_ID>&join=<TOKEN>&participant=<ID>`: every check happens
+/// before the upgrade.
 async fn ws(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -163,37 +195,42 @@ async fn ws(
 ) -> Response {
     let ip = client_ip(peer, &headers, &state.config.trusted_proxies);
     let params = query.map(|Query(q)| q).unwrap_or_default();
-    // A valid line id is no secret (a one-way hash of the leaf key); anything else a client put
-    // there is not logged, in case it pasted a key.
-    let line = params
-        .get("line")
-        .and_then(|l| l.parse::<LineId>().ok())
-        .map_or_else(|| "-".to_owned(), |l| l.to_string());
     let refusal = match check(&state, ip, &headers, &params) {
         Ok(admitted) => match upgrade {
             Ok(upgrade) => match start_socket(&state, ip, admitted, upgrade) {
                 Ok(response) => {
-                    tracing::info!(peer = %ip, line, outcome = "upgraded", "connection received");
+                    tracing::info!(peer = %ip, outcome = "upgraded", "connection received");
+                    log_line(ip, &params, "upgraded");
                     return response;
                 }
                 Err(refusal) => refusal,
             },
             Err(rejection) => {
-                log_refusal(&state, ip, &line, "not a websocket upgrade");
+                log_refusal(&state, ip, &params, "not a websocket upgrade");
                 return rejection.into_response();
             }
         },
         Err(refusal) => refusal,
     };
-    log_refusal(&state, ip, &line, refusal.status.as_str());
+    log_refusal(&state, ip, &params, refusal.status.as_str());
     refusal.into_response(&state)
 }
 
 /// Anyone can make the server refuse requests: these lines are throttled (the counts are in
 /// `/metrics`, and a housekeeping timer logs how many lines were left out).
-fn log_refusal(state: &AppState, ip: IpAddr, line: &str, outcome: &str) {
+fn log_refusal(state: &AppState, ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
+    let outcome = format!("refused {outcome}");
     if state.refusal_log.admit(Instant::now()) {
-        tracing::info!(peer = %ip, line, outcome = %format_args!("refused {outcome}"), "connection refused");
+        tracing::info!(peer = %ip, outcome, "connection refused");
+    }
+    log_line(ip, params, &outcome);
+}
+
+/// A line id names a call, and with it someone could hold the line while it is empty: only at
+/// debug. Anything else a client put there is never logged, in case it pasted a key.
+fn log_line(ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
+    if let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) {
+        tracing::debug!(peer = %ip, %line, outcome, "connection received on line");
     }
 }
 
@@ -232,11 +269,10 @@ fn check(
             "line must be 22 characters of base64url",
         ));
     };
+    let joiner = joiner(params).map_err(|reason| Refusal::new(StatusCode::BAD_REQUEST, reason))?;
     // Checked again, atomically, when joining; this early look is for a plain GET, whose
-    // missing upgrade would otherwise hide that the line is full.
-    if state.registry.is_full(line) {
-        return Err(Refusal::line_full());
-    }
+    // missing upgrade would otherwise hide that the line is full or bound to another token.
+    state.registry.check(line, &joiner).map_err(Refusal::join)?;
     let client_slot = state
         .sockets_per_client
         .try_acquire(ClientGroup::of(ip))
@@ -244,7 +280,11 @@ fn check(
             StatusCode::TOO_MANY_REQUESTS,
             "too many connections from your address",
         ))?;
-    Ok(Admitted { line, client_slot })
+    Ok(Admitted {
+        line,
+        joiner,
+        client_slot,
+    })
 }
 
 /// Takes the line slot and upgrades.
@@ -256,16 +296,10 @@ fn start_socket(
 ) -> Result<Response, Refusal> {
     let limits = state.config.limits;
     let outbox = Arc::new(Outbox::new(limits.queue, Arc::clone(&state.queue_budget)));
-    let membership = match state.registry.join(admitted.line, Arc::clone(&outbox)) {
-        Ok(membership) => membership,
-        Err(JoinError::LineFull) => return Err(Refusal::line_full()),
-        Err(_) => {
-            return Err(Refusal::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server full, try again later",
-            ));
-        }
-    };
+    let membership = state
+        .registry
+        .join(admitted.line, &admitted.joiner, Arc::clone(&outbox))
+        .map_err(Refusal::join)?;
     let session = Session {
         metrics: Arc::clone(&state.metrics),
         limits,

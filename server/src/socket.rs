@@ -56,6 +56,8 @@ enum End {
     Idle,
     /// Alone on the line for `max_wait_alone`.
     WaitedTooLong,
+    /// A newer connection of the same participant took the slot.
+    TakenOver,
     /// The server is shutting down.
     Shutdown,
 }
@@ -71,8 +73,14 @@ struct Stats {
 /// Runs one upgraded socket to its end.
 pub(crate) async fn run(socket: WebSocket, session: Session) {
     let line = session.membership.line_id();
-    let span = tracing::info_span!("socket", peer = %session.peer, %line);
-    run_inner(socket, session).instrument(span).await;
+    let span = tracing::info_span!("socket", peer = %session.peer);
+    async move {
+        // Line ids only at debug (see `routes::ws`).
+        tracing::debug!(%line, "socket on line");
+        run_inner(socket, session).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn run_inner(socket: WebSocket, session: Session) {
@@ -133,6 +141,11 @@ async fn run_inner(socket: WebSocket, session: Session) {
                 "nobody else joined this line within {}",
                 human_duration(limits.max_wait_alone)
             ),
+            explain: true,
+        }),
+        End::TakenOver => Some(Closing {
+            code: close_code::TAKEN_OVER,
+            reason: "replaced by a newer connection of the same participant".into(),
             explain: true,
         }),
         End::Shutdown => Some(Closing {
@@ -198,6 +211,7 @@ async fn read_loop(
             () = shutdown.cancelled() => return End::Shutdown,
             () = writer_done.cancelled() => return End::WriterGone,
             () = &mut idle => return End::Idle,
+            () = membership.taken_over() => return End::TakenOver,
             () = &mut alone => {
                 // The line may have had two people since the timer was set: look again.
                 let now = Instant::now();

@@ -23,7 +23,7 @@ mod http;
 #[path = "../support/relay.rs"]
 mod relay;
 pub(crate) use http::{HttpResponse, http_get};
-pub(crate) use relay::{expect_close, frame, next_binary, next_control, random_line};
+pub(crate) use relay::{expect_close, frame, join_params, next_binary, next_control, random_line};
 
 /// How long a test waits for something that should happen at once.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -283,7 +283,8 @@ impl Instance {
             .env("SITEURL", site)
             .env("BIND", "127.0.0.1")
             .env("TRUSTED_PROXIES", "127.0.0.1")
-            .env("LOG_LEVEL", "info")
+            // Line ids are logged at debug only; the scale-out test reads them to see placement.
+            .env("LOG_LEVEL", "line_server=debug,info")
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -407,8 +408,9 @@ impl Front<'_> {
 
     fn request(&self, apikey: &str, line: LineId) -> tungstenite::handshake::client::Request {
         let url = format!(
-            "wss://localhost:{}/ws?apikey={apikey}&line={line}",
-            self.port
+            "wss://localhost:{}/ws?apikey={apikey}&{}",
+            self.port,
+            join_params(line)
         );
         let mut request =
             tungstenite::client::IntoClientRequest::into_client_request(url).expect("url");

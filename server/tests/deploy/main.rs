@@ -275,7 +275,7 @@ fn placements(instances: &[Instance]) -> HashMap<String, Vec<usize>> {
     let mut placement: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, instance) in instances.iter().enumerate() {
         for entry in instance.logs() {
-            if entry.contains("connection received")
+            if entry.contains("connection received on line")
                 && entry.contains("upgraded")
                 && let Some(line) = field(&entry, "line")
             {

@@ -146,9 +146,18 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
         .expect("connect");
     assert_eq!(http_get(stream, &base, &page, &[]).await.status, 200);
     let line = random_line();
-    let bad = format!("ws://{base}/ws?apikey={}&line={line}", wrong.expose());
+    let me = random_participant();
+    let bad = format!(
+        "ws://{base}/ws?apikey={}&{}",
+        wrong.expose(),
+        join_params_as(line, me)
+    );
     assert_eq!(refused_status(&bad, None).await.0, 401);
-    let good = format!("ws://{base}/ws?apikey={}&line={line}", key.expose());
+    let good = format!(
+        "ws://{base}/ws?apikey={}&{}",
+        key.expose(),
+        join_params_as(line, me)
+    );
     let (mut ws, _) = tokio_tungstenite::connect_async(good)
         .await
         .expect("connects");
@@ -184,6 +193,71 @@ async fn apikey_appears_only_in_the_start_links_and_sigterm_closes_with_1001() {
     assert!(
         !logs.contains(wrong.expose()),
         "a tried key leaked into the logs:\n{logs}"
+    );
+    // Whoever has a line's join token and a participant id can take that participant's slot.
+    assert!(
+        logs.contains("join=<redacted>&participant=<redacted>"),
+        "{logs}"
+    );
+    for secret in [token_of(line).to_string(), me.to_string()] {
+        assert!(
+            !logs.contains(&secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn line_ids_are_logged_only_at_debug() {
+    let key = ApiKey::generate();
+    let mut child = command()
+        .env("APIKEY", key.expose())
+        .args(["--port", "0", "--bind", "127.0.0.1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let (_, port, _) = start_links(&mut child).await;
+    let line = random_line();
+    let url = format!(
+        "ws://127.0.0.1:{port}/ws?apikey={}&{}",
+        key.expose(),
+        join_params(line)
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("connects");
+    assert_eq!(next_control(&mut ws).await, RelayMessage::Waiting);
+    // A second socket with another token is refused, and its refusal logged.
+    let other = url.replace(
+        &token_of(line).to_string(),
+        &token_of(random_line()).to_string(),
+    );
+    assert_eq!(refused_status(&other, None).await.0, 423);
+    ws.close(None).await.expect("close");
+    drop(ws);
+    let pid = child.id().expect("pid").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits in time")
+        .expect("wait");
+    let logs = stderr_task.await.expect("stderr");
+    assert!(logs.contains("refused 423"), "{logs}");
+    assert!(logs.contains("connection ended"), "{logs}");
+    assert!(
+        !logs.contains(&line.to_string()),
+        "a line id in the info log:\n{logs}"
     );
 }
 
@@ -279,8 +353,8 @@ async fn refused_requests_do_not_flood_the_log() {
     let (mut child, port, stderr, _stdout) = spawn_server(&[]).await;
     const N: usize = 300;
     let url = format!(
-        "ws://127.0.0.1:{port}/ws?apikey=nope&line={}",
-        random_line()
+        "ws://127.0.0.1:{port}/ws?apikey=nope&{}",
+        join_params(random_line())
     );
     for _ in 0..N {
         let status = refused_status(&url, None).await.0;
@@ -417,8 +491,9 @@ async fn stalled_lines_keep_the_server_within_its_memory_bound() {
     let (fresh_kib, _) = memory_kib(pid);
     let url = |line| {
         format!(
-            "ws://127.0.0.1:{port}/ws?apikey={}&line={line}",
-            key.expose()
+            "ws://127.0.0.1:{port}/ws?apikey={}&{}",
+            key.expose(),
+            join_params(line)
         )
     };
 
@@ -620,15 +695,20 @@ async fn asset_flood_figures() {
         cost.push((cpu, wall));
     }
     let round_trips = |label: &'static str| {
-        let url = format!(
-            "ws://{addr}/ws?apikey={}&line={}",
-            key.expose(),
-            random_line()
-        );
+        // One URL per peer: each is its own participant on the line.
+        let line = random_line();
+        let url = |line| {
+            format!(
+                "ws://{addr}/ws?apikey={}&{}",
+                key.expose(),
+                join_params(line)
+            )
+        };
+        let (url_a, url_b) = (url(line), url(line));
         async move {
-            let (mut a, _) = tokio_tungstenite::connect_async(&url).await.expect("a");
+            let (mut a, _) = tokio_tungstenite::connect_async(&url_a).await.expect("a");
             let _ = next_control(&mut a).await;
-            let (mut b, _) = tokio_tungstenite::connect_async(&url).await.expect("b");
+            let (mut b, _) = tokio_tungstenite::connect_async(&url_b).await.expect("b");
             let _ = next_control(&mut b).await;
             let _ = next_control(&mut a).await;
             let mut rtts = Vec::new();

@@ -128,7 +128,7 @@ async fn the_right_key_always_passes_after_many_wrong_ones() {
     cfg.limits.auth_failures = 3;
     let server = start(cfg);
     let line = random_line();
-    let wrong = format!("ws://{}/ws?apikey=nope&line={line}", server.addr);
+    let wrong = format!("ws://{}/ws?apikey=nope&{}", server.addr, join_params(line));
     let mut statuses = Vec::new();
     for _ in 0..12 {
         statuses.push(refused_status(&wrong, None).await.0);

@@ -4,6 +4,7 @@ mod binary;
 mod checks;
 mod common;
 mod hardening;
+mod join;
 mod limits;
 mod relay;
 mod robustness;
