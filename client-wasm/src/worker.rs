@@ -573,8 +573,9 @@ impl Engine {
                 post(&FromWorker::PeerLeft);
                 self.set_state(CallState::Waiting);
             }
-            // The close that follows says it, as a fatal error with a way out.
-            Ok(RelayMessage::Error { code, .. }) if code == close_code::WAITED_TOO_LONG => {}
+            // The close that follows says it, as a fatal error.
+            Ok(RelayMessage::Error { code, .. })
+                if code == close_code::WAITED_TOO_LONG || code == close_code::TAKEN_OVER => {}
             Ok(RelayMessage::Error { code, reason }) => post_error(
                 ErrorCode::ServerError,
                 format!("the server closed the connection ({code}): {reason}"),
