@@ -39,7 +39,7 @@ test-deploy:
     scripts/image-contract.sh
     scripts/docker-test.sh
 
-# The Dockerfile's runtime stage built around dist/line-server (after `just build`) and run by Docker exactly as README's run line, every check through the published port (about 80 s; base images made offline when they cannot be pulled)
+# The Dockerfile's runtime stage built around dist/line-server (after `just build`) and run by Docker exactly as README's run line, every check through the published port (about 65 s; base images made offline when they cannot be pulled)
 test-docker:
     scripts/docker-test.sh
 
