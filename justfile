@@ -30,12 +30,22 @@ test: setup build
     wasm-pack test --headless --chrome --mode no-install client-wasm
     scripts/smoke-run.sh
     scripts/image-contract.sh
+    scripts/docker-test.sh
     just e2e
 
-# Deployment only (`test` runs both): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it
+# Deployment only (`test` runs these too): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it; the image built and run by Docker (after `just build`)
 test-deploy:
     cargo test -p line-server --test deploy
     scripts/image-contract.sh
+    scripts/docker-test.sh
+
+# The Dockerfile's runtime stage built around dist/line-server (after `just build`) and run by Docker exactly as README's run line, every check through the published port (about 65 s; base images made offline when they cannot be pulled)
+test-docker:
+    scripts/docker-test.sh
+
+# The whole `docker build .` (compiles everything inside the image, not in `just test`), then the same checks as test-docker
+test-docker-build:
+    scripts/docker-test.sh --full
 
 # End to end: two headless Chromium browsers in real calls through the real server (after `just build`)
 e2e:
