@@ -26,7 +26,7 @@ use line_protocol::line_id::LineId;
 use line_protocol::sframe::TAG_LEN;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
-use relay::{frame, next_binary, next_control, random_line};
+use relay::{frame, join_params, next_binary, next_control, random_line};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
@@ -87,7 +87,8 @@ impl Container {
         }
     }
 
-    /// Joins `line` as a browser on the page would, and checks the first control message.
+    /// Joins `line` as a browser on the page would (with the line's join token and a participant
+    /// id of its own), and checks the first control message.
     async fn join(&self, line: LineId, expect: RelayMessage) -> Wss {
         let tcp = TcpStream::connect(self.addr)
             .await
@@ -99,10 +100,11 @@ impl Container {
             .await
             .expect("TLS handshake with the container's certificate");
         let url = format!(
-            "wss://{}:{}/ws?apikey={}&line={line}",
+            "wss://{}:{}/ws?apikey={}&{}",
             self.host,
             self.addr.port(),
-            self.apikey
+            self.apikey,
+            join_params(line)
         );
         let mut request =
             tungstenite::client::IntoClientRequest::into_client_request(url).expect("url");
