@@ -2,12 +2,14 @@
 #
 #   docker build -t line.example.com/line .
 #   docker run -d --rm --name line -p 7777:443 -e APIKEY=... -e SITEURL=https://line.example.com \
-#     -v /etc/letsencrypt/live/line.example.com/fullchain.pem:/tmp/fullchain.pem:ro \
-#     -v /etc/letsencrypt/live/line.example.com/privkey.pem:/tmp/privkey.pem:ro line.example.com/line
+#     -v /etc/line/fullchain.pem:/tmp/fullchain.pem:ro \
+#     -v /etc/line/privkey.pem:/tmp/privkey.pem:ro line.example.com/line
 #
+# (The pair readable by gid 65532 and rewritten in place on renewal: README, Deploy.)
 # The build stage runs the same two scripts CI runs (`scripts/setup.sh --build-only`, then
-# `scripts/release.sh`, which `just build` calls); CI also runs dist/line-server with this file's
-# ENV, USER, ENTRYPOINT and HEALTHCHECK (scripts/image-contract.sh). No image is built in CI.
+# `scripts/release.sh`, which `just build` calls). CI builds the runtime stage below around that
+# dist/line-server and runs it with Docker as above (scripts/docker-test.sh); `just
+# test-docker-build` builds the whole file.
 
 # Debian 12, like the runtime image below: the binary links the same glibc.
 FROM rust:1.95.0-bookworm AS build

@@ -30,12 +30,22 @@ test: setup build
     wasm-pack test --headless --chrome --mode no-install client-wasm
     scripts/smoke-run.sh
     scripts/image-contract.sh
+    scripts/docker-test.sh
     just e2e
 
-# Deployment only (`test` runs both): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it
+# Deployment only (`test` runs these too): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it; the image built and run by Docker (after `just build`)
 test-deploy:
     cargo test -p line-server --test deploy
     scripts/image-contract.sh
+    scripts/docker-test.sh
+
+# The Dockerfile's runtime stage built around dist/line-server (after `just build`) and run by Docker exactly as README's run line, every check through the published port (about 65 s; base images made offline when they cannot be pulled)
+test-docker:
+    scripts/docker-test.sh
+
+# The whole `docker build .` (compiles everything inside the image, not in `just test`), then the same checks as test-docker
+test-docker-build:
+    scripts/docker-test.sh --full
 
 # End to end: real calls through the real server between two headless Chromium browsers, and between one and a native tone peer for fidelity (after `just build`); one test file at a time
 e2e:
@@ -69,6 +79,7 @@ bench: build
     cargo bench -p line-protocol --bench jitter
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture | tee target/bench/wasm-crypto.txt
     just bench-relay
+    cargo test --release -p line-server --test it asset_flood_figures -- --ignored --nocapture 2>&1 | tee target/bench/assets.txt
     -just e2e
     node scripts/bench-summary.mjs
 

@@ -3,7 +3,9 @@
 // builds (a busy machine makes a 200 kHz call underrun), or alone with `just e2e`.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
 import { cpuMeter } from './lib/cpu.mjs';
@@ -125,6 +127,42 @@ async function heardPitch(label, a, b) {
   };
   return { a: fit(ra, TONE_B, 'a'), b: fit(rb, TONE_A, 'b') };
 }
+
+/** The line id and join token of a shared link, derived from its leaf as docs/PROTOCOL.md says. */
+function lineOf(link) {
+  const leaf = Buffer.from(link.split('#leaf_')[1], 'base64url');
+  const derive = (label) => Buffer.from(hkdfSync('sha512', leaf, Buffer.alloc(0), label, 16)).toString('base64url');
+  return { line: derive('line 1.0 line id'), join: derive('line 1.0 join') };
+}
+
+/** The query of each WebSocket request the proxy forwarded on `line`, oldest first. */
+function socketsOn(line) {
+  return proxy.requests()
+    .filter((r) => r.upgrade && r.request.startsWith('GET /ws?'))
+    .map((r) => ({ ...r, query: new URL(r.request.split(' ')[1], 'http://x').searchParams }))
+    .filter((r) => r.query.get('line') === line);
+}
+
+/** A WebSocket on `line` straight to the server, as someone with the API key and a line id but
+ *  not the leaf would open it (`join` made up); resolves with its socket once upgraded. */
+function holdLine(line, join) {
+  return new Promise((resolve, reject) => {
+    const request = http.request({
+      host: '127.0.0.1', port, path: `/ws?apikey=${server.apikey}&line=${line}&join=${join}`,
+      headers: {
+        Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13',
+        'Sec-WebSocket-Key': randomBytes(16).toString('base64'),
+      },
+    });
+    request.on('upgrade', (_response, socket) => resolve(socket));
+    request.on('response', (response) => reject(new Error(`not upgraded: ${response.statusCode}`)));
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** Whether the page shows an error that ended the call. */
+const fatalShown = (p) => p.page.evaluate(() => document.body.dataset.error ?? null);
 
 function checkHearing(who, heard, other, own) {
   assert.ok(heard[other] >= AMPLITUDE / 2,
@@ -253,6 +291,53 @@ for (const [label, params] of CALLS) {
         checkHearing('B after reconnect', await hear(b, [TONE_A, TONE_B]), TONE_A, TONE_B);
         assert.equal(a.page.url().split('#')[1], shared.split('#')[1], 'no reload: same page, same leaf');
       }));
+
+      test('a frozen connection: the page moves to a new one, takes its slot back, audio flows within 5 s', () => guarded(async () => {
+        const { line, join } = lineOf(shared);
+        const sockets = socketsOn(line);
+        // Every connection carries the line's join token, and A's (the first on the line) one
+        // participant id across all its reconnects.
+        assert.ok(sockets.every((r) => r.query.get('join') === join), 'join tokens as PROTOCOL.md derives them');
+        const me = sockets[0].query.get('participant');
+        assert.match(me, /^[A-Za-z0-9_-]{22}$/);
+        assert.ok(sockets.filter((r) => r.query.get('participant') === me).length >= 2, 'A reconnected as itself after the restart');
+        const live = sockets.filter((r) => r.open && r.query.get('participant') === me);
+        assert.equal(live.length, 1, 'A has one live connection');
+        const [a0, b0] = [await stats(a), await stats(b)];
+        const takenOver = async () => {
+          const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+          return Number(/^line_slots_taken_over_total (\d+)$/m.exec(text)[1]);
+        };
+        const takenBefore = await takenOver();
+
+        // A's network goes away: nothing arrives either way, nothing closes.
+        proxy.freeze(live[0].index);
+        const frozen = Date.now();
+        await a.page.waitForFunction((n) => window.line.stats().reconnects > n, a0.reconnects, { timeout: 10_000 });
+        await a.page.waitForFunction((n) => window.line.stats().framesReceived > n + 50, a0.framesReceived, { timeout: 10_000 });
+        await b.page.waitForFunction((n) => window.line.stats().framesReceived > n + 50, b0.framesReceived, { timeout: 10_000 });
+        const seconds = (Date.now() - frozen) / 1000;
+        results.frozenConnectionSeconds = seconds;
+        const [a1, b1] = [await stats(a), await stats(b)];
+        results.frozenConnection = {
+          seconds, reconnects: { a: a1.reconnects - a0.reconnects, b: b1.reconnects - b0.reconnects },
+          decryptFailures: { a: a1.decryptFailures - a0.decryptFailures, b: b1.decryptFailures - b0.decryptFailures },
+        };
+        console.log(`frozen connection: ${JSON.stringify(results.frozenConnection)}`);
+        assert.ok(seconds <= 5, `audio flowed both ways again ${seconds} s after the freeze`);
+        // The new connection took A's slot over (the relay did not wait 30 s for the frozen one).
+        assert.ok(await takenOver() > takenBefore, 'the relay counted the takeover');
+        const now = socketsOn(line).filter((r) => r.open && r.query.get('participant') === me);
+        assert.equal(now.length, 1, 'A is back on one new connection');
+        assert.notEqual(now[0].index, live[0].index);
+        assert.equal(await fatalShown(a), null, 'no error on A');
+        assert.equal(await fatalShown(b), null, 'no error on B');
+        await waitState(a, 'in-call', 1000);
+        await waitState(b, 'in-call', 1000);
+        await new Promise((r) => setTimeout(r, 1000));
+        checkHearing('A after the freeze', await hear(a, [TONE_A, TONE_B]), TONE_B, TONE_A);
+        checkHearing('B after the freeze', await hear(b, [TONE_A, TONE_B]), TONE_A, TONE_B);
+      }));
     }
 
     test('hanging up ends the call for one and leaves the other waiting', () => guarded(async () => {
@@ -281,6 +366,23 @@ describe('errors a person can act on', () => {
     await p.close();
   }));
 
+  test('a line held by someone without the link', () => guarded(async () => {
+    // Someone who learnt this link's line id, but not its leaf, took the line first.
+    const link = server.link.replace('#generate_leaf', `#leaf_${randomBytes(32).toString('base64url')}`);
+    const squatter = await holdLine(lineOf(link).line, randomBytes(16).toString('base64url'));
+    const p = await person('line-taken', { wav: wavA });
+    await p.page.goto(link);
+    await waitState(p, 'ready');
+    await p.page.click('#join');
+    const shown = await waitError(p, 'line-taken');
+    assert.equal(shown.error, 'line-taken', 'an error that ends the attempt, not a notice');
+    assert.match(shown.message, /without this link's key/);
+    assert.equal(await p.page.isVisible('#error-action'), true, 'the page offers a new link');
+    await shot(p, 'error-line-taken');
+    squatter.destroy();
+    await p.close();
+  }));
+
   test('a malformed leaf', () => guarded(async () => {
     const p = await person('bad-leaf', { wav: wavA });
     await p.page.goto(server.link.replace('#generate_leaf', '#leaf_tooShort'));
@@ -300,6 +402,28 @@ describe('errors a person can act on', () => {
     await waitState(p, 'ready');
     assert.match(p.page.url(), /#leaf_[A-Za-z0-9_-]{43}$/, 'a new leaf was made');
     await p.close();
+  }));
+
+  test('waiting alone past the server\'s limit, then waiting again', () => guarded(async () => {
+    const waiting = await startServer({ env: { MAX_WAIT_ALONE: '3s' } });
+    try {
+      const p = await person('waited-too-long', { wav: wavA });
+      await p.page.goto(waiting.link);
+      await waitState(p, 'ready');
+      await p.page.click('#join');
+      await waitState(p, 'waiting');
+      const shown = await waitError(p, 'waited-too-long', 15_000);
+      assert.match(shown.message, /nobody else joined/i);
+      assert.equal(await p.page.isVisible('#notice'), false, 'one message, not two');
+      assert.equal(await p.page.textContent('#error-action'), 'Wait again');
+      await shot(p, 'error-waited-too-long');
+      assert.match(waiting.log(), /WaitedTooLong/, 'the server closed it for waiting');
+      await p.page.click('#error-action');
+      await waitState(p, 'waiting');
+      await p.close();
+    } finally {
+      await waiting.stop();
+    }
   }));
 
   test('the microphone denied', () => guarded(async () => {
@@ -340,6 +464,14 @@ describe('privacy: what the server received', () => {
     // The check can fail: the same search finds the tone in plaintext PCM of either rate.
     for (const [freq, rate] of [[TONE_A, 200000], [TONE_B, 48000]]) {
       assert.notEqual(findToneRun(tonePcm({ freq, rate, amplitude: AMPLITUDE, count: 400 }), { freq, rate, amplitude: AMPLITUDE }), null);
+    }
+    // Its log at the default level names no line and no join token: with both, someone could
+    // hold a line while it is empty.
+    const log = server.log();
+    for (const leaf of leaves) {
+      const { line, join } = lineOf(`#leaf_${leaf.toString('base64url')}`);
+      assert.equal(log.includes(line), false, 'a line id in the server log');
+      assert.equal(log.includes(join), false, 'a join token in the server log');
     }
     results.privacy = { connections: streams.length, httpRequests: heads, binaryFrames: binary, bytes };
     assert.ok(binary > 2000, `the proxy saw the calls' frames (${binary})`);

@@ -13,8 +13,8 @@
 # certificate for line.example.com, the HEALTHCHECK command exits 0, and after SIGTERM (STOPSIGNAL)
 # the server exits 0 and the HEALTHCHECK exits 1.
 #
-# What it cannot show: that `docker build` works (no engine or base images here) and Docker's port
-# publishing (-p 7777:443). Needs root for the namespaces; CI runs as root.
+# It needs no Docker engine; scripts/docker-test.sh builds and runs the image itself with one.
+# Needs root for the namespaces; CI runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

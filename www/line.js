@@ -126,7 +126,10 @@ async function join() {
   client.addEventListener('error', (e) => {
     const { code, message, fatal } = e.detail;
     if (!fatal) { showNotice(code, message); return; }
-    showError(code, message);
+    const waitAgain = { label: 'Wait again', run: () => { clearError(); setState('starting'); join(); } };
+    // line-taken: someone without the leaf holds this line, so only a new link gets the call through.
+    const action = { 'waited-too-long': waitAgain, 'line-taken': newLink }[code] ?? null;
+    showError(code, message, action);
     client.hangUp(); // release the microphone; the engine has stopped already
   });
   client.addEventListener('stats', (e) => showStats(e.detail));

@@ -7,9 +7,14 @@
 //! Per connection the worker calls [`Call::connected`] with a fresh random KID (a new SFrame
 //! sender, so a reconnect never reuses a key and nonce), then feeds [`Call::capture`],
 //! [`Call::receive`] and [`Call::play`], and sends what [`Call::poll_transmit`] returns.
+//!
+//! Every frame but a Hello is bound to the other side's current connection (see
+//! [`line_protocol::binding`]): audio waits until the other side's Hello has arrived, and frames
+//! recorded in an earlier call do not play in this one.
 
 use std::collections::VecDeque;
 
+use line_protocol::binding::{Binding, OpenError};
 use line_protocol::jitter::{JitterBuffer, JitterConfig};
 use line_protocol::leaf::LeafKey;
 use line_protocol::payload::{Audio, Bye, Hello, Payload, Ping};
@@ -23,7 +28,9 @@ use crate::resample::LinearResampler;
 /// How often to measure the round trip.
 const PING_INTERVAL_US: u64 = 1_000_000;
 /// Failed frames after which, with none decrypted, the other side is taken to use another leaf.
-const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 25;
+/// Until a side hears the other, it sends only Hellos (on connecting, on `peer-joined`, then one a
+/// second, see [`Call::tick`]), so a few failures say it all; a frame from the right link ends it.
+const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 3;
 /// The client name sent in Hello.
 const CLIENT_NAME: &str = "line-web";
 
@@ -71,6 +78,8 @@ pub struct Call {
     leaf: LeafKey,
     sender: Option<FrameSender>,
     receiver: FrameReceiver,
+    /// Whose connection this side's frames are bound to, and what it accepts.
+    binding: Binding,
     resampler: LinearResampler,
     /// Captured audio at the wire rate, not yet framed.
     pending: Vec<f32>,
@@ -117,6 +126,7 @@ impl Call {
             leaf,
             sender: None,
             receiver,
+            binding: Binding::new(),
             resampler: LinearResampler::new(config.context_rate, config.wire_rate),
             pending: Vec::new(),
             scratch_pcm: Vec::new(),
@@ -150,6 +160,8 @@ impl Call {
         self.sender = Some(FrameSender::new(&self.leaf, kid));
         // A relay that reflects our own frames must not make us hear ourselves.
         self.receiver.refuse_kid(kid);
+        self.binding.connected(kid);
+        self.binding.forget_peer();
         self.outgoing.clear();
         self.pending.clear();
         self.next_ping_us = now_us;
@@ -160,6 +172,7 @@ impl Call {
     pub fn disconnected(&mut self) {
         self.sender = None;
         self.peer_present = false;
+        self.binding.forget_peer();
         self.outgoing.clear();
         self.pending.clear();
     }
@@ -167,6 +180,8 @@ impl Call {
     /// The relay says the other person arrived: greet them and forget the previous stream.
     pub fn peer_joined(&mut self) {
         self.peer_present = true;
+        // They may be on a new connection: bind nothing to them until their Hello says which.
+        self.binding.forget_peer();
         self.incoming = None;
         self.decrypted_since_join = 0;
         self.failures_since_join = 0;
@@ -176,6 +191,7 @@ impl Call {
     /// The relay says the other person left.
     pub fn peer_left(&mut self) {
         self.peer_present = false;
+        self.binding.forget_peer();
         self.incoming = None;
     }
 
@@ -205,8 +221,9 @@ impl Call {
         }
         self.resampler.process(samples, &mut self.pending);
         let frame_samples = self.config.frame.samples(self.config.wire_rate);
-        if !self.peer_present {
-            // Nobody to hear it: the relay would drop it. Keep only the unframed tail.
+        if !self.peer_present || self.binding.outgoing().is_none() {
+            // Nobody to hear it yet (alone, or the other side's Hello is still on its way): the
+            // relay would drop it, or the other side could not open it. Keep the unframed tail.
             let whole = self.pending.len() / frame_samples * frame_samples;
             self.pending.drain(..whole);
             self.next_sample += whole as u64;
@@ -240,7 +257,7 @@ impl Call {
         self.next_sample += len as u64;
         self.scratch_plain.clear();
         audio.encode(&mut self.scratch_plain);
-        if let Some(bytes) = self.seal() {
+        if let Some(bytes) = self.seal(true) {
             self.outgoing.push_back(Outgoing {
                 bytes,
                 is_audio: true,
@@ -262,7 +279,9 @@ impl Call {
     fn send_control(&mut self, payload: &Payload<'_>) {
         self.scratch_plain.clear();
         payload.encode(&mut self.scratch_plain);
-        if let Some(bytes) = self.seal() {
+        // A Hello is how the other side learns our KID, so it cannot be bound to theirs.
+        let bound = !matches!(payload, Payload::Hello(_));
+        if let Some(bytes) = self.seal(bound) {
             self.outgoing.push_back(Outgoing {
                 bytes,
                 is_audio: false,
@@ -270,19 +289,35 @@ impl Call {
         }
     }
 
-    /// Encrypts `scratch_plain`; `None` when not connected or the sender's counter is spent (a
-    /// reconnect draws a new KID and starts over).
-    fn seal(&mut self) -> Option<Vec<u8>> {
+    /// Encrypts `scratch_plain`, `bound` to the other side's connection or not; `None` when not
+    /// connected, when a bound frame has nobody to be bound to yet, or when the sender's counter
+    /// is spent (a reconnect draws a new KID and starts over).
+    fn seal(&mut self, bound: bool) -> Option<Vec<u8>> {
+        let metadata = if bound {
+            self.binding.outgoing()?
+        } else {
+            Default::default()
+        };
+        let metadata: &[u8] = if bound { &metadata } else { &[] };
         let sender = self.sender.as_mut()?;
         let mut out = Vec::with_capacity(self.scratch_plain.len() + 32);
-        sender.encrypt(&self.scratch_plain, &mut out).ok()?;
+        sender
+            .encrypt_with(metadata, &self.scratch_plain, &mut out)
+            .ok()?;
         Some(out)
     }
 
-    /// Sends a Ping when one is due.
+    /// Sends a Ping when one is due; a Hello instead while the other person has not been heard
+    /// (our Hello may have crossed their reconnect, or they hold another link).
     pub fn tick(&mut self, now_us: u64) {
         if self.sender.is_some() && now_us >= self.next_ping_us {
             self.next_ping_us = now_us + PING_INTERVAL_US;
+            if self.binding.outgoing().is_none() {
+                if self.peer_present {
+                    self.send_hello();
+                }
+                return;
+            }
             self.ping_id = self.ping_id.wrapping_add(1);
             let ping = Payload::Ping(Ping {
                 id: self.ping_id,
@@ -314,32 +349,35 @@ impl Call {
 
     /// A binary frame from the relay, received at `now_us`.
     pub fn receive(&mut self, now_us: u64, frame: &[u8]) {
-        let header = match self.receiver.decrypt(frame, &mut self.scratch_decrypted) {
-            Ok(header) => header,
+        let mut plain = core::mem::take(&mut self.scratch_decrypted);
+        match self.binding.open(&mut self.receiver, frame, &mut plain) {
+            Ok((header, payload)) => {
+                self.decrypted_since_join += 1;
+                match payload {
+                    Payload::Audio(audio) => self.receive_audio(now_us, header.kid, &audio),
+                    Payload::Ping(ping) => self.send_control(&Payload::Pong(ping)),
+                    Payload::Pong(pong) if pong.id == self.ping_id => {
+                        self.stats.rtt_ms =
+                            now_us.saturating_sub(pong.send_time_us) as f64 / 1000.0;
+                    }
+                    Payload::Bye(_) => self.events.push_back(PeerEvent::Bye),
+                    // Hello says the rate the audio frames declare anyway; late Pongs are ignored.
+                    _ => {}
+                }
+            }
+            // Authentic, but a payload kind from a newer version: ignored.
+            Err(OpenError::Payload(_)) => self.decrypted_since_join += 1,
             // Replays and our own reflected frames are dropped and counted apart: they say
             // nothing about whether the other side uses the same link.
-            Err(DecryptError::Replay | DecryptError::Reflected) => {
+            Err(OpenError::Decrypt(DecryptError::Replay | DecryptError::Reflected)) => {
                 self.stats.replays += 1;
-                return;
             }
+            // Forged, from another link, or bound to another connection (an earlier call played
+            // again by the relay): none of it plays.
             Err(_) => {
                 self.stats.decrypt_failures += 1;
                 self.failures_since_join += 1;
-                return;
             }
-        };
-        self.decrypted_since_join += 1;
-        let plain = core::mem::take(&mut self.scratch_decrypted);
-        match Payload::decode(&plain) {
-            Ok(Payload::Audio(audio)) => self.receive_audio(now_us, header.kid, &audio),
-            Ok(Payload::Ping(ping)) => self.send_control(&Payload::Pong(ping)),
-            Ok(Payload::Pong(pong)) if pong.id == self.ping_id => {
-                self.stats.rtt_ms = now_us.saturating_sub(pong.send_time_us) as f64 / 1000.0;
-            }
-            Ok(Payload::Bye(_)) => self.events.push_back(PeerEvent::Bye),
-            // Hello says the rate the audio frames declare anyway; late Pongs and newer payload
-            // kinds are ignored.
-            _ => {}
         }
         self.scratch_decrypted = plain;
     }
@@ -367,14 +405,19 @@ impl Call {
             });
         }
         let incoming = self.incoming.as_mut().expect("set just above");
+        // The index comes from the peer: one this close to u64::MAX is garbage, which the jitter
+        // buffer discards (and counts); it must neither count as a gap nor move the stream's end.
+        let end = audio.first_sample.checked_add(samples as u64);
         if let Some(expected) = incoming.next_sample
+            && end.is_some()
             && audio.first_sample > expected
         {
             let gap = audio.first_sample - expected;
             self.stats.frames_lost += gap.div_ceil(incoming.frame_samples as u64);
         }
-        let end = audio.first_sample + samples as u64;
-        incoming.next_sample = Some(incoming.next_sample.map_or(end, |n| n.max(end)));
+        if let Some(end) = end {
+            incoming.next_sample = Some(incoming.next_sample.map_or(end, |n| n.max(end)));
+        }
         self.scratch_samples.resize(samples, 0.0);
         pcm::i16le_to_f32(&audio.pcm[..2 * samples], &mut self.scratch_samples);
         incoming
@@ -453,10 +496,15 @@ mod tests {
     }
 
     fn pair(leaf_b: [u8; 32]) -> (Call, Call) {
+        pair_with_kids(leaf_b, 0xA, 0xB)
+    }
+
+    /// Two calls on the line of `[7; 32]` (and `leaf_b`), connected with these KIDs.
+    fn pair_with_kids(leaf_b: [u8; 32], kid_a: u64, kid_b: u64) -> (Call, Call) {
         let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
         let mut b = Call::new(config(RATE), LeafKey::from_random(leaf_b));
-        a.connected(0, 0xA);
-        b.connected(0, 0xB);
+        a.connected(0, kid_a);
+        b.connected(0, kid_b);
         a.peer_joined();
         b.peer_joined();
         // Hellos cross.
@@ -467,6 +515,30 @@ mod tests {
             a.receive(0, &out.bytes);
         }
         (a, b)
+    }
+
+    /// `to` hears a Hello from another connection (KID `kid`) on its line.
+    fn greet(to: &mut Call, kid: u64) {
+        let mut other = Call::new(config(RATE), to.leaf.clone());
+        other.connected(0, kid);
+        while let Some(out) = other.poll_transmit() {
+            to.receive(0, &out.bytes);
+        }
+    }
+
+    /// A bound audio frame from `from` whose sample index the test chooses.
+    fn audio_at(from: &mut Call, first_sample: u64) -> Vec<u8> {
+        let pcm = vec![0u8; 2 * FRAME];
+        from.scratch_plain.clear();
+        Payload::Audio(Audio {
+            sample_rate: RATE,
+            channels: 1,
+            first_sample,
+            capture_time_us: 0,
+            pcm: &pcm,
+        })
+        .encode(&mut from.scratch_plain);
+        from.seal(true).expect("bound to the other side")
     }
 
     fn tone(freq: f64, start: usize, n: usize, rate: u32) -> Vec<f32> {
@@ -522,17 +594,21 @@ mod tests {
     #[test]
     fn another_link_cannot_decrypt_and_says_so() {
         let (mut a, mut b) = pair([8; 32]);
-        for step in 0..30u64 {
-            a.capture(step * 10_000, &[0.1; FRAME]);
+        // Neither can open the other's Hello, so neither sends audio; each greets once a second.
+        for step in 0..300u64 {
+            let now = step * 10_000;
+            a.capture(now, &[0.1; FRAME]);
+            a.tick(now);
             while let Some(out) = a.poll_transmit() {
-                b.receive(step * 10_000, &out.bytes);
+                assert!(!out.is_audio, "audio bound to nobody");
+                b.receive(now, &out.bytes);
             }
         }
         let stats = b.stats();
         assert_eq!(stats.frames_received, 0);
-        assert!(stats.decrypt_failures >= 30);
+        assert!(stats.decrypt_failures >= 3, "{}", stats.decrypt_failures);
         assert!(b.cannot_decrypt());
-        assert!(!a.cannot_decrypt());
+        assert!(!a.cannot_decrypt(), "a received nothing at all");
     }
 
     #[test]
@@ -611,6 +687,7 @@ mod tests {
         let mut a = Call::new(config(44_100), LeafKey::from_random([7; 32]));
         a.connected(0, 1);
         a.peer_joined();
+        greet(&mut a, 2);
         while a.poll_transmit().is_some() {}
         for step in 0..100u64 {
             a.capture(step * 10_000, &[0.2; 441]);
@@ -638,26 +715,32 @@ mod tests {
     }
 
     #[test]
-    fn audio_waits_for_the_other_person_but_control_does_not() {
+    fn audio_waits_for_the_other_persons_hello_but_hello_does_not() {
         let mut a = Call::new(config(RATE), LeafKey::from_random([7; 32]));
         a.connected(0, 1);
         a.capture(0, &[0.1; 3 * FRAME]);
         a.tick(0);
         let kinds: Vec<bool> =
             std::iter::from_fn(|| a.poll_transmit().map(|o| o.is_audio)).collect();
-        assert_eq!(
-            kinds,
-            [false, false],
-            "Hello and Ping, no audio while alone"
-        );
+        assert_eq!(kinds, [false], "a Hello, and no audio or Ping while alone");
         a.peer_joined();
         a.capture(30_000, &[0.1; FRAME]);
+        let kinds: Vec<bool> =
+            std::iter::from_fn(|| a.poll_transmit().map(|o| o.is_audio)).collect();
+        assert_eq!(kinds, [false], "a Hello again; audio waits for theirs");
+        let mut b = Call::new(config(RATE), LeafKey::from_random([7; 32]));
+        b.connected(0, 2);
+        b.peer_joined();
+        while let Some(out) = b.poll_transmit() {
+            a.receive(40_000, &out.bytes);
+        }
+        a.capture(40_000, &[0.1; FRAME]);
         let audio = std::iter::from_fn(|| a.poll_transmit())
             .filter(|o| o.is_audio)
             .count();
         assert_eq!(audio, 1);
         a.peer_left();
-        a.capture(40_000, &[0.1; FRAME]);
+        a.capture(50_000, &[0.1; FRAME]);
         assert!(std::iter::from_fn(|| a.poll_transmit()).all(|o| !o.is_audio));
     }
 
@@ -737,5 +820,124 @@ mod tests {
             "{exact} of {} exact, {edits} edits",
             heard.len() - start
         );
+    }
+
+    /// Every frame `from` sends while capturing `steps` frames of a tone.
+    fn record(from: &mut Call, steps: u64, start: u64) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        for step in start..start + steps {
+            from.capture(
+                step * 10_000,
+                &tone(1000.0, step as usize * FRAME, FRAME, RATE),
+            );
+            from.tick(step * 10_000);
+            frames.extend(std::iter::from_fn(|| from.poll_transmit()).map(|o| o.bytes));
+        }
+        frames
+    }
+
+    #[test]
+    fn a_recorded_earlier_call_replayed_by_the_relay_is_refused_and_counted() {
+        // The first call on this link: the relay records everything a sends to b.
+        let (mut a, mut b) = pair([7; 32]);
+        let recording = record(&mut a, 50, 0);
+        for frame in &recording {
+            b.receive(0, frame);
+        }
+        assert_eq!(b.stats().frames_received, 50, "the first call plays");
+
+        // A later call on the same link (new pages, new connections, new random KIDs). The relay
+        // plays the recording to b.
+        let (_, mut later) = pair_with_kids([7; 32], 0xA2, 0xB2);
+        for (i, frame) in recording.iter().enumerate() {
+            later.receive(i as u64 * 10_000, frame);
+        }
+        let stats = later.stats();
+        assert_eq!(
+            stats.frames_received, 0,
+            "no recorded audio is taken for live"
+        );
+        assert!(
+            stats.decrypt_failures >= 50,
+            "counted: {}",
+            stats.decrypt_failures
+        );
+        let mut out = vec![1.0; FRAME];
+        later.play(500_000, &mut out);
+        assert!(out.iter().all(|s| *s == 0.0), "nothing plays");
+        // The recording's Hellos are authentic and unbound; they do no more than that.
+        assert!(!later.cannot_decrypt());
+    }
+
+    #[test]
+    fn the_other_persons_reconnect_rebinds_without_a_failure() {
+        let (mut a, mut b) = pair([7; 32]);
+        for frame in record(&mut a, 5, 0) {
+            b.receive(0, &frame);
+        }
+        // a's network changed: a new connection (new KID) takes its slot, and the relay greets
+        // both again.
+        a.disconnected();
+        a.connected(60_000, 0xA2);
+        a.peer_joined();
+        b.peer_joined();
+        assert!(
+            std::iter::from_fn(|| b.poll_transmit()).all(|o| !o.is_audio),
+            "b binds nothing to a until a's Hello"
+        );
+        b.capture(60_000, &[0.1; FRAME]);
+        assert!(std::iter::from_fn(|| b.poll_transmit()).all(|o| !o.is_audio));
+        // Hellos cross again; audio flows both ways with nothing refused.
+        while let Some(out) = a.poll_transmit() {
+            b.receive(70_000, &out.bytes);
+        }
+        b.tick(70_000);
+        while let Some(out) = b.poll_transmit() {
+            a.receive(70_000, &out.bytes);
+        }
+        for frame in record(&mut a, 10, 8) {
+            b.receive(100_000, &frame);
+        }
+        b.capture(110_000, &[0.1; FRAME]);
+        while let Some(out) = b.poll_transmit() {
+            a.receive(110_000, &out.bytes);
+        }
+        let (sa, sb) = (a.stats(), b.stats());
+        assert_eq!((sa.decrypt_failures, sb.decrypt_failures), (0, 0));
+        assert_eq!((sa.replays, sb.replays), (0, 0));
+        assert_eq!(sb.frames_received, 15);
+        assert_eq!(sa.frames_received, 1);
+    }
+
+    #[test]
+    fn a_sample_index_near_the_end_of_u64_is_discarded_not_a_panic() {
+        let (mut a, mut b) = pair([7; 32]);
+        for frame in record(&mut a, 10, 0) {
+            b.receive(0, &frame);
+        }
+        let before = b.stats();
+        // The other side (it holds the leaf, so its frames authenticate) sends indices whose end
+        // does not fit in a u64.
+        for first_sample in [u64::MAX - 10, u64::MAX - FRAME as u64 + 1, u64::MAX] {
+            let frame = audio_at(&mut a, first_sample);
+            b.receive(100_000, &frame);
+        }
+        let stats = b.stats();
+        assert_eq!(
+            stats.frames_lost, before.frames_lost,
+            "garbage is not a gap"
+        );
+        assert_eq!(
+            stats.frames_discarded,
+            before.frames_discarded + 3,
+            "each is discarded and counted"
+        );
+        // The stream goes on where it was, with nothing lost.
+        for frame in record(&mut a, 5, 10) {
+            b.receive(150_000, &frame);
+        }
+        let stats = b.stats();
+        assert_eq!(stats.frames_lost, before.frames_lost);
+        assert_eq!(stats.frames_received, before.frames_received + 8);
     }
 }

@@ -8,7 +8,9 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
+use line_protocol::join::ParticipantId;
 use line_protocol::leaf::{LeafKey, LeafKeyError};
+use line_protocol::line_id::LineId;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise};
@@ -308,14 +310,16 @@ impl Join {
         })
     }
 
-    /// `(ws_url, check_url)` for this line.
-    fn urls(&self) -> Result<(String, String), JoinError> {
+    /// `(ws_url, check_url)` for this line, as `participant`: the id every connection of this
+    /// call presents, so that after a network change the new connection takes its slot back.
+    fn urls(&self, participant: ParticipantId) -> Result<(String, String), JoinError> {
         let url = web_sys::Url::new_with_base("/ws", &self.server)
             .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
         let query = format!(
-            "apikey={}&line={}",
+            "apikey={}&line={}&join={}&participant={participant}",
             String::from(js_sys::encode_uri_component(&self.api_key)),
-            self.leaf.line_id()
+            self.leaf.line_id(),
+            self.leaf.join_token(),
         );
         url.set_search(&query);
         let check = url.href();
@@ -327,6 +331,28 @@ impl Join {
         url.set_protocol(scheme);
         Ok((url.href(), check))
     }
+}
+
+/// This tab's participant id on `line`. Kept in sessionStorage (this tab only, for its lifetime),
+/// so that a reload, say after the network changed under a call, takes the old page's slot back
+/// instead of waiting for the relay to time that page's dead socket out.
+fn participant_on(line: LineId) -> ParticipantId {
+    let key = format!("line-participant-{line}");
+    let storage = web_sys::window().and_then(|w| w.session_storage().ok().flatten());
+    let kept = storage
+        .as_ref()
+        .and_then(|s| s.get_item(&key).ok().flatten())
+        .and_then(|text| text.parse().ok());
+    kept.unwrap_or_else(|| {
+        let mut bytes = [0u8; ParticipantId::LEN];
+        getrandom::fill(&mut bytes).expect("crypto.getRandomValues is available");
+        let id = ParticipantId::from_random(bytes);
+        if let Some(storage) = storage {
+            // Without storage (a sandboxed frame) the id lives as long as this page.
+            let _ = storage.set_item(&key, &id.to_string());
+        }
+        id
+    })
 }
 
 fn new_context(rate: Option<u32>) -> Result<AudioContext, JsValue> {
@@ -589,7 +615,7 @@ impl Inner {
 
     async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
         let join = join?;
-        let (ws_url, check_url) = join.urls()?;
+        let (ws_url, check_url) = join.urls(participant_on(join.leaf.line_id()))?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
         let worker_url = resolve("worker.js", &join.assets)?;
 

@@ -5,11 +5,13 @@
 //! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
 //! and the worker through the shared rings of [`ring`].
 //!
-//! The plain-Rust parts ([`call`], [`link`], [`ring`], [`resample`], [`qr`], [`messages`],
-//! [`playback_fill`]) build and test natively; the browser glue builds only for wasm32.
+//! The plain-Rust parts ([`call`], [`link`], [`liveness`], [`ring`], [`resample`], [`qr`],
+//! [`messages`], [`playback_fill`]) build and test natively; the browser glue builds only for
+//! wasm32.
 
 pub mod call;
 pub mod link;
+pub mod liveness;
 pub mod messages;
 pub mod playback_fill;
 pub mod qr;

@@ -136,8 +136,15 @@ pub enum ErrorCode {
     OriginRefused,
     /// Two people are already on this line (409).
     LineFull,
+    /// The line is in use by people with another link: a wrong join token (423).
+    LineTaken,
+    /// Another connection with this call's participant id took its place on the line (4409).
+    TakenOver,
     /// Too many failed attempts from here (429).
     TooManyAttempts,
+    /// Nobody else joined within the server's waiting limit (close code 4410); fatal, and the
+    /// page offers to wait again.
+    WaitedTooLong,
     /// The person refused the microphone.
     MicDenied,
     /// There is no microphone.

@@ -10,7 +10,8 @@ use std::rc::{Rc, Weak};
 use js_sys::{
     ArrayBuffer, Atomics, Float32Array, Int32Array, Object, Promise, Reflect, Uint8Array,
 };
-use line_protocol::control::RelayMessage;
+use line_protocol::control::{RelayMessage, close_code};
+use line_protocol::join::WRONG_TOKEN_STATUS;
 use line_protocol::leaf::LeafKey;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -22,6 +23,7 @@ use web_sys::{
 use crate::call::{Call, CallConfig, PeerEvent};
 use crate::js_ring::JsRing;
 use crate::link::FrameDuration;
+use crate::liveness::{Liveness, Verdict};
 use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
 use crate::playback_fill::PlaybackFill;
 use crate::ring::{Consumer, Producer, WRITE_SLOT};
@@ -297,6 +299,8 @@ struct Engine {
     retired: (Vec<Socket>, Vec<Timer>),
     tick: Option<Timer>,
     reconnect: Option<Timer>,
+    /// Gives up a socket that does not open, or that goes silent in a call (a changed network).
+    liveness: Liveness,
     state: CallState,
     attempts: u32,
     /// Failed upgrades in a row whose plain check passed.
@@ -385,6 +389,7 @@ impl Engine {
                 retired: (Vec::new(), Vec::new()),
                 tick: None,
                 reconnect: None,
+                liveness: Liveness::new(),
                 state: CallState::Connecting,
                 attempts: 0,
                 refused_upgrades: 0,
@@ -485,6 +490,7 @@ impl Engine {
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        self.liveness.connecting(now_us());
         self.socket = Some(Socket {
             ws,
             opened: false,
@@ -498,6 +504,7 @@ impl Engine {
         if let Some(socket) = &mut self.socket {
             socket.opened = true;
         }
+        self.liveness.opened();
         if self.ever_open {
             self.reconnects += 1;
         }
@@ -510,12 +517,14 @@ impl Engine {
 
     fn on_socket_message(&mut self, event: &MessageEvent) {
         let data = event.data();
+        let now = now_us();
         if let Some(buffer) = data.dyn_ref::<ArrayBuffer>() {
+            self.liveness.heard(now, true);
             let view = Uint8Array::new(buffer);
             self.receive_scratch.resize(view.length() as usize, 0);
             view.copy_to(&mut self.receive_scratch);
             self.bytes.received += self.receive_scratch.len() as u64;
-            self.call.receive(now_us(), &self.receive_scratch);
+            self.call.receive(now, &self.receive_scratch);
             // A Pong goes out now, not at the next wake: the RTT is the network's, not ours.
             self.flush();
             if self.call.cannot_decrypt() && !self.cannot_decrypt_reported {
@@ -529,9 +538,14 @@ impl Engine {
             return;
         }
         let Some(text) = data.as_string() else { return };
+        self.liveness.heard(now, false);
         match RelayMessage::from_json(&text) {
-            Ok(RelayMessage::Waiting) => self.set_state(CallState::Waiting),
+            Ok(RelayMessage::Waiting) => {
+                self.liveness.in_call(now, false);
+                self.set_state(CallState::Waiting);
+            }
             Ok(RelayMessage::PeerJoined) => {
+                self.liveness.in_call(now, true);
                 self.call.peer_joined();
                 self.cannot_decrypt_reported = false;
                 post(&FromWorker::PeerJoined);
@@ -539,11 +553,15 @@ impl Engine {
                 self.flush();
             }
             Ok(RelayMessage::PeerLeft) => {
+                self.liveness.in_call(now, false);
                 self.call.peer_left();
                 self.in_call_since_us = None;
                 post(&FromWorker::PeerLeft);
                 self.set_state(CallState::Waiting);
             }
+            // The close that follows says it, as a fatal error.
+            Ok(RelayMessage::Error { code, .. })
+                if code == close_code::WAITED_TOO_LONG || code == close_code::TAKEN_OVER => {}
             Ok(RelayMessage::Error { code, reason }) => post_error(
                 ErrorCode::ServerError,
                 format!("the server closed the connection ({code}): {reason}"),
@@ -562,14 +580,45 @@ impl Engine {
         // This handler runs inside the socket's own closure: drop it later, not now.
         self.retired.0.push(socket);
         self.call.disconnected();
+        self.liveness.closed();
         if self.hanging_up || self.stopped {
             post(&FromWorker::Closed);
             return;
         }
-        self.set_state(CallState::Reconnecting);
         let code = event.code();
+        if opened && code == close_code::TAKEN_OVER {
+            // Another connection with this call's participant id took the slot: a duplicate of
+            // this tab that joined, or someone who saw this call's WebSocket address. This
+            // engine's own reconnects drop the old socket first, so it never sees its own 4409.
+            // Reconnecting would take the slot back and forth.
+            post_error(
+                ErrorCode::TakenOver,
+                "this call went on in another window or device that took your place on the line",
+                true,
+            );
+            self.stop();
+            return;
+        }
+        self.set_state(CallState::Reconnecting);
         if opened {
-            if code == 1009 || code == 4400 || code == 1003 {
+            if code == close_code::WAITED_TOO_LONG {
+                // Nobody came for hours: stop here rather than hold a line open forever; the
+                // page offers to wait again.
+                post_error(
+                    ErrorCode::WaitedTooLong,
+                    "nobody else joined this call for a long time, so the server stopped waiting",
+                    true,
+                );
+                self.stop();
+                return;
+            }
+            if [
+                close_code::TOO_BIG,
+                close_code::MALFORMED,
+                close_code::UNSUPPORTED_DATA,
+            ]
+            .contains(&code)
+            {
                 post_error(
                     ErrorCode::ServerError,
                     format!("the server refused what this page sent ({code})"),
@@ -606,11 +655,27 @@ impl Engine {
                 ErrorCode::OriginRefused,
                 "this server does not accept calls from this page's address",
             ),
+            // Our own slot would have been ours to take back: after a disconnect, somebody else
+            // took it, and they may leave again.
+            Some(409) if self.ever_open => {
+                post_error(
+                    ErrorCode::LineFull,
+                    "two other people are on this line now; trying again",
+                    false,
+                );
+                self.schedule_reconnect(None);
+            }
             Some(409) => fatal(
                 self,
                 ErrorCode::LineFull,
                 "two people are already on this line; if one of them is you in another tab, \
                  hang up there first, or ask for a new link",
+            ),
+            Some(WRONG_TOKEN_STATUS) => fatal(
+                self,
+                ErrorCode::LineTaken,
+                "someone without this link's key is holding this line, so the server will not \
+                 let the call in; make a new call link and share it again",
             ),
             Some(429) => {
                 post_error(
@@ -690,6 +755,24 @@ impl Engine {
         e.tick = None;
     }
 
+    /// Drops a socket the watchdog gave up on and connects again: at once after silence in a
+    /// call (this call's participant id takes its slot back), with backoff after a slow open.
+    fn give_up_socket(&mut self, verdict: Verdict) {
+        let Some(socket) = self.socket.take() else {
+            return;
+        };
+        // Not inside its own handlers: drop it now (removing them, closing it), so its late close
+        // (4409, once the new socket takes the slot back) never reaches the engine.
+        drop(socket);
+        self.call.disconnected();
+        self.liveness.closed();
+        self.set_state(CallState::Reconnecting);
+        match verdict {
+            Verdict::Silent => self.schedule_reconnect(Some(0.0)),
+            _ => self.schedule_reconnect(None),
+        }
+    }
+
     fn stop(&mut self) {
         self.stopped = true;
         if let Some(socket) = self.socket.take() {
@@ -739,6 +822,9 @@ impl Engine {
         self.capture_scratch = captured;
         self.call.tick(now);
         self.flush();
+        if let Some(verdict) = self.liveness.poll(now) {
+            self.give_up_socket(verdict);
+        }
         while let Some(event) = self.call.poll_event() {
             match event {
                 // The relay's peer-left follows; nothing to do before it.

@@ -130,6 +130,10 @@ fn two_call_engines_talk_through_wasm_crypto_and_jitter_buffer() {
     b.connected(0, 2);
     a.peer_joined();
     b.peer_joined();
+    // b's Hello tells a which connection to bind its audio to.
+    while let Some(out) = b.poll_transmit() {
+        a.receive(0, &out.bytes);
+    }
     let mut loudest = 0.0f32;
     for step in 0..60u64 {
         let now = step * 10_000;

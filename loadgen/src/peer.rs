@@ -4,6 +4,7 @@
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use line_protocol::control::RelayMessage;
+use line_protocol::join::{JoinToken, ParticipantId};
 use line_protocol::line_id::LineId;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -55,20 +56,26 @@ pub(crate) enum Incoming {
 }
 
 impl Peer {
-    /// Joins `line` on `target` as a browser does. The first peer of a line is told `waiting`,
-    /// the second `peer-joined`; a third is refused (line-server: [`LoadError::Refused`] 409).
-    pub async fn join(target: &Target, line: LineId) -> Result<Self, LoadError> {
+    /// Joins `line` on `target` as a browser does, with the line's join `token` and a participant
+    /// id of its own. The first peer of a line is told `waiting`, the second `peer-joined`; a third
+    /// is refused (line-server: [`LoadError::Refused`] 409, or 423 with another token).
+    pub async fn join(target: &Target, line: LineId, token: &JoinToken) -> Result<Self, LoadError> {
         if target.kind.is_websocket() {
-            Self::join_websocket(target, line).await
+            Self::join_websocket(target, line, token).await
         } else {
             Self::join_tcp(target, line).await
         }
     }
 
-    async fn join_websocket(target: &Target, line: LineId) -> Result<Self, LoadError> {
+    async fn join_websocket(
+        target: &Target,
+        line: LineId,
+        token: &JoinToken,
+    ) -> Result<Self, LoadError> {
         let key = target.apikey.as_ref().ok_or(LoadError::MissingApiKey)?;
+        let participant = ParticipantId::from_random(rand::random());
         let url = format!(
-            "ws://{}/ws?apikey={}&line={line}",
+            "ws://{}/ws?apikey={}&line={line}&join={token}&participant={participant}",
             target.addr,
             key.expose()
         );

@@ -12,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use line_protocol::binding;
 use line_protocol::header::Header;
+use line_protocol::join::JoinToken;
 use line_protocol::leaf::LeafKey;
 use line_protocol::line_id::LineId;
 use line_protocol::sframe::{FrameReceiver, FrameSender};
@@ -171,9 +173,9 @@ impl Call {
     /// Draws a leaf key and joins both peers to its line, as two browsers would.
     pub async fn connect(target: &Target) -> Result<Self, LoadError> {
         let leaf = LeafKey::from_random(rand::random());
-        let line = leaf.line_id();
-        let mut a = Peer::join(target, line).await?;
-        let mut b = Peer::join(target, line).await?;
+        let (line, token) = (leaf.line_id(), leaf.join_token());
+        let mut a = Peer::join(target, line, &token).await?;
+        let mut b = Peer::join(target, line, &token).await?;
         b.wait_for_partner().await?;
         a.wait_for_partner().await?;
         Ok(Self { leaf, a, b })
@@ -183,6 +185,12 @@ impl Call {
     #[must_use]
     pub fn line(&self) -> LineId {
         self.leaf.line_id()
+    }
+
+    /// The call's join token, which a third peer needs to be refused with 409 rather than 423.
+    #[must_use]
+    pub fn join_token(&self) -> JoinToken {
+        self.leaf.join_token()
     }
 }
 
@@ -203,9 +211,16 @@ pub async fn run(config: &RunConfig) -> Result<RunReport, LoadError> {
 /// One direction of a call: the sending peer's half and the receiving peer's half.
 struct Direction {
     sink: FrameSink,
-    sender: FrameSender,
+    sender: Bound<FrameSender>,
     source: FrameSource,
-    receiver: FrameReceiver,
+    receiver: Bound<FrameReceiver>,
+}
+
+/// A frame sender or receiver, with the SFrame metadata that binds this direction's frames to the
+/// receiving peer.
+struct Bound<T> {
+    crypto: T,
+    metadata: [u8; binding::METADATA_LEN],
 }
 
 /// What one receiving peer saw.
@@ -229,12 +244,23 @@ pub async fn run_calls(config: &RunConfig, calls: Vec<Call>) -> Result<RunReport
     for call in calls {
         let (a_sink, a_source) = call.a.split();
         let (b_sink, b_source) = call.b.split();
-        for (sink, source) in [(a_sink, b_source), (b_sink, a_source)] {
+        // Each peer's sender KID; a peer's frames are bound to the other's (as a browser's are).
+        let (a_kid, b_kid) = (rand::random(), rand::random());
+        for (sink, kid, source, receiver_kid) in [
+            (a_sink, a_kid, b_source, b_kid),
+            (b_sink, b_kid, a_source, a_kid),
+        ] {
             directions.push(Direction {
                 sink,
-                sender: FrameSender::new(&call.leaf, rand::random()),
+                sender: Bound {
+                    crypto: FrameSender::new(&call.leaf, kid),
+                    metadata: binding::metadata(receiver_kid),
+                },
                 source,
-                receiver: FrameReceiver::new(&call.leaf),
+                receiver: Bound {
+                    crypto: FrameReceiver::new(&call.leaf),
+                    metadata: binding::metadata(receiver_kid),
+                },
             });
         }
     }
@@ -354,7 +380,7 @@ fn frame_count(d: Duration, period: Duration) -> u64 {
 /// Sends `frames` frames paced from `first`; returns the sink (to close later) and how many went.
 async fn send_frames(
     mut sink: FrameSink,
-    mut sender: FrameSender,
+    mut sender: Bound<FrameSender>,
     tone: std::sync::Arc<Tone>,
     times: std::sync::Arc<SendTimes>,
     first: Instant,
@@ -368,7 +394,10 @@ async fn send_frames(
         due += period;
         tone.plaintext(i, &mut plaintext);
         let mut frame = Vec::with_capacity(plaintext.len() + Header::MAX_LEN + 16);
-        if let Err(e) = sender.encrypt(&plaintext, &mut frame) {
+        if let Err(e) = sender
+            .crypto
+            .encrypt_with(&sender.metadata, &plaintext, &mut frame)
+        {
             return (sink, Err((i, LoadError::Encrypt(e))));
         }
         times.sent(i, Instant::now());
@@ -382,7 +411,7 @@ async fn send_frames(
 /// Receives the other peer's frames until all arrived or `deadline`, checking each.
 async fn receive_frames(
     mut source: FrameSource,
-    mut receiver: FrameReceiver,
+    mut receiver: Bound<FrameReceiver>,
     tone: std::sync::Arc<Tone>,
     times: std::sync::Arc<SendTimes>,
     frames: u64,
@@ -414,7 +443,11 @@ async fn receive_frames(
                 break;
             }
         };
-        let Ok(header) = receiver.decrypt(&frame, &mut opened) else {
+        let Ok((header, _)) =
+            receiver
+                .crypto
+                .decrypt_with(&frame, &[&receiver.metadata], &mut opened)
+        else {
             out.bad += 1;
             continue;
         };

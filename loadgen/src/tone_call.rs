@@ -15,6 +15,7 @@ use line_client::call::{Call, CallConfig};
 use line_client::link::{Fragment, Link};
 use line_client::messages::Stats;
 use line_protocol::control::RelayMessage;
+use line_protocol::join::ParticipantId;
 use line_protocol::leaf::LeafKey;
 use serde::Serialize;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -139,8 +140,8 @@ fn wall_clock_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// The WebSocket address of the call link's line, as the page builds it.
-fn ws_url(link: &Link, leaf: &LeafKey) -> Result<String, LoadError> {
+/// The WebSocket address of the call link's line, as the page builds it, for `participant`.
+fn ws_url(link: &Link, leaf: &LeafKey, participant: &ParticipantId) -> Result<String, LoadError> {
     let key = link.api_key.as_deref().ok_or(LoadError::MissingApiKey)?;
     let origin = link
         .base
@@ -150,7 +151,11 @@ fn ws_url(link: &Link, leaf: &LeafKey) -> Result<String, LoadError> {
     let origin = origin
         .replacen("https://", "wss://", 1)
         .replacen("http://", "ws://", 1);
-    Ok(format!("{origin}/ws?apikey={key}&line={}", leaf.line_id()))
+    Ok(format!(
+        "{origin}/ws?apikey={key}&line={}&join={}&participant={participant}",
+        leaf.line_id(),
+        leaf.join_token()
+    ))
 }
 
 /// Calls the other side of `config.link` and records what it hears.
@@ -173,7 +178,8 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
         },
         leaf.clone(),
     );
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&link, &leaf)?)
+    let participant = ParticipantId::from_random(rand::random());
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&link, &leaf, &participant)?)
         .await
         .map_err(|e| match e {
             tungstenite::Error::Http(response) => LoadError::Refused {
@@ -336,10 +342,15 @@ mod tests {
             leaf
         ))
         .unwrap();
-        let url = ws_url(&link, &leaf).unwrap();
+        let me = ParticipantId::from_random([1; 16]);
+        let url = ws_url(&link, &leaf, &me).unwrap();
         assert_eq!(
             url,
-            format!("wss://line.example/ws?apikey=KEY&line={}", leaf.line_id())
+            format!(
+                "wss://line.example/ws?apikey=KEY&line={}&join={}&participant={me}",
+                leaf.line_id(),
+                leaf.join_token()
+            )
         );
     }
 }

@@ -1,9 +1,10 @@
 //! The audio each simulated peer sends, and the check of what arrives from the other peer.
 //!
 //! Frame `i` of a peer is an `Audio` payload (200 kHz mono, 10 ms = 2000 samples of a 1 kHz tone,
-//! 4000 bytes of PCM) with `first_sample = i * 2000`, encrypted by the peer's [`FrameSender`], so
-//! its SFrame counter is `i` too. The receiving peer decrypts with its [`FrameReceiver`] and checks
-//! every field against what frame `i` must hold.
+//! 4000 bytes of PCM) with `first_sample = i * 2000`, encrypted by the peer's [`FrameSender`] and
+//! bound to the receiving peer's KID as a browser binds it (`line_protocol::binding`), so its SFrame
+//! counter is `i` too. The receiving peer decrypts with its [`FrameReceiver`] and checks every
+//! field against what frame `i` must hold.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -56,9 +56,15 @@ async fn line_server_carries_every_frame_and_refuses_a_third_peer() {
 
     let target = Target::websocket(TargetKind::Line, addr, ApiKey::new(key.expose().to_owned()));
     let calls = connect_calls(&target, CALLS).await.expect("calls connect");
-    match Peer::join(&target, calls[0].line()).await {
+    match Peer::join(&target, calls[0].line(), &calls[0].join_token()).await {
         Err(LoadError::Refused { status: 409 }) => {}
         other => panic!("a third peer got in: {other:?}"),
+    }
+    // Without the leaf's join token, not even a free slot is there for the taking.
+    let other = line_protocol::leaf::LeafKey::from_random([1; 32]).join_token();
+    match Peer::join(&target, calls[1].line(), &other).await {
+        Err(LoadError::Refused { status: 423 }) => {}
+        other => panic!("a peer with another token got in: {other:?}"),
     }
     let mut config = config(target);
     // The server runs in this process, so its CPU and memory are this process's.

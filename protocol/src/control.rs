@@ -17,6 +17,28 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// The WebSocket close codes the relay uses: one list for the relay and the client.
+pub mod close_code {
+    /// The client closed, or the relay closes a socket normally.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down: reconnect elsewhere.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client sent a text frame; peers talk only in encrypted binary frames.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// The client sent a frame larger than the limit.
+    pub const TOO_BIG: u16 = 1009;
+    /// The client sent a binary frame that is not an SFrame frame.
+    pub const MALFORMED: u16 = 4400;
+    /// No frame and no pong for the idle timeout.
+    pub const IDLE: u16 = 4408;
+    /// A newer connection of the same participant took this socket's slot (a changed network).
+    /// A client that still uses that socket should not reconnect: its call goes on elsewhere.
+    pub const TAKEN_OVER: u16 = 4409;
+    /// Nobody else joined the line within the server's waiting limit (hours): the client may
+    /// offer to wait again.
+    pub const WAITED_TOO_LONG: u16 = 4410;
+}
+
 /// A message from the relay to one client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]

@@ -6,7 +6,9 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::binding::{Binding, OpenError, metadata};
 use crate::header::Header;
+use crate::join::JoinToken;
 use crate::leaf::LeafKey;
 use crate::payload::{Audio, Bye, Hello, Payload, Ping};
 use crate::sframe::{FrameReceiver, FrameSender, SUITE, SframeKey, suite_key_and_salt};
@@ -47,8 +49,10 @@ fn docs_examples() {
         names,
         [
             "frame",
+            "frame-bound",
             "header-1234-10000",
             "header-5-3",
+            "join-token",
             "leaf",
             "line-id",
             "nonce-2",
@@ -70,6 +74,12 @@ fn docs_examples() {
     assert!(PROTOCOL_MD.contains(&alloc::format!("is written `{leaf}`")));
     assert_eq!(leaf.line_id().as_bytes().as_slice(), ex["line-id"]);
     assert!(PROTOCOL_MD.contains(&alloc::format!("line id is `{}`", leaf.line_id())));
+    assert_eq!(leaf.join_token().as_bytes().as_slice(), ex["join-token"]);
+    assert!(PROTOCOL_MD.contains(&alloc::format!("join token is `{}`", leaf.join_token())));
+    assert_ne!(
+        leaf.join_token(),
+        JoinToken::from_bytes(*leaf.line_id().as_bytes())
+    );
     assert_eq!(leaf.sender_base_key(KID).as_slice(), ex["sender-base-key"]);
 
     // Section 4: headers, key schedule, nonce, a whole frame.
@@ -100,6 +110,38 @@ fn docs_examples() {
     assert_eq!(
         (header, plain.as_slice()),
         (Header::new(KID, 2), ex["payload-ping"].as_slice())
+    );
+
+    // Section 4.5: the next frame, bound to the receiver with KID 0x0102030405060708.
+    const RECEIVER_KID: u64 = 0x0102_0304_0506_0708;
+    sender
+        .encrypt_with(&metadata(RECEIVER_KID), &ex["payload-ping"], &mut frame)
+        .expect("encrypts");
+    assert_eq!(frame, ex["frame-bound"]);
+    let mut receiver = Binding::new();
+    receiver.connected(RECEIVER_KID);
+    assert!(matches!(
+        receiver.open(
+            &mut FrameReceiver::new(&leaf),
+            &ex["frame-bound"],
+            &mut plain
+        ),
+        Ok((_, Payload::Ping(_)))
+    ));
+    // Bound to another connection, or opened unbound, it does not authenticate.
+    let mut elsewhere = Binding::new();
+    elsewhere.connected(RECEIVER_KID + 1);
+    assert_eq!(
+        elsewhere
+            .open(
+                &mut FrameReceiver::new(&leaf),
+                &ex["frame-bound"],
+                &mut plain
+            )
+            .err(),
+        Some(OpenError::Decrypt(
+            crate::sframe::DecryptError::Authentication
+        ))
     );
 
     // Section 5: payloads.

@@ -4,6 +4,8 @@
 //! Everything else is derived from it with HKDF-SHA512 (RFC 5869), one PRK and one label per use:
 //!
 //! - the [`LineId`] the relay sees: `HKDF-Expand(PRK, "line 1.0 line id", 16)`;
+//! - the [`JoinToken`] the relay checks before it lets a socket on the line:
+//!   `HKDF-Expand(PRK, "line 1.0 join", 16)`;
 //! - each sender's SFrame base key: `HKDF-Expand(PRK, "line 1.0 sender" || KID (8 bytes BE), 32)`;
 //!
 //! where `PRK = HKDF-Extract(salt = "", IKM = leaf)`. SHA-512 because SFrame suite 0x0005 already
@@ -32,10 +34,13 @@ use sha2::Sha512;
 use subtle::ConstantTimeEq as _;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::join::JoinToken;
 use crate::line_id::LineId;
 
 /// The HKDF-Expand label of the line id.
 const LINE_ID_LABEL: &[u8] = b"line 1.0 line id";
+/// The HKDF-Expand label of the join token.
+const JOIN_LABEL: &[u8] = b"line 1.0 join";
 /// The HKDF-Expand label of a sender's base key, followed by the sender's KID.
 const SENDER_LABEL: &[u8] = b"line 1.0 sender";
 
@@ -111,6 +116,17 @@ impl LeafKey {
             .expand(LINE_ID_LABEL, &mut id)
             .expect("16 bytes is a valid HKDF-SHA512 output length");
         LineId::from_bytes(id)
+    }
+
+    /// The token that binds the line's slots at the relay to the holders of this leaf. Derived
+    /// under its own label: the relay, which sees the line id, cannot compute it.
+    #[must_use]
+    pub fn join_token(&self) -> JoinToken {
+        let mut token = [0u8; JoinToken::LEN];
+        self.hkdf()
+            .expand(JOIN_LABEL, &mut token)
+            .expect("16 bytes is a valid HKDF-SHA512 output length");
+        JoinToken::from_bytes(token)
     }
 
     /// The SFrame base key of the sender with `kid` (RFC 9605 section 4.4.1: one per sender).
@@ -254,6 +270,18 @@ mod tests {
         assert_eq!(leaf.line_id().to_string(), "meHvxZx1wpQFv28f3q3Jng");
         assert_eq!(leaf.clone().line_id(), leaf.line_id());
         assert_ne!(LeafKey::from_random([1; 32]).line_id(), leaf.line_id());
+    }
+
+    #[test]
+    fn join_token_is_stable_and_unlike_the_line_id() {
+        let leaf = sample();
+        // Pinned so a change to the derivation cannot slip through; docs/PROTOCOL.md shows it too.
+        assert_eq!(leaf.join_token().to_string(), "BtGVH1rWPfe3w_NecGZdQg");
+        assert_ne!(leaf.join_token().as_bytes(), leaf.line_id().as_bytes());
+        assert_ne!(
+            LeafKey::from_random([1; 32]).join_token(),
+            leaf.join_token()
+        );
     }
 
     #[test]

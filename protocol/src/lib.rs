@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+pub mod binding;
 pub mod control;
 #[cfg(test)]
 mod docs_examples;
@@ -31,6 +32,7 @@ pub mod header;
 mod hex;
 #[cfg(feature = "std")]
 pub mod jitter;
+pub mod join;
 pub mod leaf;
 pub mod line_id;
 pub mod payload;

@@ -43,6 +43,46 @@ impl Config {
     }
 }
 
+/// Why a duration flag does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// Not a whole number followed by `s`, `m` or `h`.
+    Format(String),
+    /// Zero, or too long to count.
+    OutOfRange(String),
+}
+
+impl std::fmt::Display for DurationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Format(s) => write!(f, "{s:?} is not a duration such as 30s, 90m or 3h"),
+            Self::OutOfRange(s) => write!(f, "{s:?} is not a duration above zero"),
+        }
+    }
+}
+
+impl std::error::Error for DurationError {}
+
+/// `30s`, `90m`, `3h` as a [`Duration`].
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let trimmed = text.trim();
+    let format = || DurationError::Format(text.to_owned());
+    let unit_at = trimmed.len().checked_sub(1).ok_or_else(format)?;
+    let (number, unit) = trimmed.split_at(unit_at);
+    let number: u64 = number.parse().map_err(|_| format())?;
+    let seconds = match unit {
+        "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        _ => return Err(format()),
+    };
+    match seconds {
+        Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+        _ => Err(DurationError::OutOfRange(text.to_owned())),
+    }
+}
+
 /// Where the static client comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AssetSource {
@@ -69,6 +109,27 @@ pub struct Limits {
     pub auth_failures: u32,
     /// The window for `auth_failures`.
     pub auth_window: Duration,
+    /// Clients the failed-attempt limiter tracks one by one; the rest share one window.
+    pub auth_clients: usize,
+    /// TCP connections one client address (IPv4 address, IPv6 /64) may hold at once; 0 is no
+    /// cap. Trusted proxies are exempt: their clients are counted at `/ws`.
+    pub connections_per_client: usize,
+    /// WebSockets one client address may hold at once (behind trusted proxies, the address
+    /// they forward); 0 is no cap. Every line needs a socket, so this caps lines too.
+    pub sockets_per_client: usize,
+    /// A socket alone on its line for this long is closed (code 4410): nobody came.
+    pub max_wait_alone: Duration,
+    /// Bytes of audio all outboxes together may hold; past it, each keeps only its newest frame.
+    pub queue_budget: usize,
+    /// Bytes tungstenite gathers before it writes to the socket; past them, and whenever the
+    /// outbox is empty, it writes. Small, so a stalled receiver's backlog sits in the outbox
+    /// (bounded, drop-oldest) and not in a per-socket buffer.
+    pub write_buffer: usize,
+    /// Lines about refused requests (and failed accepts) logged per `refusal_log_interval`;
+    /// the rest are counted and summed up in one line.
+    pub refusal_log_lines: u32,
+    /// See `refusal_log_lines`.
+    pub refusal_log_interval: Duration,
     /// How long shutdown waits for sockets to close before it gives up on them.
     pub shutdown_grace: Duration,
     /// How long a closing socket may take to flush its close frame.
@@ -90,11 +151,42 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(30),
             auth_failures: 10,
             auth_window: Duration::from_secs(60),
+            auth_clients: 65_536,
+            connections_per_client: 256,
+            sockets_per_client: 32,
+            max_wait_alone: Duration::from_secs(3 * 60 * 60),
+            queue_budget: 64 * 1024 * 1024,
+            write_buffer: 0,
+            refusal_log_lines: 20,
+            refusal_log_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),
             close_grace: Duration::from_secs(2),
             header_timeout: Duration::from_secs(10),
             // 128 KiB (256 KiB on Linux) carries 200 kHz mono audio over a 200 ms round trip.
             socket_send_buffer: Some(128 * 1024),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("3h"), Ok(Duration::from_secs(3 * 3600)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(90 * 60)));
+        assert_eq!(parse_duration(" 30s "), Ok(Duration::from_secs(30)));
+        for bad in ["", "h", "3", "3d", "-1h", "1.5h", "three hours"] {
+            assert!(
+                matches!(parse_duration(bad), Err(DurationError::Format(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse_duration("0s"),
+            Err(DurationError::OutOfRange(_))
+        ));
+        assert!(parse_duration(&format!("{}h", u64::MAX)).is_err());
     }
 }

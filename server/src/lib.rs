@@ -22,19 +22,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub mod accept;
 pub mod apikey;
 pub mod assets;
 pub mod auth;
 pub mod config;
+pub mod fd_limit;
 pub mod healthcheck;
+pub mod log_throttle;
 pub mod metrics;
 pub mod net;
 pub mod outbox;
+pub mod per_client;
 pub mod redact;
 pub mod registry;
 mod routes;
@@ -44,9 +47,13 @@ pub mod tls;
 pub use config::{AssetSource, Config, Limits};
 pub use routes::CONTENT_SECURITY_POLICY;
 
+use accept::{AcceptError, CappedAcceptor, Http1Only};
 use auth::FailureLimiter;
+use log_throttle::LogThrottle;
 use metrics::Metrics;
 use net::OriginPolicy;
+use outbox::QueueBudget;
+use per_client::PerClientCap;
 use registry::Registry;
 use tls::{TlsError, TlsSettings};
 
@@ -84,22 +91,54 @@ impl From<std::io::Error> for ServerError {
     }
 }
 
-/// Bounds slow clients: axum-server sets no header timeout by default, so a connection that
-/// trickles bytes (slowloris) would otherwise hold a task and a descriptor forever.
-fn harden<A: axum_server::Address, Acc>(
-    mut server: axum_server::Server<A, Acc>,
+/// Bounds slow and idle clients (HTTP/2 is refused before this, see [`accept`]).
+///
+/// axum-server sets no header timeout by default, so a connection that trickles bytes
+/// (slowloris) would otherwise hold a task and a descriptor forever; hyper's header timeout also
+/// runs while a kept-alive connection waits for its next request, so idle ones close too.
+fn harden<Acc>(
+    mut server: axum_server::Server<SocketAddr, Acc>,
     timeout: Duration,
-) -> axum_server::Server<A, Acc> {
+    accept_log: Arc<LogThrottle>,
+) -> axum_server::Server<SocketAddr, Acc> {
     server.http_builder().http1().header_read_timeout(timeout);
-    server.first_request_timeout(timeout)
+    server
+        .first_request_timeout(timeout)
+        .accept_error_handler(move |peer, error| log_accept_error(&accept_log, peer, error))
+}
+
+/// A connection that failed before HTTP: refused by the per-client cap, a failed TLS handshake,
+/// or the listener itself (out of file descriptors, say). Throttled: anyone can cause these.
+fn log_accept_error(throttle: &LogThrottle, peer: Option<&SocketAddr>, error: &std::io::Error) {
+    let refused = error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<AcceptError>().is_some());
+    if peer.is_some() && !refused {
+        // A TLS handshake that failed, or a client that left: scanners make these all day.
+        tracing::debug!(?peer, %error, "connection failed before http");
+        return;
+    }
+    if !throttle.admit(std::time::Instant::now()) {
+        return;
+    }
+    match peer {
+        Some(_) => tracing::info!(%error, "connection refused"),
+        None => tracing::warn!(%error, "accepting a connection failed"),
+    }
 }
 
 /// What every request and socket shares.
 pub(crate) struct AppState {
     pub(crate) config: Config,
+    pub(crate) assets: Arc<assets::Assets>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) limiter: FailureLimiter,
+    pub(crate) sockets_per_client: Arc<PerClientCap>,
+    pub(crate) connections_per_client: Arc<PerClientCap>,
+    pub(crate) queue_budget: Arc<QueueBudget>,
+    pub(crate) refusal_log: LogThrottle,
+    pub(crate) accept_log: Arc<LogThrottle>,
     pub(crate) origins: OriginPolicy,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sockets: TaskTracker,
@@ -139,8 +178,24 @@ impl Server {
                 .map(String::as_str),
         );
         let state = Arc::new(AppState {
+            assets: assets::Assets::new(config.assets.clone()),
             registry: Registry::new(config.limits.max_lines, Arc::clone(&metrics)),
-            limiter: FailureLimiter::new(config.limits.auth_failures, config.limits.auth_window),
+            limiter: FailureLimiter::new(
+                config.limits.auth_failures,
+                config.limits.auth_window,
+                config.limits.auth_clients,
+            ),
+            sockets_per_client: PerClientCap::new(config.limits.sockets_per_client),
+            connections_per_client: PerClientCap::new(config.limits.connections_per_client),
+            queue_budget: QueueBudget::new(config.limits.queue_budget),
+            refusal_log: LogThrottle::new(
+                config.limits.refusal_log_lines,
+                config.limits.refusal_log_interval,
+            ),
+            accept_log: Arc::new(LogThrottle::new(
+                config.limits.refusal_log_lines,
+                config.limits.refusal_log_interval,
+            )),
             origins,
             metrics,
             shutdown: CancellationToken::new(),
@@ -160,6 +215,12 @@ impl Server {
     #[must_use]
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.state.metrics)
+    }
+
+    /// Bytes of audio queued for every receiver together now (see [`Limits::queue_budget`]).
+    #[must_use]
+    pub fn queued_bytes(&self) -> usize {
+        self.state.queue_budget.used()
     }
 
     /// Whether the server speaks HTTPS/WSS.
@@ -190,17 +251,21 @@ impl Server {
             .into_make_service_with_connect_info::<SocketAddr>();
         let stop_watcher = CancellationToken::new();
         let header_timeout = self.state.config.limits.header_timeout;
+        let accept_log = Arc::clone(&self.state.accept_log);
+        let acceptor = CappedAcceptor::new(
+            Arc::clone(&self.state.connections_per_client),
+            &self.state.config.trusted_proxies,
+        );
         type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
-        // Both acceptors turn Nagle off on every accepted socket: a relayed frame must leave at
-        // once, not wait for the peer's ACK of the previous one (browsers and nginx do the same).
         let serving: Serving = match self.tls {
             Some((live, settings)) => {
                 tokio::spawn(tls::watch(live.clone(), settings, stop_watcher.clone()));
                 Box::pin(
                     harden(
                         axum_server::from_tcp_rustls(listener, live)?
-                            .map(|tls| tls.acceptor(NoDelayAcceptor::new())),
+                            .map(|tls| Http1Only::new(tls.acceptor(acceptor), header_timeout)),
                         header_timeout,
+                        accept_log,
                     )
                     .handle(handle.clone())
                     .serve(app),
@@ -208,13 +273,22 @@ impl Server {
             }
             None => Box::pin(
                 harden(
-                    axum_server::from_tcp(listener)?.acceptor(NoDelayAcceptor::new()),
+                    axum_server::from_tcp(listener)?
+                        .acceptor(Http1Only::new(acceptor, header_timeout)),
                     header_timeout,
+                    accept_log,
                 )
                 .handle(handle.clone())
                 .serve(app),
             ),
         };
+        tokio::spawn(housekeeping(Arc::clone(&self.state), stop_watcher.clone()));
+        // A debug build reads the embedded files from disk and compresses slowly: it compresses
+        // each file when it is first asked for instead.
+        if !cfg!(debug_assertions) {
+            let assets = Arc::clone(&self.state.assets);
+            tokio::spawn(async move { assets.warm_up().await });
+        }
         let mut serving = tokio::spawn(serving);
         let _stop_watcher = stop_watcher.drop_guard();
         tokio::select! {
@@ -244,5 +318,32 @@ impl Server {
         // Plain HTTP requests in flight get the rest of the grace period.
         let _ = tokio::time::timeout_at(deadline + Duration::from_millis(100), serving).await;
         Ok(())
+    }
+}
+
+/// What runs on a timer rather than on a request's path: the limiter forgets ended windows, and
+/// the lines the log throttles left out are counted in one line.
+async fn housekeeping(state: Arc<AppState>, stop: CancellationToken) {
+    let every = state
+        .limiter
+        .window()
+        .min(state.refusal_log.interval())
+        .max(Duration::from_millis(100));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        state.limiter.sweep(std::time::Instant::now());
+        let left_out = state.refusal_log.take_suppressed() + state.accept_log.take_suppressed();
+        if left_out > 0 {
+            tracing::info!(
+                left_out,
+                seconds = every.as_secs_f64(),
+                "more refused requests and connections than the log shows (see /metrics)"
+            );
+        }
     }
 }

@@ -57,6 +57,22 @@ struct Args {
     /// How many lines (calls) the server holds at once; more get 503.
     #[arg(long, env = "MAX_LINES", default_value_t = 10_000)]
     max_lines: usize,
+    /// TCP connections one client address (an IPv4 address, an IPv6 /64) may hold at once; more
+    /// are closed at accept. TRUSTED_PROXIES are exempt. 0: no cap.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    max_connections_per_ip: usize,
+    /// WebSockets (and so lines) one client address may hold at once, counting the address a
+    /// trusted proxy forwards; more get 429. 0: no cap.
+    #[arg(long, env = "MAX_SOCKETS_PER_IP", default_value_t = 32)]
+    max_sockets_per_ip: usize,
+    /// How long a person may wait alone on a line (e.g. 3h, 90m, 30s); then the socket is closed
+    /// with 4410 and the page offers to wait again.
+    #[arg(long, env = "MAX_WAIT_ALONE", default_value = "3h", value_parser = line_server::config::parse_duration)]
+    max_wait_alone: Duration,
+    /// MiB of audio all receivers' queues together may hold; past it, each keeps only its newest
+    /// frame, so receivers that stall cannot use up the server's memory.
+    #[arg(long, env = "QUEUE_BUDGET_MIB", default_value_t = 64)]
+    queue_budget_mib: usize,
     /// Serve the client from this folder instead of the copy built into the binary.
     #[arg(long, env = "WWW")]
     www: Option<PathBuf>,
@@ -111,6 +127,11 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // Every connection is a descriptor: start from the hard limit, not the soft default of 1024.
+    match line_server::fd_limit::raise_to_hard() {
+        Ok(raised) => tracing::info!(%raised, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     // An empty APIKEY (as `APIKEY=${APIKEY}` in a compose file gives) counts as unset.
     let apikey = match args.apikey.as_deref().filter(|k| !k.is_empty()) {
         Some(key) => ApiKey::parse(key)?,
@@ -148,6 +169,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tls,
         limits: Limits {
             max_lines: args.max_lines,
+            connections_per_client: args.max_connections_per_ip,
+            sockets_per_client: args.max_sockets_per_ip,
+            max_wait_alone: args.max_wait_alone,
+            queue_budget: args.queue_budget_mib.saturating_mul(1024 * 1024),
             ..Limits::default()
         },
         ..Config::new(apikey.clone())

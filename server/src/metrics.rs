@@ -28,7 +28,7 @@ impl DropReason {
 }
 
 /// HTTP statuses with which `/ws` refuses an upgrade.
-const REFUSED_STATUSES: [u16; 6] = [400, 401, 403, 409, 429, 503];
+const REFUSED_STATUSES: [u16; 7] = [400, 401, 403, 409, 423, 429, 503];
 
 /// The server's counters and gauges.
 #[derive(Debug, Default)]
@@ -42,6 +42,7 @@ pub struct Metrics {
     auth_failures: AtomicU64,
     refused: [AtomicU64; REFUSED_STATUSES.len()],
     closed_by_server: AtomicU64,
+    slots_taken_over: AtomicU64,
 }
 
 impl Metrics {
@@ -59,6 +60,11 @@ impl Metrics {
     /// The server closed a socket for what the client did (bad frame, idle, shutdown).
     pub fn closed_by_server(&self) {
         self.closed_by_server.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A participant's new connection took over its slot from its old one.
+    pub fn slot_taken_over(&self) {
+        self.slots_taken_over.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The number of lines with at least one peer changed.
@@ -163,6 +169,12 @@ impl Metrics {
             "Sockets the server closed (bad frames, idle, shutdown).",
             load(&self.closed_by_server),
         );
+        single(
+            "line_slots_taken_over_total",
+            "counter",
+            "Slots a participant's new connection took over from its old one (a changed network).",
+            load(&self.slots_taken_over),
+        );
         let _ = writeln!(
             out,
             "# HELP line_frames_dropped_total Frames not delivered, by reason.\n\
@@ -202,7 +214,11 @@ mod tests {
         m.frames_dropped(DropReason::QueueFull, 3);
         m.upgrade_refused(409);
         m.frame_relayed(100);
+        m.upgrade_refused(423);
+        m.slot_taken_over();
         let text = m.render();
+        assert!(text.contains("line_upgrades_refused_total{status=\"423\"} 1"));
+        assert!(text.contains("line_slots_taken_over_total 1"));
         assert!(text.contains("line_frames_dropped_total{reason=\"queue_full\"} 3"));
         assert!(text.contains("line_upgrades_refused_total{status=\"409\"} 1"));
         assert!(text.contains("line_bytes_relayed_total 100"));

@@ -1,7 +1,7 @@
 //! Who is asking: the client address behind trusted proxies, and whether an Origin may connect.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use axum::http::HeaderMap;
@@ -90,6 +90,40 @@ fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// A client address as the server's per-client limits count it: an IPv4 address, or the /64
+/// that an IPv6 address lies in (one subscriber's network: a host there can use any of its 2^64
+/// addresses at no cost, so counting single IPv6 addresses would limit nothing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientGroup {
+    /// One IPv4 address (IPv4-mapped IPv6 addresses count as IPv4).
+    V4(Ipv4Addr),
+    /// The upper 64 bits of an IPv6 address.
+    V6(u64),
+}
+
+impl ClientGroup {
+    /// The group `ip` belongs to.
+    #[must_use]
+    pub fn of(ip: IpAddr) -> Self {
+        match canonical(ip) {
+            IpAddr::V4(v4) => Self::V4(v4),
+            IpAddr::V6(v6) => Self::V6((u128::from(v6) >> 64) as u64),
+        }
+    }
+}
+
+impl fmt::Display for ClientGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::V4(ip) => write!(f, "{ip}"),
+            Self::V6(prefix) => {
+                let net = std::net::Ipv6Addr::from(u128::from(*prefix) << 64);
+                write!(f, "{net}/64")
+            }
+        }
     }
 }
 
@@ -217,6 +251,17 @@ mod tests {
         );
         assert!("10.0.0.0/33".parse::<IpNet>().is_err());
         assert!("nope".parse::<IpNet>().is_err());
+    }
+
+    #[test]
+    fn ipv6_groups_by_64_and_ipv4_by_address() {
+        let group = |s: &str| ClientGroup::of(s.parse().expect("ip"));
+        assert_eq!(group("2001:db8:1:2::1"), group("2001:db8:1:2:ffff::9"));
+        assert_ne!(group("2001:db8:1:2::1"), group("2001:db8:1:3::1"));
+        assert_ne!(group("192.0.2.1"), group("192.0.2.2"));
+        assert_eq!(group("::ffff:192.0.2.1"), group("192.0.2.1"));
+        assert_eq!(group("2001:db8:1:2::1").to_string(), "2001:db8:1:2::/64");
+        assert_eq!(group("192.0.2.1").to_string(), "192.0.2.1");
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! frame goes (it is the most out of date, and the receiver's jitter buffer would discard it
 //! anyway), so memory and added latency stay bounded whatever a client does. Control messages are
 //! few and never dropped.
+//!
+//! Every outbox also draws on one [`QueueBudget`] shared by the whole server: while all queues
+//! together hold more audio than the budget, a queue that takes a frame keeps only that newest
+//! frame. So however many receivers stall, queued audio stays within the budget plus one frame
+//! per socket, and a call whose receiver keeps up (its queue holds a frame or two) loses nothing.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use tokio::sync::Notify;
@@ -46,6 +51,48 @@ impl Default for QueueLimits {
     /// 200 ms of audio: 80 frames or 320 KiB.
     fn default() -> Self {
         Self::for_millis(200)
+    }
+}
+
+/// The bytes of audio every outbox together may hold before each keeps only its newest frame.
+#[derive(Debug)]
+pub struct QueueBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl QueueBudget {
+    /// A budget of `limit` bytes.
+    #[must_use]
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes of audio queued in every outbox now.
+    #[must_use]
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The budget's size.
+    #[must_use]
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    fn over(&self, adding: usize) -> bool {
+        self.used().saturating_add(adding) > self.limit
+    }
+
+    fn take(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
     }
 }
 
@@ -92,17 +139,19 @@ struct State {
 #[derive(Debug)]
 pub struct Outbox {
     limits: QueueLimits,
+    budget: Arc<QueueBudget>,
     state: Mutex<State>,
     ready: Notify,
     dropped: AtomicU64,
 }
 
 impl Outbox {
-    /// An empty outbox with these limits.
+    /// An empty outbox with these limits, drawing on `budget`.
     #[must_use]
-    pub fn new(limits: QueueLimits) -> Self {
+    pub fn new(limits: QueueLimits, budget: Arc<QueueBudget>) -> Self {
         Self {
             limits,
+            budget,
             state: Mutex::new(State::default()),
             ready: Notify::new(),
             dropped: AtomicU64::new(0),
@@ -120,7 +169,8 @@ impl Outbox {
             let len = frame.len();
             while state.audio_frames > 0
                 && (state.audio_frames + 1 > self.limits.frames
-                    || state.audio_bytes + len > self.limits.bytes)
+                    || state.audio_bytes + len > self.limits.bytes
+                    || self.budget.over(len))
             {
                 let oldest = state
                     .items
@@ -130,11 +180,13 @@ impl Outbox {
                 if let Some(Outgoing::Frame(old)) = state.items.remove(oldest) {
                     state.audio_frames -= 1;
                     state.audio_bytes -= old.len();
+                    self.budget.give_back(old.len());
                     dropped += 1;
                 }
             }
             state.audio_frames += 1;
             state.audio_bytes += len;
+            self.budget.take(len);
             state.items.push_back(Outgoing::Frame(frame));
         }
         self.ready.notify_one();
@@ -166,7 +218,8 @@ impl Outbox {
             }
             state.items.clear();
             state.audio_frames = 0;
-            state.audio_bytes = 0;
+            self.budget
+                .give_back(std::mem::take(&mut state.audio_bytes));
             state.closing = Some(closing);
         }
         self.ready.notify_one();
@@ -183,6 +236,7 @@ impl Outbox {
                 if let Outgoing::Frame(frame) = &item {
                     state.audio_frames -= 1;
                     state.audio_bytes -= frame.len();
+                    self.budget.give_back(frame.len());
                 }
                 Next::Send(item)
             }
@@ -214,9 +268,20 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        let state = self.state.get_mut().expect("outbox lock is never poisoned");
+        self.budget.give_back(state.audio_bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unbudgeted(limits: QueueLimits) -> Outbox {
+        Outbox::new(limits, QueueBudget::new(usize::MAX))
+    }
 
     fn frame(tag: u8, len: usize) -> Bytes {
         Bytes::from(vec![tag; len])
@@ -231,7 +296,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_the_oldest_audio_but_keeps_control() {
-        let outbox = Outbox::new(QueueLimits {
+        let outbox = unbudgeted(QueueLimits {
             frames: 2,
             bytes: 1000,
         });
@@ -248,7 +313,7 @@ mod tests {
 
     #[test]
     fn byte_limit_applies_too() {
-        let outbox = Outbox::new(QueueLimits {
+        let outbox = unbudgeted(QueueLimits {
             frames: 100,
             bytes: 25,
         });
@@ -263,8 +328,10 @@ mod tests {
 
     #[test]
     fn close_discards_the_queue_and_wins_once() {
-        let outbox = Outbox::new(QueueLimits::default());
+        let budget = QueueBudget::new(usize::MAX);
+        let outbox = Outbox::new(QueueLimits::default(), Arc::clone(&budget));
         outbox.push_frame(frame(1, 10));
+        assert_eq!(budget.used(), 10);
         let closing = Closing {
             code: 1001,
             reason: "bye".into(),
@@ -278,5 +345,38 @@ mod tests {
         });
         assert_eq!(outbox.pop(), Next::Close(closing));
         assert_eq!(outbox.audio_len(), (0, 0));
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn stalled_queues_stay_within_the_shared_budget() {
+        // Each queue alone may hold 10 frames of 100 bytes; together they may hold 2000 bytes.
+        let budget = QueueBudget::new(2000);
+        let limits = QueueLimits {
+            frames: 10,
+            bytes: 1000,
+        };
+        let stalled: Vec<_> = (0..50)
+            .map(|_| Outbox::new(limits, Arc::clone(&budget)))
+            .collect();
+        for round in 0..20u8 {
+            for outbox in &stalled {
+                outbox.push_frame(frame(round, 100));
+                // Within the budget plus one frame per queue, whatever the order.
+                assert!(budget.used() <= 2000 + 50 * 100, "{}", budget.used());
+            }
+        }
+        // Each queue that pushes while the budget is spent keeps only its newest frame.
+        assert_eq!(budget.used(), 50 * 100);
+        for outbox in &stalled {
+            assert_eq!(outbox.audio_len(), (1, 100));
+        }
+        // A live call's queue still takes its frame and loses nothing.
+        let live = Outbox::new(limits, Arc::clone(&budget));
+        assert_eq!(live.push_frame(frame(9, 100)), 0);
+        assert_eq!(live.pop(), Next::Send(Outgoing::Frame(frame(9, 100))));
+        // Dropping queues gives their bytes back.
+        drop(stalled);
+        assert_eq!(budget.used(), 0);
     }
 }

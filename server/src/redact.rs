@@ -1,4 +1,6 @@
-//! Keeps the API key out of logs: every URI the server logs goes through [`redact_uri`].
+//! Keeps secrets out of logs: every URI the server logs goes through [`redact_uri`]. The secrets
+//! are the API key, a line's join token and a participant id (with the last two someone could
+//! take a slot on a line).
 
 use std::borrow::Cow;
 
@@ -6,9 +8,10 @@ use std::borrow::Cow;
 pub const REDACTED: &str = "<redacted>";
 
 /// The query parameters whose values never reach a log line.
-const SECRET_PARAMS: &[&str] = &["apikey"];
+const SECRET_PARAMS: &[&str] = &["apikey", "join", "participant"];
 
-/// `uri` with the value of every `apikey=` query parameter replaced by [`REDACTED`].
+/// `uri` with the value of every `apikey=`, `join=` and `participant=` query parameter replaced
+/// by [`REDACTED`].
 ///
 /// Works on the raw text, so a key a client mistyped, percent-encoded or repeated is hidden too;
 /// the parameter name is matched case-insensitively.
@@ -56,6 +59,16 @@ mod tests {
             "/line.html?line=x&APIKEY=<redacted>&apikey=<redacted>#frag"
         );
         assert_eq!(redact_uri("/ws?apikey"), "/ws?apikey=<redacted>");
+    }
+
+    #[test]
+    fn join_tokens_and_participant_ids_are_hidden() {
+        assert_eq!(
+            redact_uri("/ws?apikey=K&line=L&join=TOKEN&participant=ME"),
+            "/ws?apikey=<redacted>&line=L&join=<redacted>&participant=<redacted>"
+        );
+        assert_eq!(redact_uri("/ws?JOIN=x"), "/ws?JOIN=<redacted>");
+        assert_eq!(redact_uri("/ws?joined=x"), "/ws?joined=x");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Every HTTP route, the checks before a WebSocket upgrade, and the headers on every response.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,18 +15,19 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use line_protocol::join::{JoinToken, ParticipantId};
 use line_protocol::line_id::LineId;
-use tower_http::compression::CompressionLayer;
 
 use crate::AppState;
 use crate::auth::key_matches;
-use crate::net::client_ip;
+use crate::net::{ClientGroup, client_ip};
 use crate::outbox::Outbox;
+use crate::per_client::ClientSlot;
 use crate::redact::redact_uri;
-use crate::registry::JoinError;
+use crate::registry::{JoinError, Joiner};
 use crate::socket::{self, Session};
 
-/// Bytes tungstenite reads from a socket at most at once (see `check_and_upgrade`).
+/// Bytes tungstenite reads from a socket at most at once (see `start_socket`).
 const READ_BUFFER_SIZE: usize = 8 * 1024;
 
 /// The Content-Security-Policy on every response.
@@ -44,10 +45,7 @@ const HSTS: &str = "max-age=63072000";
 /// The router over the shared state.
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     let tls = state.tls;
-    let static_client = Router::new()
-        .route("/", get(asset))
-        .fallback(asset)
-        .layer(CompressionLayer::new());
+    let static_client = Router::new().route("/", get(asset)).fallback(asset);
     Router::new()
         .route("/ws", get(ws))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -108,29 +106,86 @@ async fn asset(
     if method != Method::GET && method != Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response();
     }
-    crate::assets::respond(&state.config.assets, uri.path(), &headers)
+    state.assets.respond(uri.path(), &headers).await
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let mut text = state.metrics.render();
+    // Read from the budget itself: the hot path keeps one counter, not two.
+    text.push_str(&format!(
+        "# HELP line_queued_bytes Bytes of audio waiting in every receiver's queue together.\n\
+         # TYPE line_queued_bytes gauge\nline_queued_bytes {}\n",
+        state.queue_budget.used()
+    ));
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }
 
-/// A refusal: its status and a short plain-text reason.
-fn refuse(state: &AppState, status: StatusCode, reason: &'static str) -> Response {
-    state.metrics.upgrade_refused(status.as_u16());
-    (status, format!("{reason}\n")).into_response()
+/// Why `/ws` refuses a request: a status and a short plain-text reason.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
 }
 
-fn line_full(state: &AppState) -> (Response, &'static str) {
-    let reason = "this line already has two people on it";
-    (refuse(state, StatusCode::CONFLICT, reason), "refused 409")
+impl Refusal {
+    const fn new(status: StatusCode, reason: &'static str) -> Self {
+        Self { status, reason }
+    }
+
+    /// The refusal for a line the socket cannot join.
+    fn join(error: JoinError) -> Self {
+        match error {
+            JoinError::LineFull => Self::new(
+                StatusCode::CONFLICT,
+                "this line already has two people on it",
+            ),
+            JoinError::WrongToken => Self::new(
+                StatusCode::from_u16(line_protocol::join::WRONG_TOKEN_STATUS)
+                    .expect("a valid status"),
+                "this line is in use by people with another link (wrong join token)",
+            ),
+            JoinError::TooManyLines => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server full, try again later",
+            ),
+        }
+    }
+
+    fn into_response(self, state: &AppState) -> Response {
+        state.metrics.upgrade_refused(self.status.as_u16());
+        (self.status, format!("{}\n", self.reason)).into_response()
+    }
 }
 
-/// `GET /ws?apikey=<KEY>&line=<LINE_ID>`: every check happens before the upgrade.
+/// What the checks before an upgrade let through.
+struct Admitted {
+    line: LineId,
+    joiner: Joiner,
+    client_slot: ClientSlot,
+}
+
+/// The `join` and `participant` parameters, or the 400 that says which is wrong.
+fn joiner(params: &HashMap<String, String>) -> Result<Joiner, &'static str> {
+    let token = params
+        .get("join")
+        .ok_or("join (the line's join token) is missing")?
+        .parse::<JoinToken>()
+        .map_err(|_| "join must be 22 characters of base64url")?;
+    let participant = match params.get("participant") {
+        None => None,
+        Some(p) => Some(
+            p.parse::<ParticipantId>()
+                .map_err(|_| "participant must be 22 characters of base64url")?,
+        ),
+    };
+    Ok(Joiner { token, participant })
+}
+
+/// `GET /ws?apikey=<KEY>&line=<LINE_ID>&join=<TOKEN>&participant=<ID>`: every check happens
+/// before the upgrade.
 async fn ws(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -140,92 +195,111 @@ async fn ws(
 ) -> Response {
     let ip = client_ip(peer, &headers, &state.config.trusted_proxies);
     let params = query.map(|Query(q)| q).unwrap_or_default();
-    // A valid line id is no secret (a one-way hash of the leaf key); anything else a client put
-    // there is not logged, in case it pasted a key.
-    let line = params
-        .get("line")
-        .and_then(|l| l.parse::<LineId>().ok())
-        .map_or_else(|| "-".to_owned(), |l| l.to_string());
-    let (response, outcome) = check_and_upgrade(&state, ip, &headers, &params, upgrade);
-    tracing::info!(peer = %ip, line, outcome, "connection received");
-    response
+    let refusal = match check(&state, ip, &headers, &params) {
+        Ok(admitted) => match upgrade {
+            Ok(upgrade) => match start_socket(&state, ip, admitted, upgrade) {
+                Ok(response) => {
+                    tracing::info!(peer = %ip, outcome = "upgraded", "connection received");
+                    log_line(ip, &params, "upgraded");
+                    return response;
+                }
+                Err(refusal) => refusal,
+            },
+            Err(rejection) => {
+                log_refusal(&state, ip, &params, "not a websocket upgrade");
+                return rejection.into_response();
+            }
+        },
+        Err(refusal) => refusal,
+    };
+    log_refusal(&state, ip, &params, refusal.status.as_str());
+    refusal.into_response(&state)
 }
 
-fn check_and_upgrade(
-    state: &Arc<AppState>,
-    ip: std::net::IpAddr,
+/// Anyone can make the server refuse requests: these lines are throttled (the counts are in
+/// `/metrics`, and a housekeeping timer logs how many lines were left out).
+fn log_refusal(state: &AppState, ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
+    let outcome = format!("refused {outcome}");
+    if state.refusal_log.admit(Instant::now()) {
+        tracing::info!(peer = %ip, outcome, "connection refused");
+    }
+    log_line(ip, params, &outcome);
+}
+
+/// A line id names a call, and with it someone could hold the line while it is empty: only at
+/// debug. Anything else a client put there is never logged, in case it pasted a key.
+fn log_line(ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
+    if let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) {
+        tracing::debug!(peer = %ip, %line, outcome, "connection received on line");
+    }
+}
+
+/// The checks before an upgrade, in order; the first that fails decides the status.
+fn check(
+    state: &AppState,
+    ip: IpAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> (Response, &'static str) {
-    let now = Instant::now();
-    if state.limiter.is_blocked(ip, now) {
-        return (
-            refuse(
-                state,
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many failed api key attempts, wait a minute",
-            ),
-            "refused 429",
-        );
-    }
+) -> Result<Admitted, Refusal> {
+    // The key first: a right key always passes, so nobody who shares an address with a scanner
+    // (a carrier or office NAT) is locked out; the limiter only slows wrong keys.
     if !key_matches(
         &state.config.apikey,
         params.get("apikey").map(String::as_str),
     ) {
+        let now = Instant::now();
+        let blocked = state.limiter.is_blocked(ip, now);
         state.limiter.record_failure(ip, now);
         state.metrics.auth_failed();
-        return (
-            refuse(state, StatusCode::UNAUTHORIZED, "missing or wrong api key"),
-            "refused 401",
-        );
+        return Err(if blocked {
+            Refusal::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failed api key attempts, wait a minute",
+            )
+        } else {
+            Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong api key")
+        });
     }
     if !state.origins.allows(headers) {
-        return (
-            refuse(state, StatusCode::FORBIDDEN, "origin not allowed"),
-            "refused 403",
-        );
+        return Err(Refusal::new(StatusCode::FORBIDDEN, "origin not allowed"));
     }
     let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) else {
-        return (
-            refuse(
-                state,
-                StatusCode::BAD_REQUEST,
-                "line must be 22 characters of base64url",
-            ),
-            "refused 400",
-        );
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "line must be 22 characters of base64url",
+        ));
     };
-    // Checked again, atomically, when joining below; this early look is for a plain GET, whose
-    // missing upgrade would otherwise hide that the line is full.
-    if state.registry.is_full(line) {
-        return line_full(state);
-    }
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return (
-                rejection.into_response(),
-                "refused: not a websocket upgrade",
-            );
-        }
-    };
+    let joiner = joiner(params).map_err(|reason| Refusal::new(StatusCode::BAD_REQUEST, reason))?;
+    // Checked again, atomically, when joining; this early look is for a plain GET, whose
+    // missing upgrade would otherwise hide that the line is full or bound to another token.
+    state.registry.check(line, &joiner).map_err(Refusal::join)?;
+    let client_slot = state
+        .sockets_per_client
+        .try_acquire(ClientGroup::of(ip))
+        .ok_or(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from your address",
+        ))?;
+    Ok(Admitted {
+        line,
+        joiner,
+        client_slot,
+    })
+}
+
+/// Takes the line slot and upgrades.
+fn start_socket(
+    state: &Arc<AppState>,
+    ip: IpAddr,
+    admitted: Admitted,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, Refusal> {
     let limits = state.config.limits;
-    let outbox = Arc::new(Outbox::new(limits.queue));
-    let membership = match state.registry.join(line, Arc::clone(&outbox)) {
-        Ok(membership) => membership,
-        Err(JoinError::LineFull) => return line_full(state),
-        Err(_) => {
-            return (
-                refuse(
-                    state,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server full, try again later",
-                ),
-                "refused 503",
-            );
-        }
-    };
+    let outbox = Arc::new(Outbox::new(limits.queue, Arc::clone(&state.queue_budget)));
+    let membership = state
+        .registry
+        .join(admitted.line, &admitted.joiner, Arc::clone(&outbox))
+        .map_err(Refusal::join)?;
     let session = Session {
         metrics: Arc::clone(&state.metrics),
         limits,
@@ -233,15 +307,18 @@ fn check_and_upgrade(
         peer: ip,
         membership,
         outbox,
+        client_slot: admitted.client_slot,
     };
     let tracker = state.sockets.clone();
-    let response = upgrade
+    Ok(upgrade
         .max_message_size(limits.max_frame_len)
         .max_frame_size(limits.max_frame_len)
         // tungstenite zero-fills its whole read buffer before every read, so its 128 KiB default
         // is resident per socket (256 KiB per call); 8 KiB holds two 10 ms 200 kHz frames and a
         // larger frame still grows the buffer as it needs.
         .read_buffer_size(READ_BUFFER_SIZE)
-        .on_upgrade(move |socket| tracker.track_future(socket::run(socket, session)));
-    (response, "upgraded")
+        // Its 128 KiB write buffer would hold a stalled receiver's backlog outside the outbox,
+        // per socket, beyond the queue budget.
+        .write_buffer_size(limits.write_buffer)
+        .on_upgrade(move |socket| tracker.track_future(socket::run(socket, session))))
 }

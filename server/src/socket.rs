@@ -20,23 +20,11 @@ use tracing::Instrument as _;
 use crate::config::Limits;
 use crate::metrics::{DropReason, Metrics};
 use crate::outbox::{Closing, Next, Outbox, Outgoing};
+use crate::per_client::ClientSlot;
 use crate::registry::Membership;
 
-/// Close codes the relay uses.
-pub mod close_code {
-    /// The client closed, or the relay closes a socket normally.
-    pub const NORMAL: u16 = 1000;
-    /// The server is shutting down: reconnect elsewhere.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The client sent a text frame; peers talk only in encrypted binary frames.
-    pub const UNSUPPORTED_DATA: u16 = 1003;
-    /// The client sent a frame larger than the limit.
-    pub const TOO_BIG: u16 = 1009;
-    /// The client sent a binary frame that is not an SFrame frame.
-    pub const MALFORMED: u16 = 4400;
-    /// No frame and no pong for the idle timeout.
-    pub const IDLE: u16 = 4408;
-}
+/// Close codes the relay uses (the wire crate owns them).
+pub use line_protocol::control::close_code;
 
 /// The SFrame authentication tag every frame ends with (AES-256-GCM, 16 bytes).
 const TAG_LEN: usize = 16;
@@ -49,6 +37,8 @@ pub(crate) struct Session {
     pub(crate) peer: IpAddr,
     pub(crate) membership: Membership,
     pub(crate) outbox: Arc<Outbox>,
+    /// This client's share of its per-address socket cap, held while the socket is open.
+    pub(crate) client_slot: ClientSlot,
 }
 
 /// Why the reader stopped.
@@ -64,6 +54,10 @@ enum End {
     Violation(u16, String),
     /// No frames and no pongs for the idle timeout.
     Idle,
+    /// Alone on the line for `max_wait_alone`.
+    WaitedTooLong,
+    /// A newer connection of the same participant took the slot.
+    TakenOver,
     /// The server is shutting down.
     Shutdown,
 }
@@ -79,8 +73,14 @@ struct Stats {
 /// Runs one upgraded socket to its end.
 pub(crate) async fn run(socket: WebSocket, session: Session) {
     let line = session.membership.line_id();
-    let span = tracing::info_span!("socket", peer = %session.peer, %line);
-    run_inner(socket, session).instrument(span).await;
+    let span = tracing::info_span!("socket", peer = %session.peer);
+    async move {
+        // Line ids only at debug (see `routes::ws`).
+        tracing::debug!(%line, "socket on line");
+        run_inner(socket, session).await;
+    }
+    .instrument(span)
+    .await;
 }
 
 async fn run_inner(socket: WebSocket, session: Session) {
@@ -90,6 +90,7 @@ async fn run_inner(socket: WebSocket, session: Session) {
         shutdown,
         membership,
         outbox,
+        client_slot,
         ..
     } = session;
     metrics.connection_opened();
@@ -134,6 +135,19 @@ async fn run_inner(socket: WebSocket, session: Session) {
             reason: format!("no frames or pongs for {} s", limits.idle_timeout.as_secs()),
             explain: true,
         }),
+        End::WaitedTooLong => Some(Closing {
+            code: close_code::WAITED_TOO_LONG,
+            reason: format!(
+                "nobody else joined this line within {}",
+                human_duration(limits.max_wait_alone)
+            ),
+            explain: true,
+        }),
+        End::TakenOver => Some(Closing {
+            code: close_code::TAKEN_OVER,
+            reason: "replaced by a newer connection of the same participant".into(),
+            explain: true,
+        }),
         End::Shutdown => Some(Closing {
             code: close_code::GOING_AWAY,
             reason: "server is shutting down".into(),
@@ -166,6 +180,7 @@ async fn run_inner(socket: WebSocket, session: Session) {
         None => writer.abort(),
     }
     metrics.connection_closed();
+    drop(client_slot);
     tracing::info!(
         duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         frames_in = stats.frames_in.load(Ordering::Relaxed),
@@ -188,12 +203,27 @@ async fn read_loop(
 ) -> End {
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    let alone = tokio::time::sleep(limits.max_wait_alone);
+    tokio::pin!(alone);
     loop {
         let message = tokio::select! {
             biased;
             () = shutdown.cancelled() => return End::Shutdown,
             () = writer_done.cancelled() => return End::WriterGone,
             () = &mut idle => return End::Idle,
+            () = membership.taken_over() => return End::TakenOver,
+            () = &mut alone => {
+                // The line may have had two people since the timer was set: look again.
+                let now = Instant::now();
+                match membership.alone_since() {
+                    Some(since) if now >= since + limits.max_wait_alone => {
+                        return End::WaitedTooLong;
+                    }
+                    Some(since) => alone.as_mut().reset(since + limits.max_wait_alone),
+                    None => alone.as_mut().reset(now + limits.max_wait_alone),
+                }
+                continue;
+            }
             message = stream.next() => message,
         };
         let message = match message {
@@ -226,6 +256,20 @@ async fn read_loop(
             }
             Message::Close(_) => return End::ClientClosed,
         }
+    }
+}
+
+/// "3 h", "90 min", "45 s": a limit as a person reads it.
+fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 3600 && secs.is_multiple_of(3600) {
+        format!("{} h", secs / 3600)
+    } else if secs >= 60 && secs.is_multiple_of(60) {
+        format!("{} min", secs / 60)
+    } else if secs >= 1 {
+        format!("{secs} s")
+    } else {
+        format!("{} ms", d.as_millis())
     }
 }
 
@@ -335,12 +379,18 @@ async fn write_loop(
                     };
                     let _ = sink.send(Message::Text(error.to_json().into())).await;
                 }
-                let _ = sink
+                let sent = sink
                     .send(Message::Close(Some(CloseFrame {
                         code: closing.code,
                         reason: close_reason(&closing.reason).into(),
                     })))
                     .await;
+                if sent.is_err() {
+                    // The client closed first: tungstenite refuses a second close frame, having
+                    // queued the answer to the client's (its own code echoed). Send that, or
+                    // the client sees the connection drop (1006) instead of a clean close.
+                    let _ = sink.flush().await;
+                }
                 return;
             }
             Next::Empty => {
@@ -378,6 +428,14 @@ mod tests {
         let long = "é".repeat(100);
         let cut = close_reason(&long);
         assert!(cut.len() <= 123 && long.starts_with(cut));
+    }
+
+    #[test]
+    fn durations_read_as_a_person_would() {
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 h");
+        assert_eq!(human_duration(Duration::from_secs(90 * 60)), "90 min");
+        assert_eq!(human_duration(Duration::from_secs(45)), "45 s");
+        assert_eq!(human_duration(Duration::from_millis(300)), "300 ms");
     }
 
     #[test]

@@ -68,6 +68,13 @@ pub enum TlsError {
     },
     /// rustls refused the pair (for example, a key that does not match the certificate).
     Rustls(rustls::Error),
+    /// The default key in `/tmp` could have been put there or changed by another user.
+    UntrustedDefaultKey {
+        /// The file.
+        path: PathBuf,
+        /// Who else could write it, and what to do.
+        detail: String,
+    },
 }
 
 impl fmt::Display for TlsError {
@@ -77,6 +84,12 @@ impl fmt::Display for TlsError {
             Self::Read { path, source } => write!(f, "cannot read {}: {source}", path.display()),
             Self::Pem { path, detail } => write!(f, "{}: {detail}", path.display()),
             Self::Rustls(e) => write!(f, "tls configuration refused: {e}"),
+            Self::UntrustedDefaultKey { path, detail } => write!(
+                f,
+                "refusing the default tls key {}: {detail}; fix that, or name the files with \
+                 TLS_CERT and TLS_KEY",
+                path.display()
+            ),
         }
     }
 }
@@ -84,19 +97,79 @@ impl fmt::Display for TlsError {
 impl std::error::Error for TlsError {}
 
 /// The certificate and key paths to use: both flags, or neither and then the deployment default
-/// paths when both of those files exist.
+/// paths when both of those files exist and the key is safe to trust (see
+/// [`check_default_key`]).
 pub fn resolve_paths(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
 ) -> Result<Option<(PathBuf, PathBuf)>, TlsError> {
+    resolve_paths_with(
+        cert,
+        key,
+        (Path::new(DEFAULT_CERT), Path::new(DEFAULT_KEY)),
+        rustix::process::geteuid().as_raw(),
+    )
+}
+
+/// [`resolve_paths`] with the default pair and the server's user id given.
+pub fn resolve_paths_with(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    defaults: (&Path, &Path),
+    euid: u32,
+) -> Result<Option<(PathBuf, PathBuf)>, TlsError> {
     match (cert, key) {
         (Some(cert), Some(key)) => Ok(Some((cert, key))),
         (None, None) => {
-            let (cert, key) = (PathBuf::from(DEFAULT_CERT), PathBuf::from(DEFAULT_KEY));
-            Ok((cert.is_file() && key.is_file()).then_some((cert, key)))
+            let (cert, key) = (defaults.0.to_owned(), defaults.1.to_owned());
+            if !(cert.is_file() && key.is_file()) {
+                return Ok(None);
+            }
+            check_default_key(&key, euid)?;
+            Ok(Some((cert, key)))
         }
         _ => Err(TlsError::Incomplete),
     }
+}
+
+/// Whether a key found at the default path, in `/tmp` where any user may create files, can be
+/// trusted: it (and a symlink at its path) must belong to root or to the server's own user, and
+/// no group or other user may write it. Inside a container only the operator puts files there;
+/// on a shared machine another user could plant a key of their own, and the server would then
+/// serve a certificate whose key they hold.
+pub fn check_default_key(path: &Path, euid: u32) -> Result<(), TlsError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let untrusted = |detail: String| TlsError::UntrustedDefaultKey {
+        path: path.to_owned(),
+        detail,
+    };
+    let read_error = |source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let trusted_owner = |uid: u32| uid == 0 || uid == euid;
+    let link = std::fs::symlink_metadata(path).map_err(read_error)?;
+    if link.file_type().is_symlink() && !trusted_owner(link.uid()) {
+        return Err(untrusted(format!(
+            "it is a symlink owned by uid {}, neither root nor this server's user (uid {euid})",
+            link.uid()
+        )));
+    }
+    let file = std::fs::metadata(path).map_err(read_error)?;
+    if !trusted_owner(file.uid()) {
+        return Err(untrusted(format!(
+            "it is owned by uid {}, neither root nor this server's user (uid {euid}), so \
+             another user may have put it there",
+            file.uid()
+        )));
+    }
+    let mode = file.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(untrusted(format!(
+            "other users can write it (mode {mode:04o}); chmod go-w it"
+        )));
+    }
+    Ok(())
 }
 
 /// Loads the files into a rustls server config.
@@ -197,6 +270,47 @@ mod tests {
             resolve_paths(Some(cert.clone()), Some(key.clone())).ok(),
             Some(Some((cert, key)))
         );
+    }
+
+    #[test]
+    fn a_default_key_others_could_write_or_plant_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("line-tls-owner-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let (cert, key) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
+        std::fs::write(&cert, "cert").expect("write");
+        std::fs::write(&key, "key").expect("write");
+        let me = rustix::process::geteuid().as_raw();
+        let resolve = |euid| resolve_paths_with(None, None, (&cert, &key), euid);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(resolve(me).ok(), Some(Some((cert.clone(), key.clone()))));
+        // Explicit paths are the operator's choice and are not checked.
+        assert!(
+            resolve_paths_with(Some(cert.clone()), Some(key.clone()), (&cert, &key), me).is_ok()
+        );
+
+        // Writable by the group or by everyone.
+        for mode in [0o666, 0o620, 0o602] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            let error = resolve(me).expect_err("refused").to_string();
+            assert!(error.contains("other users can write it"), "{error}");
+            assert!(error.contains("TLS_KEY"), "{error}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        // Owned by somebody else: seen from a server running as another, non-root user.
+        if me != 0 {
+            let error = resolve(me + 1).expect_err("refused").to_string();
+            assert!(error.contains(&format!("owned by uid {me}")), "{error}");
+        } else {
+            // As root, a file of our own is root's; a server running as uid 4242 trusts it, and
+            // one handed to uid 4243 is refused by a server running as 4242.
+            assert!(resolve(4242).is_ok());
+            std::os::unix::fs::chown(&key, Some(4243), None).expect("chown");
+            let error = resolve(4242).expect_err("refused").to_string();
+            assert!(error.contains("owned by uid 4243"), "{error}");
+            assert!(resolve(4243).is_ok());
+        }
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -152,9 +152,22 @@ impl FrameSender {
         self.kid
     }
 
-    /// Clears `out` and writes the next frame into it: header || ciphertext || 16-byte tag.
-    /// Returns the frame's header.
+    /// Clears `out` and writes the next frame into it: header || ciphertext || 16-byte tag, with
+    /// empty metadata. Returns the frame's header.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<Header, EncryptError> {
+        self.encrypt_with(&[], plaintext, out)
+    }
+
+    /// As [`encrypt`](Self::encrypt), with `metadata` authenticated alongside the header (RFC 9605
+    /// section 4.4.3: aad = header || metadata) but not sent: the receiver must supply the same
+    /// bytes to open the frame. line binds frames to the receiver's connection this way (see
+    /// [`binding`](crate::binding)).
+    pub fn encrypt_with(
+        &mut self,
+        metadata: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Header, EncryptError> {
         out.clear();
         if self.next_ctr >= Self::COUNTER_LIMIT {
             return Err(EncryptError::CounterExhausted);
@@ -166,7 +179,7 @@ impl FrameSender {
             });
         }
         self.next_ctr += 1;
-        self.key.seal(header, &[], plaintext, out);
+        self.key.seal(header, metadata, plaintext, out);
         Ok(header)
     }
 }
@@ -222,9 +235,24 @@ impl FrameReceiver {
         }
     }
 
-    /// Clears `out` and, when `frame` is authentic and new, writes its plaintext into it and
-    /// returns its header. On any error `out` stays empty and no state changes.
+    /// Clears `out` and, when `frame` is authentic (with empty metadata) and new, writes its
+    /// plaintext into it and returns its header. On any error `out` stays empty and no state
+    /// changes.
     pub fn decrypt(&mut self, frame: &[u8], out: &mut Vec<u8>) -> Result<Header, DecryptError> {
+        self.decrypt_with(frame, &[&[]], out)
+            .map(|(header, _)| header)
+    }
+
+    /// As [`decrypt`](Self::decrypt), for frames sealed with metadata (see
+    /// [`FrameSender::encrypt_with`]): tries each of `metadata` in turn and returns the header and
+    /// the index of the metadata that authenticated the frame. The replay check runs once, before
+    /// any of them; a frame that none authenticates changes nothing.
+    pub fn decrypt_with(
+        &mut self,
+        frame: &[u8],
+        metadata: &[&[u8]],
+        out: &mut Vec<u8>,
+    ) -> Result<(Header, usize), DecryptError> {
         out.clear();
         let (header, header_len) = Header::parse(frame)?;
         if self.own_kids.contains(&header.kid) {
@@ -236,22 +264,18 @@ impl FrameReceiver {
                 .window
                 .check(header.ctr)
                 .map_err(|_| DecryptError::Replay)?;
-            known
-                .key
-                .open_parts(header.ctr, frame, header_len, &[], out)
-                .map_err(|_| DecryptError::Authentication)?;
+            let which = open_any(&known.key, header.ctr, frame, header_len, metadata, out)?;
             known.window.mark(header.ctr);
             known.last_use = now;
             self.uses = now;
-            return Ok(header);
+            return Ok((header, which));
         }
         if self.retired.contains(&header.kid) {
             return Err(DecryptError::Replay);
         }
         let base_key = self.leaf.sender_base_key(header.kid);
         let key = SframeKey::derive(SUITE, base_key.as_ref(), header.kid);
-        key.open_parts(header.ctr, frame, header_len, &[], out)
-            .map_err(|_| DecryptError::Authentication)?;
+        let which = open_any(&key, header.ctr, frame, header_len, metadata, out)?;
         let mut window = ReplayWindow::new();
         window.mark(header.ctr);
         let fresh = KnownSender {
@@ -267,7 +291,7 @@ impl FrameReceiver {
             let evicted = core::mem::replace(oldest, fresh);
             remember(&mut self.retired, evicted.kid);
         }
-        Ok(header)
+        Ok((header, which))
     }
 
     /// Refuses frames with `kid`: pass this side's own [`FrameSender::kid`], so a relay cannot play
@@ -282,6 +306,21 @@ impl FrameReceiver {
     pub fn known_senders(&self) -> usize {
         self.senders.len()
     }
+}
+
+/// Opens `frame` with the first of `metadata` that authenticates it; its index.
+fn open_any(
+    key: &SframeKey,
+    ctr: u64,
+    frame: &[u8],
+    header_len: usize,
+    metadata: &[&[u8]],
+    out: &mut Vec<u8>,
+) -> Result<usize, DecryptError> {
+    metadata
+        .iter()
+        .position(|m| key.open_parts(ctr, frame, header_len, m, out).is_ok())
+        .ok_or(DecryptError::Authentication)
 }
 
 /// Adds `kid` to a bounded list, forgetting the oldest past [`FrameReceiver::REMEMBERED_KIDS`].

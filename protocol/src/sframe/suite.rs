@@ -205,12 +205,21 @@ impl core::fmt::Debug for SframeKey {
     }
 }
 
-/// Calls `f` with the AAD `header || metadata`; allocates only when there is metadata (never in line).
+/// AAD that fits on the stack: the longest header and line's 8-byte binding with room to spare.
+const STACK_AAD: usize = 64;
+
+/// Calls `f` with the AAD `header || metadata`; allocates only for metadata longer than line's.
 fn with_aad<T>(header: &[u8], metadata: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    let len = header.len() + metadata.len();
     if metadata.is_empty() {
         f(header)
+    } else if len <= STACK_AAD {
+        let mut aad = [0u8; STACK_AAD];
+        aad[..header.len()].copy_from_slice(header);
+        aad[header.len()..len].copy_from_slice(metadata);
+        f(&aad[..len])
     } else {
-        let mut aad = Vec::with_capacity(header.len() + metadata.len());
+        let mut aad = Vec::with_capacity(len);
         aad.extend_from_slice(header);
         aad.extend_from_slice(metadata);
         f(&aad)

@@ -333,3 +333,46 @@ fn own_frames_from_before_a_reconnect_stay_refused() {
         Err(DecryptError::Reflected)
     );
 }
+
+#[test]
+fn metadata_is_authenticated_and_tried_in_order() {
+    let leaf = leaf();
+    let mut sender = FrameSender::new(&leaf, KID);
+    let mut receiver = FrameReceiver::new(&leaf);
+    let (mut frame, mut plain) = (Vec::new(), Vec::new());
+    let header = sender
+        .encrypt_with(b"receiver 1", b"audio", &mut frame)
+        .expect("encrypts");
+    // Other metadata, or none, does not open it, and changes nothing: the frame still opens after.
+    for wrong in [&b""[..], b"receiver 2", b"receiver 1 "] {
+        assert_eq!(
+            receiver.decrypt_with(&frame, &[wrong], &mut plain),
+            Err(DecryptError::Authentication)
+        );
+        assert!(plain.is_empty());
+    }
+    assert_eq!(receiver.known_senders(), 0);
+    assert_eq!(
+        receiver.decrypt_with(&frame, &[b"x", b"receiver 1", b""], &mut plain),
+        Ok((header, 1))
+    );
+    assert_eq!(plain, b"audio");
+    // The counter is marked whichever metadata opened it.
+    assert_eq!(
+        receiver.decrypt_with(&frame, &[b"receiver 1"], &mut plain),
+        Err(DecryptError::Replay)
+    );
+    // Long metadata (past the stack buffer) works the same way.
+    let long = [7u8; 100];
+    sender
+        .encrypt_with(&long, b"audio", &mut frame)
+        .expect("encrypts");
+    let mut tampered = frame.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    assert_eq!(
+        receiver.decrypt_with(&tampered, &[&long], &mut plain),
+        Err(DecryptError::Authentication)
+    );
+    assert!(receiver.decrypt_with(&frame, &[&long], &mut plain).is_ok());
+}

@@ -23,14 +23,14 @@ mod http;
 #[path = "../support/relay.rs"]
 mod relay;
 pub(crate) use http::{HttpResponse, http_get};
-pub(crate) use relay::{expect_close, frame, next_binary, next_control, random_line};
+pub(crate) use relay::{expect_close, frame, join_params, next_binary, next_control, random_line};
 
 /// How long a test waits for something that should happen at once.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Where the client connects from: another loopback address than nginx's own 127.0.0.1, so
 /// line-server's log tells the client from the proxy.
-const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
+pub(crate) const CLIENT_IP: [u8; 4] = [127, 0, 0, 2];
 
 pub(crate) type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -283,7 +283,8 @@ impl Instance {
             .env("SITEURL", site)
             .env("BIND", "127.0.0.1")
             .env("TRUSTED_PROXIES", "127.0.0.1")
-            .env("LOG_LEVEL", "info")
+            // Line ids are logged at debug only; the scale-out test reads them to see placement.
+            .env("LOG_LEVEL", "line_server=debug,info")
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -359,8 +360,11 @@ pub(crate) fn gauge(text: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("{name} missing from\n{text}"))
 }
 
-/// nginx as a browser sees it: HTTPS on localhost, connecting from [`CLIENT_IP`].
+/// nginx as a browser sees it: HTTPS on localhost, connecting from `client` (a loopback
+/// address: [`CLIENT_IP`] unless a test plays several people).
+#[derive(Clone, Copy)]
 pub(crate) struct Front<'a> {
+    pub(crate) client: [u8; 4],
     pub(crate) port: u16,
     pub(crate) cert: &'a Cert,
     pub(crate) key: &'a ApiKey,
@@ -371,8 +375,8 @@ impl Front<'_> {
     async fn tcp(&self) -> TcpStream {
         let socket = TcpSocket::new_v4().expect("socket");
         socket
-            .bind(SocketAddr::from((CLIENT_IP, 0)))
-            .expect("bind 127.0.0.2");
+            .bind(SocketAddr::from((self.client, 0)))
+            .expect("bind a loopback address");
         socket
             .connect(SocketAddr::from(([127, 0, 0, 1], self.port)))
             .await
@@ -404,8 +408,9 @@ impl Front<'_> {
 
     fn request(&self, apikey: &str, line: LineId) -> tungstenite::handshake::client::Request {
         let url = format!(
-            "wss://localhost:{}/ws?apikey={apikey}&line={line}",
-            self.port
+            "wss://localhost:{}/ws?apikey={apikey}&{}",
+            self.port,
+            join_params(line)
         );
         let mut request =
             tungstenite::client::IntoClientRequest::into_client_request(url).expect("url");
@@ -428,11 +433,23 @@ impl Front<'_> {
 
     /// The status with which the upgrade is refused for this key.
     pub(crate) async fn refused(&self, apikey: &str) -> u16 {
-        let request = self.request(apikey, random_line());
+        self.try_join(apikey, random_line())
+            .await
+            .expect_err("upgrade accepted")
+            .0
+    }
+
+    /// Joins `line` with `apikey`, or the status and body of the refusal.
+    pub(crate) async fn try_join(&self, apikey: &str, line: LineId) -> Result<Wss, (u16, String)> {
+        let request = self.request(apikey, line);
         match tokio_tungstenite::client_async(request, self.tls().await).await {
-            Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::Error::Http(response)) => Err((
+                response.status().as_u16(),
+                String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                    .into_owned(),
+            )),
             Err(e) => panic!("unexpected error {e}"),
-            Ok(_) => panic!("upgrade accepted"),
         }
     }
 }

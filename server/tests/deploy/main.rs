@@ -36,6 +36,7 @@ async fn nginx_terminates_tls_passes_the_client_address_and_keeps_the_key_out_of
     );
     let _nginx = tools.start_nginx(&dir, &conf, https);
     let front = Front {
+        client: CLIENT_IP,
         port: https,
         cert: &cert,
         key: &key,
@@ -72,21 +73,43 @@ async fn nginx_terminates_tls_passes_the_client_address_and_keeps_the_key_out_of
     // (127.0.0.1, a trusted proxy), even though the client claimed another one.
     let logs = eventually(|| {
         let logs = instance.logs();
-        let n = logs
-            .iter()
-            .filter(|l| l.contains("connection received"))
-            .count();
+        let n = logs.iter().filter(|l| is_ws_request(l)).count();
         (n >= 3).then_some(logs)
     })
     .await;
-    let received: Vec<_> = logs
-        .iter()
-        .filter(|l| l.contains("connection received"))
-        .collect();
+    let received: Vec<_> = logs.iter().filter(|l| is_ws_request(l)).collect();
     assert!(received.len() >= 3, "{logs:#?}");
     for entry in &received {
         assert!(entry.contains("peer=127.0.0.2"), "{entry}");
     }
+
+    // One address holds at most 32 connections (here WebSockets, each on its own line): the
+    // next is refused with 429, and the key stays out of the logs that say so.
+    let crowd = Front {
+        client: [127, 0, 0, 3],
+        ..front
+    };
+    let mut held = Vec::new();
+    let refusal = loop {
+        match crowd.try_join(key.expose(), random_line()).await {
+            Ok(ws) => held.push(ws),
+            Err(refusal) => break refusal,
+        }
+        assert!(held.len() <= 32, "an address held {} sockets", held.len());
+    };
+    assert_eq!((held.len(), refusal.0), (32, 429), "{}", refusal.1);
+    drop(held);
+    // A burst of requests from one address: the first 40 pass at once, then 429.
+    let burst = Front {
+        client: [127, 0, 0, 4],
+        ..front
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        statuses.push(burst.get("/healthz").await.status);
+    }
+    assert!(statuses[..40].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
 
     // nginx logs a WebSocket when it ends.
     close(a).await;
@@ -136,18 +159,24 @@ async fn three_instances_behind_nginx_keep_each_line_on_one_and_survive_losing_o
     );
     let _nginx = tools.start_nginx(&dir, &conf, https);
     let front = Front {
+        client: CLIENT_IP,
         port: https,
         cert: &cert,
         key: &key,
         site: &site,
     };
 
-    // Thirty calls through nginx.
+    // Thirty calls through nginx, each from its own address (nginx and line-server cap what one
+    // address may hold, as they would for thirty people).
+    let person = |i: usize| Front {
+        client: [127, 0, 1, u8::try_from(i).expect("a few people")],
+        ..front
+    };
     let mut calls = Vec::new();
-    for _ in 0..30 {
+    for i in 0..30 {
         let line = random_line();
-        let mut a = front.join(line, RelayMessage::Waiting).await;
-        let mut b = front.join(line, RelayMessage::PeerJoined).await;
+        let mut a = person(i).join(line, RelayMessage::Waiting).await;
+        let mut b = person(i).join(line, RelayMessage::PeerJoined).await;
         assert_eq!(next_control(&mut a).await, RelayMessage::PeerJoined);
         relay_both_ways(&mut a, &mut b, 2).await;
         calls.push((line, a, b));
@@ -191,8 +220,8 @@ async fn three_instances_behind_nginx_keep_each_line_on_one_and_survive_losing_o
     let started = Instant::now();
     for &i in &moved {
         let line = calls[i].0;
-        let mut a = front.join(line, RelayMessage::Waiting).await;
-        let b = front.join(line, RelayMessage::PeerJoined).await;
+        let mut a = person(i).join(line, RelayMessage::Waiting).await;
+        let b = person(i).join(line, RelayMessage::PeerJoined).await;
         assert_eq!(next_control(&mut a).await, RelayMessage::PeerJoined);
         calls[i].1 = a;
         calls[i].2 = b;
@@ -246,7 +275,7 @@ fn placements(instances: &[Instance]) -> HashMap<String, Vec<usize>> {
     let mut placement: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, instance) in instances.iter().enumerate() {
         for entry in instance.logs() {
-            if entry.contains("connection received")
+            if entry.contains("connection received on line")
                 && entry.contains("upgraded")
                 && let Some(line) = field(&entry, "line")
             {
@@ -290,4 +319,42 @@ async fn settle_metrics_of(instances: &[&Instance], lines: u64) -> Vec<(u64, u64
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// line-server's log line for a `/ws` request, upgraded or refused.
+fn is_ws_request(line: &str) -> bool {
+    line.contains("connection received") || line.contains("connection refused")
+}
+
+#[test]
+fn the_kubernetes_example_is_safe_as_it_stands() {
+    let yaml = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/kubernetes/line.yaml"
+    ))
+    .expect("deploy/kubernetes/line.yaml");
+    let settings: Vec<&str> = yaml
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let has = |needle: &str| settings.iter().any(|l| l.contains(needle));
+    // ingress-nginx's default access log format holds $request, so the query and the key.
+    assert!(
+        has(r#"nginx.ingress.kubernetes.io/enable-access-log: "false""#),
+        "the Ingress would log the API key"
+    );
+    assert!(has("nginx.ingress.kubernetes.io/limit-connections:"));
+    assert!(has("nginx.ingress.kubernetes.io/limit-rps:"));
+    // No X-Forwarded-For is believed from a whole network of pods.
+    for line in settings.iter().filter(|l| l.contains("TRUSTED_PROXIES")) {
+        let value = line.split("value:").nth(1).unwrap_or("");
+        for block in value.trim_matches(|c| " \"}".contains(c)).split(',') {
+            let prefix = block
+                .split_once('/')
+                .map_or(32, |(_, p)| p.parse::<u8>().expect("a prefix length"));
+            assert!(prefix >= 24, "TRUSTED_PROXIES trusts {block}");
+        }
+    }
+    assert!(has("kind: NetworkPolicy"));
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::SinkExt as _;
 use line_protocol::control::RelayMessage;
 use line_protocol::header::Header;
+use line_protocol::join::ParticipantId;
 use line_protocol::line_id::LineId;
 use line_server::apikey::ApiKey;
 use line_server::metrics::Metrics;
@@ -24,7 +25,10 @@ mod http;
 #[path = "../support/relay.rs"]
 mod relay;
 pub(crate) use http::{HttpResponse, http_get};
-pub(crate) use relay::{expect_close, frame, next_binary, next_control, next_message, random_line};
+pub(crate) use relay::{
+    expect_close, frame, join_params, join_params_as, next_binary, next_control, next_message,
+    random_line, random_participant, token_of,
+};
 
 /// Panics seen anywhere in this test binary since it started (server tasks included).
 pub(crate) static PANICS: AtomicUsize = AtomicUsize::new(0);
@@ -73,11 +77,23 @@ pub(crate) fn start(config: Config) -> TestServer {
 }
 
 impl TestServer {
+    /// The WebSocket URL of a new participant on `line`.
     pub(crate) fn url(&self, line: LineId) -> String {
         format!(
-            "ws://{}/ws?apikey={}&line={line}",
+            "ws://{}/ws?apikey={}&{}",
             self.addr,
-            self.key.expose()
+            self.key.expose(),
+            join_params(line)
+        )
+    }
+
+    /// The WebSocket URL of `participant` on `line`.
+    pub(crate) fn url_as(&self, line: LineId, participant: ParticipantId) -> String {
+        format!(
+            "ws://{}/ws?apikey={}&{}",
+            self.addr,
+            self.key.expose(),
+            join_params_as(line, participant)
         )
     }
 

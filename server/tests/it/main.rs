@@ -3,6 +3,8 @@
 mod binary;
 mod checks;
 mod common;
+mod hardening;
+mod join;
 mod limits;
 mod relay;
 mod robustness;

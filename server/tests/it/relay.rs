@@ -73,7 +73,7 @@ async fn third_peer_gets_409_and_call_goes_on() {
     assert_eq!(status, 409);
     assert!(body.contains("two people"), "{body}");
     // A browser whose WebSocket failed asks with a plain GET; it must learn 409 too.
-    let path = format!("/ws?apikey={}&line={line}", server.key.expose());
+    let path = format!("/ws?apikey={}&{}", server.key.expose(), join_params(line));
     let plain = server.get(&path, &[]).await;
     assert_eq!(plain.status, 409, "{}", plain.body_text());
     let f = frame(3, 3, 500);
@@ -91,7 +91,7 @@ async fn third_peer_gets_409_and_call_goes_on() {
 async fn plain_get_on_a_free_line_is_not_409() {
     let server = start(config());
     let line = random_line();
-    let path = format!("/ws?apikey={}&line={line}", server.key.expose());
+    let path = format!("/ws?apikey={}&{}", server.key.expose(), join_params(line));
     let plain = server.get(&path, &[]).await;
     assert_ne!(plain.status, 409);
     assert!(

@@ -80,9 +80,10 @@ async fn wss_join(
 ) {
     let (tls, presented) = tls_connect(server, connector).await;
     let url = format!(
-        "wss://localhost:{}/ws?apikey={}&line={line}",
+        "wss://localhost:{}/ws?apikey={}&{}",
         server.addr.port(),
-        server.key.expose()
+        server.key.expose(),
+        join_params(line)
     );
     let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
         .await

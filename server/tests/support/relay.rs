@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use line_protocol::control::RelayMessage;
 use line_protocol::header::Header;
+use line_protocol::join::{JoinToken, ParticipantId};
 use line_protocol::line_id::LineId;
 use rand::Rng as _;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,6 +22,30 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 pub(crate) fn random_line() -> LineId {
     LineId::from_bytes(rand::rng().random())
+}
+
+/// The join token the tests use for `line`: any 16 bytes do, as long as both peers agree.
+pub(crate) fn token_of(line: LineId) -> JoinToken {
+    let mut bytes = *line.as_bytes();
+    bytes.reverse();
+    JoinToken::from_bytes(bytes)
+}
+
+pub(crate) fn random_participant() -> ParticipantId {
+    ParticipantId::from_random(rand::rng().random())
+}
+
+/// `line=..&join=..&participant=..` for a new participant on `line`.
+pub(crate) fn join_params(line: LineId) -> String {
+    join_params_as(line, random_participant())
+}
+
+/// `line=..&join=..&participant=..` for `participant` on `line`.
+pub(crate) fn join_params_as(line: LineId, participant: ParticipantId) -> String {
+    format!(
+        "line={line}&join={}&participant={participant}",
+        token_of(line)
+    )
 }
 
 /// A frame as a client would send it: a valid SFrame header, then random "ciphertext".
