@@ -1,8 +1,9 @@
 // Fidelity end to end: what is sent is what is heard. A native peer running line's own call
 // engine (`line-loadgen tone-call`) sends two pure tones, generated sample by sample and paced by
 // the wall clock, to a headless Chromium on the same machine (one clock: no drift to follow); the
-// page's remote node is recorded sample-exactly in 2 s blocks at 5, 15, 25 and 35 s, and each
-// block is fitted with two tones: frequency error (ppm), SNR (dB), glitches. Blocks where the
+// page's remote node is recorded sample-exactly in 2 s blocks at 5, 15, 25 and 35 s (and at 20
+// and 30 s, so that a block or two with an edit in it still leaves clean ones), and each block is
+// fitted with two tones: frequency error (ppm), SNR (dB), glitches. Blocks where the
 // engine counted nothing (no loss, edit, underrun, empty playback ring) must be exact: the
 // frequency within 20 ppm, SNR at least 85 dB (16-bit quantization allows about 93), no glitch.
 // Every glitch anywhere must be one the engine counted. The browser's microphone (a WAV of two
@@ -24,7 +25,7 @@ import { writeTones } from './lib/wav.mjs';
 const OUT = path.join(repoRoot, 'target/e2e');
 const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 const CALL_SECONDS = 40;
-const BLOCKS = [5, 15, 25, 35];
+const BLOCKS = [5, 15, 20, 25, 30, 35];
 const BLOCK_SECONDS = 2;
 const AMPLITUDE = 0.4;
 // The issue's bounds for a block the engine counted nothing in.

@@ -1,7 +1,7 @@
 //! The sender's sound card 300 ppm fast, then 300 ppm slow, for one simulated hour each: once
 //! the drift is measured, the buffer plays at exactly the clocks' ratio (within 20 ppm), never
-//! runs dry, never edits the audio, and holds its delay at the target. Until then (half a
-//! minute at most) it keeps the delay with a few edits.
+//! runs dry, never edits the audio, and holds its delay at the target. Until then (the
+//! first 45 s at most) it keeps the delay with a few edits.
 //!
 //! An hour is 173 million samples through the resampler: seconds when optimised, minutes
 //! without. So the hour-long runs are skipped in unoptimised builds; run them with
@@ -20,8 +20,8 @@ mod jitter_support;
 use jitter_support::Sim;
 
 const HOUR: f64 = 3_600.0;
-/// Time to measure the drift and slew the correction to it.
-const WARM_UP: f64 = 30.0;
+/// Time to measure the drift (30 s of points) and slew the correction to it.
+const WARM_UP: f64 = 45.0;
 
 /// Runs `seconds` with the sender's clock `ppm` off ours; returns the worst delay error, in ms.
 fn drifting_sender(ppm: f64, seconds: f64) -> f64 {
@@ -61,7 +61,7 @@ fn drifting_sender(ppm: f64, seconds: f64) -> f64 {
     assert_eq!(stats.concealed_samples, 0, "{stats:?}");
     assert_eq!(stats.underruns, 0, "{stats:?}");
     // Before the drift is known, the delay drifts too, and a few edits keep it on target.
-    assert!(stats.edits <= 6, "{stats:?}");
+    assert!(stats.edits <= 8, "{stats:?}");
     assert!((stats.drift_ppm - ppm).abs() < 20.0, "{stats:?}");
     eprintln!(
         "{ppm:+} ppm for {seconds} s: worst delay error {worst:.2} ms, measured {:+.1} ± {:.1} \
@@ -93,7 +93,7 @@ fn sender_300_ppm_slow_for_an_hour() {
 #[test]
 fn sender_300_ppm_fast_and_slow_for_a_minute() {
     for ppm in [300.0, -300.0] {
-        let worst = drifting_sender(ppm, 60.0);
+        let worst = drifting_sender(ppm, 75.0);
         assert!(worst < 5.0, "{ppm} ppm: worst delay error {worst:.2} ms");
     }
 }
