@@ -11,7 +11,7 @@ use js_sys::{
     ArrayBuffer, Atomics, Float32Array, Int32Array, Object, Promise, Reflect, Uint8Array,
 };
 use line_protocol::control::{RelayMessage, close_code};
-use line_protocol::join::WRONG_TOKEN_STATUS;
+use line_protocol::join::status;
 use line_protocol::leaf::LeafKey;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -645,19 +645,19 @@ impl Engine {
             e.stop();
         };
         match status {
-            Some(401) => fatal(
+            Some(status::API_KEY_REFUSED) => fatal(
                 self,
                 ErrorCode::ApiKeyRefused,
                 "this server did not accept the API key in the link",
             ),
-            Some(403) => fatal(
+            Some(status::ORIGIN_REFUSED) => fatal(
                 self,
                 ErrorCode::OriginRefused,
                 "this server does not accept calls from this page's address",
             ),
             // Our own slot would have been ours to take back: after a disconnect, somebody else
             // took it, and they may leave again.
-            Some(409) if self.ever_open => {
+            Some(status::LINE_FULL) if self.ever_open => {
                 post_error(
                     ErrorCode::LineFull,
                     "two other people are on this line now; trying again",
@@ -665,19 +665,19 @@ impl Engine {
                 );
                 self.schedule_reconnect(None);
             }
-            Some(409) => fatal(
+            Some(status::LINE_FULL) => fatal(
                 self,
                 ErrorCode::LineFull,
                 "two people are already on this line; if one of them is you in another tab, \
                  hang up there first, or ask for a new link",
             ),
-            Some(WRONG_TOKEN_STATUS) => fatal(
+            Some(status::WRONG_TOKEN) => fatal(
                 self,
                 ErrorCode::LineTaken,
                 "someone without this link's key is holding this line, so the server will not \
                  let the call in; make a new call link and share it again",
             ),
-            Some(429) => {
+            Some(status::TOO_MANY) => {
                 post_error(
                     ErrorCode::TooManyAttempts,
                     "too many failed attempts from this network; trying again later",
@@ -747,7 +747,9 @@ impl Engine {
         e.flush();
         match &e.socket {
             Some(socket) => {
-                let _ = socket.ws.close_with_code_and_reason(1000, "hang up");
+                let _ = socket
+                    .ws
+                    .close_with_code_and_reason(close_code::NORMAL, "hang up");
             }
             None => post(&FromWorker::Closed),
         }
