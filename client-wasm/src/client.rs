@@ -63,7 +63,7 @@ export interface LineStats {
   driftErrorPpm: number | null; resampleRatioPpm: number; samplesDropped: number;
   samplesInserted: number; edits: number; mouthToEarMs: number;
   framesSent: number; framesReceived: number; framesLost: number; framesConcealed: number;
-  framesDropped: number; framesDiscarded: number; decryptFailures: number; underruns: number;
+  framesDropped: number; framesDiscarded: number; framesRefused: number; decryptFailures: number; underruns: number;
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;
   playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;

@@ -153,6 +153,8 @@ pub enum ErrorCode {
     AudioFailed,
     /// Every frame from the other side fails decryption.
     CannotDecrypt,
+    /// The other side sends audio this page cannot play (another channel count or rate).
+    UnsupportedAudio,
     /// The uplink cannot carry this rate; frames are being dropped.
     TooSlow,
     /// The server cannot be reached.
@@ -217,6 +219,9 @@ pub struct Stats {
     pub frames_dropped: u64,
     /// Incoming frames the jitter buffer discarded (late, duplicate, or to catch up).
     pub frames_discarded: u64,
+    /// Authentic audio frames this side cannot play (more than one channel, a rate outside what
+    /// the protocol allows): counted, and reported once as `unsupported-audio`.
+    pub frames_refused: u64,
     /// Frames from the other side that failed decryption.
     pub decrypt_failures: u64,
     /// Frames refused as replays (a counter seen before) or as our own frames reflected back.

@@ -20,7 +20,7 @@ use web_sys::{
     WebSocket,
 };
 
-use crate::call::{Call, CallConfig, PeerEvent};
+use crate::call::{Call, CallConfig, CallEvent};
 use crate::js_ring::JsRing;
 use crate::link::FrameDuration;
 use crate::liveness::{Liveness, Verdict};
@@ -830,7 +830,8 @@ impl Engine {
         while let Some(event) = self.call.poll_event() {
             match event {
                 // The relay's peer-left follows; nothing to do before it.
-                PeerEvent::Bye => {}
+                CallEvent::Bye => {}
+                _ => {}
             }
         }
         self.refill_playback(now);
