@@ -84,6 +84,35 @@ impl CallState {
     }
 }
 
+/// Where a `LineClient` is: before its engine runs, then the engine's call state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    /// Made, not joined.
+    Idle,
+    /// Joining: the microphone, the audio graph and the worker are starting.
+    Starting,
+    /// The engine runs (or has ended).
+    Call(CallState),
+}
+
+impl ClientState {
+    /// The name used in `state` events and `LineClient.state` (`idle`, `in-call`, ...).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Starting => "starting",
+            Self::Call(state) => state.as_str(),
+        }
+    }
+
+    /// Whether the call is over: hung up, failed to start, or stopped by the engine.
+    #[must_use]
+    pub fn ended(self) -> bool {
+        self == Self::Call(CallState::Ended)
+    }
+}
+
 /// From the worker to the page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -256,6 +285,36 @@ pub struct Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_states_have_the_names_of_the_js_api() {
+        let names: Vec<&str> = [
+            ClientState::Idle,
+            ClientState::Starting,
+            ClientState::Call(CallState::Connecting),
+            ClientState::Call(CallState::Waiting),
+            ClientState::Call(CallState::InCall),
+            ClientState::Call(CallState::Reconnecting),
+            ClientState::Call(CallState::Ended),
+        ]
+        .into_iter()
+        .map(ClientState::as_str)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "idle",
+                "starting",
+                "connecting",
+                "waiting",
+                "in-call",
+                "reconnecting",
+                "ended"
+            ]
+        );
+        assert!(ClientState::Call(CallState::Ended).ended());
+        assert!(!ClientState::Idle.ended());
+    }
 
     #[test]
     fn messages_have_stable_wire_names() {
