@@ -53,6 +53,9 @@ use crate::playback_fill::PlaybackFill;
 
 /// How often stats go to the page, microseconds.
 pub const STATS_INTERVAL_US: u64 = 100_000;
+/// Audio the socket may hold unsent before audio frames are dropped, microseconds: a time, not
+/// a frame count, so that 2.5 ms frames ride out the same network-thread hiccup as 10 ms ones.
+pub const BACKPRESSURE_US: u64 = 30_000;
 /// Reconnect delays grow from this, doubling, microseconds...
 pub const BACKOFF_START_US: u64 = 500_000;
 /// ...up to this.
@@ -200,6 +203,7 @@ impl Bitrate {
 pub struct Engine {
     call: Call,
     wire_rate: u32,
+    frame_us: u32,
     context_rate: u32,
     ring_capacity: usize,
     output_latency_ms: f64,
@@ -270,6 +274,7 @@ impl Engine {
         let mut engine = Self {
             call,
             wire_rate: config.wire_rate,
+            frame_us: config.frame_us,
             context_rate: config.context_rate,
             ring_capacity: config.ring_capacity as usize,
             output_latency_ms: config.output_latency_ms,
@@ -337,6 +342,17 @@ impl Engine {
     /// The worker sent `bytes` bytes on the socket.
     pub fn sent(&mut self, bytes: usize) {
         self.bytes.sent += bytes as u64;
+    }
+
+    /// Whether an audio frame may go out while the socket holds `buffered` bytes unsent: not
+    /// when [`BACKPRESSURE_US`] of audio (at least three frames) is still waiting. The worker
+    /// drops a frame it may not send and says so with [`Engine::dropped_outgoing`]; control
+    /// frames always go.
+    #[must_use]
+    pub fn admits_audio(&self, buffered: u64) -> bool {
+        let window_us = BACKPRESSURE_US.max(3 * u64::from(self.frame_us));
+        // 16-bit mono PCM: two bytes a sample.
+        buffered <= 2 * u64::from(self.wire_rate) * window_us / 1_000_000
     }
 
     /// The worker could not send an audio frame because the uplink is behind.
@@ -630,7 +646,6 @@ impl Engine {
                 ),
                 // A new connection draws a new KID: at once, like after silence.
                 CallEvent::SenderSpent => self.give_up_socket(now_us, Verdict::Silent),
-                _ => {}
             }
         }
     }
@@ -879,6 +894,18 @@ mod tests {
         assert_eq!(backoff_us(0, 1.0), 625_000);
         assert_eq!(backoff_us(u32::MAX, 1.0), 10_000_000);
         assert_eq!(backoff_us(2, 7.0), backoff_us(2, 1.0), "jitter is clamped");
+    }
+
+    #[test]
+    fn the_uplink_may_hold_thirty_ms_of_audio_or_three_frames() {
+        let engine = Engine::new(&config(), 0, 1).expect("a good config");
+        // 48 kHz mono: 96 bytes a millisecond, so 30 ms is 2880 bytes.
+        assert!(engine.admits_audio(2_880));
+        assert!(!engine.admits_audio(2_881));
+        let mut long_frames = config();
+        long_frames.frame_us = 20_000;
+        let engine = Engine::new(&long_frames, 0, 1).expect("a good config");
+        assert!(engine.admits_audio(5_760) && !engine.admits_audio(5_761));
     }
 
     #[test]

@@ -28,9 +28,6 @@ use crate::timers::{Interval, Timeout};
 const TICK_MS: i32 = 4;
 /// Longest the engine sleeps without a wake from the audio thread (a suspended context), ms.
 const WAKE_TIMEOUT_MS: f64 = 20.0;
-/// Audio the socket may hold unsent before audio frames are dropped, microseconds: a time, not
-/// a frame count, so that 2.5 ms frames ride out the same network-thread hiccup as 10 ms ones.
-const BACKPRESSURE_US: f64 = 30_000.0;
 
 thread_local! {
     /// The worker's one engine and its message handler, for the worker's lifetime.
@@ -235,7 +232,6 @@ impl Shell {
                 }
                 Output::CheckStatus => self.check_status(),
                 Output::Page(message) => post(&message),
-                _ => {}
             }
         }
         self.arm_deadline();
@@ -350,11 +346,12 @@ impl Shell {
             while self.engine.poll_transmit().is_some() {}
             return;
         };
-        let frame_us = f64::from(self.config.frame_us);
-        let limit = (2.0 * f64::from(self.config.wire_rate) * BACKPRESSURE_US.max(3.0 * frame_us)
-            / 1e6) as u32;
         while let Some(out) = self.engine.poll_transmit() {
-            if out.is_audio && socket.ws.buffered_amount() > limit {
+            if out.is_audio
+                && !self
+                    .engine
+                    .admits_audio(u64::from(socket.ws.buffered_amount()))
+            {
                 self.engine.dropped_outgoing();
                 continue;
             }
