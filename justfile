@@ -30,6 +30,7 @@ run: setup build
 # Run every test: native, wasm in headless Chromium, the `just run` smoke test, end to end
 test: setup build
     cargo test --workspace
+    node --test client-wasm/tests/ring.test.mjs
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --target wasm32-unknown-unknown
     wasm-pack test --headless --chrome --mode no-install client-wasm
     scripts/smoke-run.sh

@@ -174,7 +174,7 @@ function checkHearing(who, heard, other, own) {
 const CALLS = [
   ['studio-200k', 'studio=1'],
   ['studio-48k', 'studio=1&mobile=1'],
-  ['studio-200k-2.5ms', 'studio=1&frame=2.5'], // issue 7's low-latency goal is set for 2.5 ms frames
+  ['studio-200k-2.5ms', 'studio=1&frame=2.5'], // the low-latency goal (BENCHMARKS.md, Goals) is set for 2.5 ms frames
 ];
 for (const [label, params] of CALLS) {
   describe(`a call at ${label}`, () => {

@@ -29,7 +29,7 @@ const CALL_SECONDS = 40;
 const BLOCKS = [5, 15, 20, 25, 30, 35];
 const BLOCK_SECONDS = 2;
 const AMPLITUDE = 0.4;
-// The bounds for a block the engine counted nothing in.
+// The fidelity goal (BENCHMARKS.md, Goals) for a block the engine counted nothing in.
 const MAX_ERROR_PPM = 20;
 const MIN_SNR_DB = 85;
 

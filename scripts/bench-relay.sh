@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The relay comparison of issue 7: line-server against the Node `ws` relay and the raw-TCP relay,
+# The relay comparison of BENCHMARKS.md's goals: line-server against the Node `ws` relay and the raw-TCP relay,
 # all on loopback beside the load generator. Builds the release binaries, starts each relay on a
 # free port (the API key is generated here and passed only through the environment, never
 # printed), runs `line-loadgen compare` (capacity ramps, same-load latency, memory per call, a
@@ -7,11 +7,11 @@
 # A benchmark, not a test: it never fails on a number.
 #
 # Env to shorten or shape it:
-#   LINE_BENCH_SOAK_SECS    soak length (default 600, the issue's 10 minutes; 0 skips it)
+#   LINE_BENCH_SOAK_SECS    soak length (default 600, the goal's 10 minutes; 0 skips it)
 #   LINE_BENCH_SOAK_CALLS   calls during the soak (default 50)
 #   LINE_BENCH_SECS         measured seconds per step (default 5), LINE_BENCH_WARMUP_SECS (default 2)
 #   LINE_BENCH_MAX_CALLS    the largest N a ramp tries (default 4096)
-#   LINE_BENCH_P99_MS       the capacity bound on p99 latency (default 2, the issue's)
+#   LINE_BENCH_P99_MS       the capacity bound on p99 latency (default 2, the goal's)
 #   LINE_BENCH_MEMORY_CALLS Ns for memory per call (default 25,50,100)
 set -euo pipefail
 cd "$(dirname "$0")/.."

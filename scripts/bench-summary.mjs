@@ -1,5 +1,5 @@
-// The summary table `just bench` ends with: every figure of issue 7 next to its goal, read from
-// what the benchmarks just wrote (criterion's estimates, the wasm bench's table, the relay
+// The summary table `just bench` ends with: every figure of BENCHMARKS.md's Goals next to its
+// goal, read from what the benchmarks just wrote (criterion's estimates, the wasm bench's table, the relay
 // comparison's JSON, the e2e suite's results). A benchmark, not a test: it never fails on a
 // number, and a source that did not run shows as "not run".
 import { existsSync, readFileSync } from 'node:fs';
@@ -75,7 +75,7 @@ if (relay) {
     soak ? `${soak.growth_kib} KiB over ${fixed(soak.run.measure_secs, 0)} s, ${soak.calls} calls` : 'not run',
     soak ? soak.growth_kib <= 0.05 * soak.first_rss_kib : null, 'same');
 } else {
-  add('relay comparison', 'see issue 7', 'not run', null, '`just bench-relay`');
+  add('relay comparison', 'see BENCHMARKS.md, Goals', 'not run', null, '`just bench-relay`');
 }
 
 // A real call between two browsers (the e2e suite).
@@ -121,7 +121,7 @@ add('same call: the other side played off nominal speed, worst (A / B)', '≤ 20
 
 const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...[['figure', 'goal', 'measured', 'goal met', 'from'], ...rows].map((r) => r[i].length)));
 const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
-console.log(`\nissue 7 summary (load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}; machine: ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown'}, ${(await import('node:os')).cpus().length} CPUs)`);
+console.log(`\ngoals summary (load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}; machine: ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown'}, ${(await import('node:os')).cpus().length} CPUs)`);
 console.log(line(['figure', 'goal', 'measured', 'goal met', 'from']));
 console.log(line(widths.map((w) => '-'.repeat(w))));
 for (const r of rows) console.log(line(r));

@@ -6,9 +6,20 @@ cd "$(dirname "$0")/.."
 
 port=${SMOKE_PORT:-17787}
 log=$(mktemp)
-PORT=$port just run >"$log" 2>&1 &
+# In a session of its own, so that its process group holds just, cargo and the server it starts,
+# and the script stops exactly those by that group's id.
+PORT=$port setsid just run >"$log" 2>&1 &
 pid=$!
-trap 'kill -- -$pid 2>/dev/null || kill $pid 2>/dev/null || true; pkill -f "line-server.*--port $port" 2>/dev/null || true; rm -f "$log"' EXIT
+stop() {
+  kill -TERM -- -"$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 -- -"$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- -"$pid" 2>/dev/null || true
+  rm -f "$log"
+}
+trap stop EXIT
 
 link=""
 for _ in $(seq 1 1800); do

@@ -1,40 +1,5 @@
 // line's AudioWorklet shim: it only moves samples between the audio thread and the engine's worker.
-// Ring layout (must match client-wasm/src/ring.rs, see docs/CLIENT.md): Int32 [read, write, xruns,
-// reserved] then Float32 samples; one slot stays empty; indices published with Atomics after the data.
-class Ring {
-  constructor(buffer) {
-    this.idx = new Int32Array(buffer, 0, 4);
-    this.data = new Float32Array(buffer, 16);
-    this.cap = this.data.length;
-  }
-  // Plain loops, not subarray() + set(): the audio thread runs these up to 1560 times a second
-  // (200 kHz), and each subarray() is an allocation, so garbage and collector pauses, on the one
-  // thread that must never stall. 128 samples copy in well under a microsecond.
-  push(src) {
-    const cap = this.cap, data = this.data, r = Atomics.load(this.idx, 0);
-    let w = Atomics.load(this.idx, 1);
-    const n = Math.min(src.length, cap - 1 - (w + cap - r) % cap);
-    for (let i = 0; i < n; i++) {
-      data[w] = src[i];
-      if (++w === cap) w = 0;
-    }
-    Atomics.store(this.idx, 1, w);
-    if (n < src.length) Atomics.add(this.idx, 2, src.length - n);
-    return n;
-  }
-  pop(dst) {
-    const cap = this.cap, data = this.data, w = Atomics.load(this.idx, 1);
-    let r = Atomics.load(this.idx, 0);
-    const n = Math.min(dst.length, (w + cap - r) % cap);
-    for (let i = 0; i < n; i++) {
-      dst[i] = data[r];
-      if (++r === cap) r = 0;
-    }
-    Atomics.store(this.idx, 0, r);
-    if (n < dst.length) { dst.fill(0, n); Atomics.add(this.idx, 2, dst.length - n); }
-    return n;
-  }
-}
+import { Ring } from './ring.js';
 
 // Without cross-origin isolation there is no shared memory: the worker sends a MessagePort instead,
 // capture goes out in batches of about 2.5 ms, playback arrives in chunks into a private ring.
@@ -48,8 +13,8 @@ class Capture extends AudioWorkletProcessor {
     // The engine's worker sleeps in Atomics.waitAsync on the write index: waking it about every
     // 2.7-4.5 ms of audio (every quantum at 48 kHz, every seventh at 200 kHz) makes it follow the
     // audio clock instead of its own timer, which browsers clamp, throttle and deliver late. At
-    // 200 kHz the device renders in 10 ms bursts anyway: waking twice as often there only cost
-    // CPU (e2e, side by side: worker thread 12-13 % -> 11-12 % of a core, latency unchanged).
+    // 200 kHz the device renders in 10 ms bursts anyway: waking more often there only costs CPU
+    // and gains no latency.
     this.every = Math.max(1, Math.floor(sampleRate / 128 / 200));
     this.quanta = 0;
     this.port.onmessage = (e) => { this.out = e.data.port; };

@@ -14,14 +14,14 @@
 
 use std::collections::VecDeque;
 
+use line_protocol::audio::{CHANNELS, FrameDuration};
 use line_protocol::binding::{Binding, OpenError};
 use line_protocol::jitter::{JitterBuffer, JitterConfig};
 use line_protocol::leaf::LeafKey;
 use line_protocol::payload::{Audio, Bye, Hello, Payload, Ping};
 use line_protocol::pcm;
-use line_protocol::sframe::{DecryptError, FrameReceiver, FrameSender};
+use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender};
 
-use crate::link::FrameDuration;
 use crate::messages::Stats;
 use crate::resample::LinearResampler;
 
@@ -54,12 +54,23 @@ pub struct Outgoing {
     pub is_audio: bool,
 }
 
-/// Something the other side said that the worker should act on.
+/// Something that happened in the call that the engine should act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum PeerEvent {
+pub enum CallEvent {
     /// The other side is hanging up.
     Bye,
+    /// The other side sends audio this side cannot play (said once per arrival of the other
+    /// person; every such frame is counted in [`Stats::frames_refused`]).
+    AudioRefused {
+        /// The channels the frame declares.
+        channels: u8,
+        /// The sample rate it declares, Hz.
+        sample_rate: u32,
+    },
+    /// This connection's sender has sealed all the frames one KID may seal: nothing more goes
+    /// out until a new connection draws a new KID.
+    SenderSpent,
 }
 
 /// The other side's audio stream, as far as this side has seen it.
@@ -94,7 +105,7 @@ pub struct Call {
     peer_present: bool,
     incoming: Option<Incoming>,
     outgoing: VecDeque<Outgoing>,
-    events: VecDeque<PeerEvent>,
+    events: VecDeque<CallEvent>,
     next_ping_us: u64,
     ping_id: u32,
     /// Extra delay after the jitter buffer: playback ring plus the device, microseconds.
@@ -102,6 +113,8 @@ pub struct Call {
     stats: Stats,
     decrypted_since_join: u64,
     failures_since_join: u64,
+    /// Whether [`CallEvent::AudioRefused`] was said since the other person arrived.
+    refusal_said: bool,
     input_peak: f32,
     output_peak: f32,
 }
@@ -150,6 +163,7 @@ impl Call {
             },
             decrypted_since_join: 0,
             failures_since_join: 0,
+            refusal_said: false,
             input_peak: 0.0,
             output_peak: 0.0,
         }
@@ -185,6 +199,7 @@ impl Call {
         self.incoming = None;
         self.decrypted_since_join = 0;
         self.failures_since_join = 0;
+        self.refusal_said = false;
         self.send_hello();
     }
 
@@ -249,7 +264,7 @@ impl Call {
         }
         let audio = Payload::Audio(Audio {
             sample_rate: self.config.wire_rate,
-            channels: 1,
+            channels: CHANNELS,
             first_sample: self.next_sample,
             capture_time_us,
             pcm: &self.scratch_pcm,
@@ -267,10 +282,10 @@ impl Call {
 
     fn send_hello(&mut self) {
         let hello = Payload::Hello(Hello {
-            protocol_version: u16::from(line_protocol::payload::VERSION),
+            protocol_version: line_protocol::payload::PROTOCOL_VERSION,
             client: CLIENT_NAME,
             sample_rate: self.config.wire_rate,
-            channels: 1,
+            channels: CHANNELS,
             frame_duration_us: self.config.frame.micros(),
         });
         self.send_control(&hello);
@@ -291,7 +306,8 @@ impl Call {
 
     /// Encrypts `scratch_plain`, `bound` to the other side's connection or not; `None` when not
     /// connected, when a bound frame has nobody to be bound to yet, or when the sender's counter
-    /// is spent (a reconnect draws a new KID and starts over).
+    /// is spent: then the sender is dropped and [`CallEvent::SenderSpent`] asks for a new
+    /// connection, whose new KID starts over.
     fn seal(&mut self, bound: bool) -> Option<Vec<u8>> {
         let metadata = if bound {
             self.binding.outgoing()?
@@ -301,10 +317,16 @@ impl Call {
         let metadata: &[u8] = if bound { &metadata } else { &[] };
         let sender = self.sender.as_mut()?;
         let mut out = Vec::with_capacity(self.scratch_plain.len() + 32);
-        sender
-            .encrypt_with(metadata, &self.scratch_plain, &mut out)
-            .ok()?;
-        Some(out)
+        match sender.encrypt_with(metadata, &self.scratch_plain, &mut out) {
+            Ok(_) => Some(out),
+            Err(EncryptError::CounterExhausted) => {
+                self.sender = None;
+                self.events.push_back(CallEvent::SenderSpent);
+                None
+            }
+            // A payload too large for one frame: this side's own frame sizes never are.
+            Err(_) => None,
+        }
     }
 
     /// Sends a Ping when one is due; a Hello instead while the other person has not been heard
@@ -342,8 +364,8 @@ impl Call {
         self.stats.frames_dropped += 1;
     }
 
-    /// What the other side said, for the worker to act on.
-    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+    /// What happened, for the engine to act on.
+    pub fn poll_event(&mut self) -> Option<CallEvent> {
         self.events.pop_front()
     }
 
@@ -360,7 +382,7 @@ impl Call {
                         self.stats.rtt_ms =
                             now_us.saturating_sub(pong.send_time_us) as f64 / 1000.0;
                     }
-                    Payload::Bye(_) => self.events.push_back(PeerEvent::Bye),
+                    Payload::Bye(_) => self.events.push_back(CallEvent::Bye),
                     // Hello says the rate the audio frames declare anyway; late Pongs are ignored.
                     _ => {}
                 }
@@ -383,7 +405,8 @@ impl Call {
     }
 
     fn receive_audio(&mut self, now_us: u64, kid: u64, audio: &Audio<'_>) {
-        if audio.channels != 1 || audio.pcm.len() < 2 {
+        if audio.channels != CHANNELS || audio.pcm.len() < 2 {
+            self.refuse_audio(audio);
             return;
         }
         let samples = audio.pcm.len() / 2;
@@ -394,7 +417,9 @@ impl Call {
         if fresh {
             let config = JitterConfig::new(audio.sample_rate, self.config.context_rate, samples);
             let Ok(jitter) = JitterBuffer::new(config) else {
-                return; // a rate or frame size the buffer refuses: not playable
+                // A rate or frame size the jitter buffer refuses: not playable.
+                self.refuse_audio(audio);
+                return;
             };
             self.incoming = Some(Incoming {
                 rate: audio.sample_rate,
@@ -428,6 +453,18 @@ impl Call {
         let depth_us = (incoming.jitter.stats().depth_ms * 1000.0) as u64;
         let delay = now_us.saturating_sub(audio.capture_time_us) + depth_us + self.playout_delay_us;
         self.stats.mouth_to_ear_ms = delay as f64 / 1000.0;
+    }
+
+    /// Counts an authentic audio frame this side cannot play, and says so once per arrival.
+    fn refuse_audio(&mut self, audio: &Audio<'_>) {
+        self.stats.frames_refused += 1;
+        if !self.refusal_said {
+            self.refusal_said = true;
+            self.events.push_back(CallEvent::AudioRefused {
+                channels: audio.channels,
+                sample_rate: audio.sample_rate,
+            });
+        }
     }
 
     /// Fills `out` with the other side's audio at the context rate (silence when there is none).
@@ -477,6 +514,41 @@ impl Call {
         stats.input_level = core::mem::take(&mut self.input_peak);
         stats.output_level = core::mem::take(&mut self.output_peak);
         stats
+    }
+}
+
+#[cfg(test)]
+impl Call {
+    /// Replaces this connection's sender with one that has a single frame left.
+    pub(crate) fn nearly_spend_sender(&mut self) {
+        let kid = self.sender.as_ref().expect("connected").kid();
+        self.sender = Some(FrameSender::at_counter(
+            &self.leaf,
+            kid,
+            FrameSender::COUNTER_LIMIT - 1,
+        ));
+    }
+
+    /// A 10 ms audio frame of silence declaring `channels` and `sample_rate`, bound to the other
+    /// side, whatever this side could play.
+    pub(crate) fn audio_frame_for_test(
+        &mut self,
+        channels: u8,
+        sample_rate: u32,
+        first_sample: u64,
+    ) -> Vec<u8> {
+        let samples = FrameDuration::Ms10.samples(sample_rate) * usize::from(channels);
+        let pcm = vec![0u8; 2 * samples];
+        self.scratch_plain.clear();
+        Payload::Audio(Audio {
+            sample_rate,
+            channels,
+            first_sample,
+            capture_time_us: 0,
+            pcm: &pcm,
+        })
+        .encode(&mut self.scratch_plain);
+        self.seal(true).expect("bound to the other side")
     }
 }
 
@@ -820,6 +892,84 @@ mod tests {
             "{exact} of {} exact, {edits} edits",
             heard.len() - start
         );
+    }
+
+    #[test]
+    fn audio_this_side_cannot_play_is_counted_and_said_once() {
+        let (mut a, mut b) = pair([7; 32]);
+        // Stereo, and a rate above the protocol's: authentic, but not playable here.
+        for (i, (channels, rate)) in [(2, RATE), (2, RATE), (1, 400_000)].into_iter().enumerate() {
+            let frame = a.audio_frame_for_test(channels, rate, i as u64 * FRAME as u64);
+            b.receive(0, &frame);
+        }
+        let stats = b.stats();
+        assert_eq!((stats.frames_refused, stats.frames_received), (3, 0));
+        assert_eq!(
+            stats.decrypt_failures, 0,
+            "refused is not a decryption failure"
+        );
+        let events: Vec<CallEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert_eq!(
+            events,
+            [CallEvent::AudioRefused {
+                channels: 2,
+                sample_rate: RATE
+            }]
+        );
+        // Mono at a supported rate still plays, and the next arrival may be told again.
+        let frame = a.audio_frame_for_test(1, RATE, 3 * FRAME as u64);
+        b.receive(0, &frame);
+        assert_eq!(b.stats().frames_received, 1);
+        a.peer_joined();
+        b.peer_joined();
+        while let Some(out) = a.poll_transmit() {
+            b.receive(0, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(0, &out.bytes);
+        }
+        let frame = a.audio_frame_for_test(2, RATE, 4 * FRAME as u64);
+        b.receive(0, &frame);
+        assert!(matches!(
+            b.poll_event(),
+            Some(CallEvent::AudioRefused { .. })
+        ));
+        assert_eq!(b.stats().frames_refused, 4);
+    }
+
+    #[test]
+    fn a_spent_sender_asks_for_a_new_connection_and_sends_nothing_more() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.nearly_spend_sender();
+        a.capture(0, &[0.1; 3 * FRAME]);
+        let sent: Vec<Outgoing> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        assert_eq!(sent.len(), 1, "the last counter is used, then nothing");
+        b.receive(0, &sent[0].bytes);
+        assert_eq!(
+            b.stats().frames_received,
+            1,
+            "the last frame is as good as any"
+        );
+        assert_eq!(a.poll_event(), Some(CallEvent::SenderSpent));
+        assert_eq!(a.poll_event(), None, "said once");
+        a.tick(5_000_000);
+        assert!(a.poll_transmit().is_none());
+        // A new connection draws a new KID, and the call goes on.
+        a.disconnected();
+        a.connected(6_000_000, 0xA2);
+        a.peer_joined();
+        b.peer_joined();
+        while let Some(out) = a.poll_transmit() {
+            b.receive(6_000_000, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(6_000_000, &out.bytes);
+        }
+        a.capture(6_010_000, &[0.1; FRAME]);
+        for out in std::iter::from_fn(|| a.poll_transmit()) {
+            b.receive(6_010_000, &out.bytes);
+        }
+        assert_eq!(b.stats().frames_received, 2);
     }
 
     /// Every frame `from` sends while capturing `steps` frames of a tone.

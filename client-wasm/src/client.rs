@@ -23,12 +23,14 @@ use web_sys::{
 
 use crate::js_ring::JsRing;
 use crate::link::{FrameDuration, MAX_RATE, MIN_RATE};
-use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
+use crate::messages::{CallState, ClientState, EngineConfig, ErrorCode, FromWorker, ToWorker};
 use crate::page::js_error;
 
 /// Seconds of audio each ring holds: far more than the engine keeps in it, so a late worker tick
 /// never overflows capture.
 const RING_SECONDS: f64 = 0.25;
+/// The state of a client whose call is over.
+const ENDED: ClientState = ClientState::Call(CallState::Ended);
 /// How long `hangUp()` waits for the worker to say goodbye, milliseconds.
 const HANG_UP_TIMEOUT_MS: i32 = 1500;
 
@@ -63,7 +65,7 @@ export interface LineStats {
   driftErrorPpm: number | null; resampleRatioPpm: number; samplesDropped: number;
   samplesInserted: number; edits: number; mouthToEarMs: number;
   framesSent: number; framesReceived: number; framesLost: number; framesConcealed: number;
-  framesDropped: number; framesDiscarded: number; decryptFailures: number; underruns: number;
+  framesDropped: number; framesDiscarded: number; framesRefused: number; decryptFailures: number; underruns: number;
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;
   playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;
@@ -99,7 +101,7 @@ pub struct LineClient {
 
 struct Inner {
     events: EventTarget,
-    state: Cell<&'static str>,
+    state: Cell<ClientState>,
     muted: Cell<bool>,
     /// The context's output latency the engine was last told, milliseconds.
     output_latency_ms: Cell<f64>,
@@ -114,8 +116,8 @@ struct Audio {
     context: AudioContext,
     remote: GainNode,
     stream: MediaStream,
-    _capture: AudioWorkletNode,
-    _playback: AudioWorkletNode,
+    capture: AudioWorkletNode,
+    playback: AudioWorkletNode,
 }
 
 struct WorkerLink {
@@ -386,7 +388,7 @@ impl LineClient {
         LineClient {
             inner: Rc::new(Inner {
                 events: EventTarget::new().expect("EventTarget can be constructed"),
-                state: Cell::new("idle"),
+                state: Cell::new(ClientState::Idle),
                 muted: Cell::new(false),
                 output_latency_ms: Cell::new(0.0),
                 stats: RefCell::new(JsValue::NULL),
@@ -404,14 +406,14 @@ impl LineClient {
     pub fn join(&self, options: JoinOptions) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
-            if inner.state.get() != "idle" {
+            if inner.state.get() != ClientState::Idle {
                 return Err(JoinError::AlreadyJoined.into());
             }
-            inner.set_state("starting");
+            inner.set_state(ClientState::Starting);
             let result = inner.clone().start(Join::read(&options)).await;
             if result.is_err() {
                 inner.teardown();
-                inner.set_state("ended");
+                inner.set_state(ENDED);
             }
             result.map(|()| JsValue::UNDEFINED).map_err(JsValue::from)
         })
@@ -440,7 +442,7 @@ impl LineClient {
                 JsFuture::from(closed).await?;
             }
             inner.teardown();
-            inner.set_state("ended");
+            inner.set_state(ENDED);
             Ok(JsValue::UNDEFINED)
         })
     }
@@ -453,7 +455,7 @@ impl LineClient {
     /// `idle`, `starting`, `connecting`, `waiting`, `in-call`, `reconnecting` or `ended`.
     #[wasm_bindgen(getter, unchecked_return_type = "LineState")]
     pub fn state(&self) -> String {
-        self.inner.state.get().to_owned()
+        self.inner.state.get().as_str().to_owned()
     }
 
     /// The call's AudioContext (after `join`), for apps that record or visualize.
@@ -512,13 +514,13 @@ impl Default for LineClient {
 }
 
 impl Inner {
-    fn set_state(&self, state: &'static str) {
+    fn set_state(&self, state: ClientState) {
         if self.state.get() == state {
             return;
         }
         self.state.set(state);
         let detail = Object::new();
-        let _ = Reflect::set(&detail, &"state".into(), &state.into());
+        let _ = Reflect::set(&detail, &"state".into(), &state.as_str().into());
         self.dispatch("state", &detail);
     }
 
@@ -533,7 +535,8 @@ impl Inner {
 
     /// Tells the engine when the context's output latency has changed (checked with each stats
     /// message, 10 times a second): Chromium reports `outputLatency` as 0 until the device
-    /// runs, and reading it once at the start left 30 ms out of the mouth-to-ear estimate.
+    /// runs, so a figure read once at the start would leave tens of milliseconds out of the
+    /// mouth-to-ear estimate.
     fn refresh_output_latency(&self) {
         let Some(now) = self
             .audio
@@ -588,8 +591,9 @@ impl Inner {
                 }
             }
             FromWorker::State { state } => {
-                if self.state.get() != "ended" || state == CallState::Ended {
-                    self.set_state(state.as_str());
+                // After hanging up or a failed start, a late state from the worker changes nothing.
+                if !self.state.get().ended() {
+                    self.set_state(ClientState::Call(state));
                 }
             }
             FromWorker::PeerJoined => self.dispatch("peer-joined", &JsValue::NULL),
@@ -613,28 +617,58 @@ impl Inner {
         self.audio.borrow_mut().take();
     }
 
+    /// Joins: the microphone, the audio graph, the engine's worker, then its start message.
     async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
         let join = join?;
         let (ws_url, check_url) = join.urls(participant_on(join.leaf.line_id()))?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
         let worker_url = resolve("worker.js", &join.assets)?;
-
         // The microphone first: its prompt is what a person answers, and a refusal needs no audio.
         let stream = open_microphone(join.studio).await?;
         let preferred = join.context_rate.unwrap_or(join.rate);
-        let (context, source) = match connect_at(Some(preferred), &stream, &worklet_url).await {
+        let rings = self.build_audio(stream, preferred, &worklet_url).await?;
+        self.link_worker(&worker_url).await?;
+        let config = EngineConfig {
+            ws_url,
+            check_url,
+            leaf: join.leaf.to_string(),
+            wire_rate: join.rate,
+            frame_us: join.frame.micros(),
+            context_rate: rings.context_rate,
+            output_latency_ms: self.output_latency_ms.get(),
+            ring_capacity: rings.capacity,
+            shared: rings.shared,
+            muted: self.muted.get(),
+        };
+        self.post_start(config, &rings)
+    }
+
+    /// The AudioContext with the microphone, the two worklet nodes and the rings between them and
+    /// the engine, running; kept in `self.audio`.
+    async fn build_audio(
+        &self,
+        stream: MediaStream,
+        preferred_rate: u32,
+        worklet_url: &str,
+    ) -> Result<Rings, JoinError> {
+        let (context, source) = match connect_at(Some(preferred_rate), &stream, worklet_url).await {
             Ok(pair) => pair,
             // Firefox will not connect a microphone to a context at another rate: run at the
             // device's rate and let the engine resample.
-            Err(_) => connect_at(None, &stream, &worklet_url)
+            Err(_) => connect_at(None, &stream, worklet_url)
                 .await
                 .map_err(JoinError::audio)?,
         };
         let context_rate = context.sample_rate() as u32;
         let shared = is_cross_origin_isolated();
         let capacity = (f64::from(context_rate) * RING_SECONDS) as u32 + 1;
-        let capture_ring = JsRing::allocate(capacity, shared).buffer().clone();
-        let playback_ring = JsRing::allocate(capacity, shared).buffer().clone();
+        let rings = Rings {
+            capture: JsRing::allocate(capacity, shared).buffer().clone(),
+            playback: JsRing::allocate(capacity, shared).buffer().clone(),
+            capacity,
+            shared,
+            context_rate,
+        };
         let ring_or_null = |ring: &Object| {
             if shared {
                 ring.clone().into()
@@ -642,12 +676,11 @@ impl Inner {
                 JsValue::NULL
             }
         };
-
         let capture = worklet_node(
             &context,
             "line-capture",
             1,
-            &ring_or_null(&capture_ring),
+            &ring_or_null(&rings.capture),
             capacity,
         )
         .map_err(JoinError::audio)?;
@@ -655,7 +688,7 @@ impl Inner {
             &context,
             "line-playback",
             0,
-            &ring_or_null(&playback_ring),
+            &ring_or_null(&rings.playback),
             capacity,
         )
         .map_err(JoinError::audio)?;
@@ -676,20 +709,23 @@ impl Inner {
         JsFuture::from(context.resume().map_err(JoinError::audio)?)
             .await
             .map_err(JoinError::audio)?;
-        let output_latency_ms = output_latency_ms(&context);
-        self.output_latency_ms.set(output_latency_ms);
+        self.output_latency_ms.set(output_latency_ms(&context));
         *self.audio.borrow_mut() = Some(Audio {
             context,
             remote,
             stream,
-            _capture: capture.clone(),
-            _playback: playback.clone(),
+            capture,
+            playback,
         });
+        Ok(rings)
+    }
 
+    /// Starts the engine's worker and waits until its module has loaded.
+    async fn link_worker(self: &Rc<Self>, worker_url: &str) -> Result<(), JoinError> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let worker = Worker::new_with_options(&worker_url, &options).map_err(JoinError::audio)?;
-        let me = Rc::downgrade(&self);
+        let worker = Worker::new_with_options(worker_url, &options).map_err(JoinError::audio)?;
+        let me = Rc::downgrade(self);
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             if let Some(inner) = me.upgrade() {
                 inner.on_worker_message(&event);
@@ -702,27 +738,26 @@ impl Inner {
             _on_message: on_message,
         });
         JsFuture::from(ready).await.map_err(JoinError::audio)?;
+        Ok(())
+    }
 
-        let config = EngineConfig {
-            ws_url,
-            check_url,
-            leaf: join.leaf.to_string(),
-            wire_rate: join.rate,
-            frame_us: join.frame.micros(),
-            context_rate,
-            output_latency_ms,
-            ring_capacity: capacity,
-            shared,
-            muted: self.muted.get(),
-        };
+    /// Posts the engine its start message with the rings, or without shared memory one end of a
+    /// channel per worklet node (the node gets the other end).
+    fn post_start(&self, config: EngineConfig, rings: &Rings) -> Result<(), JoinError> {
         let extra = Object::new();
         let transfer = Array::new();
-        if shared {
-            let _ = Reflect::set(&extra, &"capture".into(), &capture_ring);
-            let _ = Reflect::set(&extra, &"playback".into(), &playback_ring);
+        if rings.shared {
+            let _ = Reflect::set(&extra, &"capture".into(), &rings.capture);
+            let _ = Reflect::set(&extra, &"playback".into(), &rings.playback);
         } else {
-            // No shared memory: each worklet node gets one end of a channel, the worker the other.
-            for (node, name) in [(&capture, "capturePort"), (&playback, "playbackPort")] {
+            let audio = self.audio.borrow();
+            let audio = audio.as_ref().ok_or_else(|| {
+                JoinError::Audio("the audio graph went away while joining".to_owned())
+            })?;
+            for (node, name) in [
+                (&audio.capture, "capturePort"),
+                (&audio.playback, "playbackPort"),
+            ] {
                 let channel = MessageChannel::new().map_err(JoinError::audio)?;
                 let to_node = Object::new();
                 let _ = Reflect::set(&to_node, &"port".into(), &channel.port1());
@@ -738,6 +773,18 @@ impl Inner {
         self.post(&ToWorker::Start(config), Some((&extra, &transfer)));
         Ok(())
     }
+}
+
+/// The rings between the worklet nodes and the engine, for the engine's start message.
+struct Rings {
+    capture: Object,
+    playback: Object,
+    /// Slots in each ring.
+    capacity: u32,
+    /// Whether they are `SharedArrayBuffer`s (else MessagePorts carry the audio).
+    shared: bool,
+    /// The AudioContext's rate, which the rings run at.
+    context_rate: u32,
 }
 
 fn message_detail(message: &FromWorker) -> JsValue {

@@ -5,11 +5,13 @@
 //! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
 //! and the worker through the shared rings of [`ring`].
 //!
-//! The plain-Rust parts ([`call`], [`link`], [`liveness`], [`ring`], [`resample`], [`qr`],
-//! [`messages`], [`playback_fill`]) build and test natively; the browser glue builds only for
+//! The plain-Rust parts ([`call`], [`engine`], [`link`], [`liveness`], [`ring`], [`resample`],
+//! [`qr`], [`messages`], [`playback_fill`]) build and test natively: every decision of the engine
+//! lives there. The browser glue, which only moves bytes, samples and events, builds only for
 //! wasm32.
 
 pub mod call;
+pub mod engine;
 pub mod link;
 pub mod liveness;
 pub mod messages;
@@ -19,11 +21,15 @@ pub mod resample;
 pub mod ring;
 
 #[cfg(target_arch = "wasm32")]
+mod audio_io;
+#[cfg(target_arch = "wasm32")]
 mod client;
 #[cfg(target_arch = "wasm32")]
 pub mod js_ring;
 #[cfg(target_arch = "wasm32")]
 mod page;
+#[cfg(target_arch = "wasm32")]
+mod timers;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

@@ -5,64 +5,9 @@
 
 use core::fmt;
 
-/// The wire rate when the link says nothing: 200 kHz.
-pub const DEFAULT_RATE: u32 = 200_000;
-/// The wire rate of `&mobile=1` links.
-pub const MOBILE_RATE: u32 = 48_000;
-/// The lowest `&rate=` a link may ask for.
-pub const MIN_RATE: u32 = 8_000;
-/// The highest `&rate=` a link may ask for.
-pub const MAX_RATE: u32 = 384_000;
+pub use line_protocol::audio::{DEFAULT_RATE, FrameDuration, MAX_RATE, MIN_RATE, MOBILE_RATE};
 /// The fragment that asks the page to make a new leaf key.
 pub const GENERATE_FRAGMENT: &str = "generate_leaf";
-
-/// How much audio one frame carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FrameDuration {
-    /// 2.5 ms.
-    Ms2_5,
-    /// 5 ms.
-    Ms5,
-    /// 10 ms, the default.
-    Ms10,
-    /// 20 ms.
-    Ms20,
-}
-
-impl FrameDuration {
-    /// The duration in microseconds.
-    #[must_use]
-    pub fn micros(self) -> u32 {
-        match self {
-            Self::Ms2_5 => 2_500,
-            Self::Ms5 => 5_000,
-            Self::Ms10 => 10_000,
-            Self::Ms20 => 20_000,
-        }
-    }
-
-    /// The duration in milliseconds.
-    #[must_use]
-    pub fn millis(self) -> f64 {
-        f64::from(self.micros()) / 1000.0
-    }
-
-    /// Samples in one frame at `rate` Hz (rounded down; every allowed rate divides evenly except
-    /// odd rates at 2.5 ms).
-    #[must_use]
-    pub fn samples(self, rate: u32) -> usize {
-        (u64::from(rate) * u64::from(self.micros()) / 1_000_000) as usize
-    }
-
-    /// The duration from milliseconds, if it is one of 2.5, 5, 10 and 20.
-    #[must_use]
-    pub fn from_millis(ms: f64) -> Option<Self> {
-        [Self::Ms2_5, Self::Ms5, Self::Ms10, Self::Ms20]
-            .into_iter()
-            .find(|d| d.millis() == ms)
-    }
-}
 
 /// What the link's fragment asks for.
 #[derive(Clone, PartialEq, Eq)]
@@ -164,7 +109,7 @@ impl Link {
             query: query.to_owned(),
             api_key: None,
             rate: DEFAULT_RATE,
-            frame: FrameDuration::Ms10,
+            frame: FrameDuration::DEFAULT,
             studio: false,
             mobile: false,
             fragment: parse_fragment(fragment)?,

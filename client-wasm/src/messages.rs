@@ -84,6 +84,35 @@ impl CallState {
     }
 }
 
+/// Where a `LineClient` is: before its engine runs, then the engine's call state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientState {
+    /// Made, not joined.
+    Idle,
+    /// Joining: the microphone, the audio graph and the worker are starting.
+    Starting,
+    /// The engine runs (or has ended).
+    Call(CallState),
+}
+
+impl ClientState {
+    /// The name used in `state` events and `LineClient.state` (`idle`, `in-call`, ...).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Starting => "starting",
+            Self::Call(state) => state.as_str(),
+        }
+    }
+
+    /// Whether the call is over: hung up, failed to start, or stopped by the engine.
+    #[must_use]
+    pub fn ended(self) -> bool {
+        self == Self::Call(CallState::Ended)
+    }
+}
+
 /// From the worker to the page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -153,6 +182,8 @@ pub enum ErrorCode {
     AudioFailed,
     /// Every frame from the other side fails decryption.
     CannotDecrypt,
+    /// The other side sends audio this page cannot play (another channel count or rate).
+    UnsupportedAudio,
     /// The uplink cannot carry this rate; frames are being dropped.
     TooSlow,
     /// The server cannot be reached.
@@ -217,6 +248,9 @@ pub struct Stats {
     pub frames_dropped: u64,
     /// Incoming frames the jitter buffer discarded (late, duplicate, or to catch up).
     pub frames_discarded: u64,
+    /// Authentic audio frames this side cannot play (more than one channel, a rate outside what
+    /// the protocol allows): counted, and reported once as `unsupported-audio`.
+    pub frames_refused: u64,
     /// Frames from the other side that failed decryption.
     pub decrypt_failures: u64,
     /// Frames refused as replays (a counter seen before) or as our own frames reflected back.
@@ -251,6 +285,36 @@ pub struct Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_states_have_the_names_of_the_js_api() {
+        let names: Vec<&str> = [
+            ClientState::Idle,
+            ClientState::Starting,
+            ClientState::Call(CallState::Connecting),
+            ClientState::Call(CallState::Waiting),
+            ClientState::Call(CallState::InCall),
+            ClientState::Call(CallState::Reconnecting),
+            ClientState::Call(CallState::Ended),
+        ]
+        .into_iter()
+        .map(ClientState::as_str)
+        .collect();
+        assert_eq!(
+            names,
+            [
+                "idle",
+                "starting",
+                "connecting",
+                "waiting",
+                "in-call",
+                "reconnecting",
+                "ended"
+            ]
+        );
+        assert!(ClientState::Call(CallState::Ended).ended());
+        assert!(!ClientState::Idle.ended());
+    }
 
     #[test]
     fn messages_have_stable_wire_names() {

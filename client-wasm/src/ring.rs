@@ -12,8 +12,9 @@
 //!
 //! One slot always stays empty, so `read == write` means empty and the ring holds at most
 //! `capacity - 1` samples. Indices are loaded and stored with `Atomics` (sequentially consistent),
-//! the data is written before the index that publishes it. The same algorithm is written in
-//! JavaScript in the worklet; the two must stay identical.
+//! the data is written before the index that publishes it. The worklet's end is written in
+//! JavaScript (`www/ring.js`); both are tested against one table of cases,
+//! `client-wasm/tests/ring_cases.json` (here natively, there under `node:test`).
 //!
 //! This module is plain Rust: [`RingMemory`] abstracts where the indices and samples live, so the
 //! logic is tested natively with [`HeapRing`] and in the browser over typed arrays
@@ -249,6 +250,62 @@ mod tests {
         let mut out = [0.0; 5];
         assert_eq!(consumer.pop(&mut out), 5);
         assert_eq!(out.as_slice(), ramp(100, 5).as_slice());
+    }
+
+    /// One step of a case in `tests/ring_cases.json`.
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Op {
+        Push { push: usize, wrote: usize },
+        Pop { pop: usize, read: usize },
+    }
+
+    /// A case; its `xruns` are what the worklet's end counts (`www/ring.js`). These ends count
+    /// none: the worker writes what fits and reads what is there.
+    #[derive(serde::Deserialize)]
+    struct Case {
+        name: String,
+        capacity: usize,
+        ops: Vec<Op>,
+        indices: [usize; 2],
+    }
+
+    #[test]
+    fn the_cases_shared_with_the_worklets_ring() {
+        let cases: Vec<Case> = serde_json::from_str(include_str!("../tests/ring_cases.json"))
+            .expect("the shared ring cases parse");
+        assert!(cases.len() >= 5);
+        for case in cases {
+            let ring = HeapRing::new(case.capacity);
+            let producer = Producer::new(&ring);
+            let consumer = Consumer::new(&ring);
+            let (mut next_in, mut next_out) = (0, 0);
+            for op in case.ops {
+                match op {
+                    Op::Push { push, wrote } => {
+                        assert_eq!(producer.push(&ramp(next_in, push)), wrote, "{}", case.name);
+                        next_in += wrote;
+                    }
+                    Op::Pop { pop, read } => {
+                        let mut out = vec![-1.0; pop];
+                        assert_eq!(consumer.pop(&mut out), read, "{}", case.name);
+                        assert_eq!(
+                            &out[..read],
+                            ramp(next_out, read).as_slice(),
+                            "{}",
+                            case.name
+                        );
+                        next_out += read;
+                    }
+                }
+            }
+            assert_eq!(
+                [ring.read.get(), ring.write.get()],
+                case.indices,
+                "{}",
+                case.name
+            );
+        }
     }
 
     #[test]

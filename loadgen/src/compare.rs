@@ -1,5 +1,5 @@
-//! The whole relay comparison of issue 7: line-server against the Node `ws` relay and the raw-TCP
-//! relay, plus memory per call and a soak on line-server, with each goal next to its figure.
+//! The whole relay comparison of BENCHMARKS.md's goals: line-server against the Node `ws` relay
+//! and the raw-TCP relay, plus memory per call and a soak on line-server, with each goal next to its figure.
 
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ pub struct CompareConfig {
     pub rss_every: Duration,
 }
 
-/// Issue 7's goals for the relay, each with its measured figure.
+/// The relay's goals (BENCHMARKS.md, Goals), each with its measured figure.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Goals {
     /// line-server's capacity / the Node relay's (goal: >= 2).

@@ -189,7 +189,7 @@ struct CompareArgs {
     /// Calls during the soak (0: no soak)
     #[arg(long, default_value_t = 50)]
     soak_calls: usize,
-    /// Seconds of the soak (the 10 minutes by default)
+    /// Seconds of the soak (10 minutes by default, as the memory goal says)
     #[arg(long, default_value_t = 600)]
     soak_secs: u64,
     /// Write everything as JSON here

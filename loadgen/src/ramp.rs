@@ -33,7 +33,7 @@ pub struct RampConfig {
 }
 
 impl Default for RampConfig {
-    /// p99 <= 2 ms (issue 7), from 8 calls up to 4096.
+    /// p99 <= 2 ms (BENCHMARKS.md, Goals), from 8 calls up to 4096.
     fn default() -> Self {
         Self {
             p99_limit: Duration::from_millis(2),

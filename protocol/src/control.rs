@@ -29,7 +29,7 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The client sent a binary frame that is not an SFrame frame.
     pub const MALFORMED: u16 = 4400;
-    /// No frame and no pong for the idle timeout.
+    /// No frame and no pong for [`keepalive::IDLE_TIMEOUT_SECS`](super::keepalive::IDLE_TIMEOUT_SECS).
     pub const IDLE: u16 = 4408;
     /// A newer connection of the same participant took this socket's slot (a changed network).
     /// A client that still uses that socket should not reconnect: its call goes on elsewhere.
@@ -37,6 +37,16 @@ pub mod close_code {
     /// Nobody else joined the line within the server's waiting limit (hours): the client may
     /// offer to wait again.
     pub const WAITED_TOO_LONG: u16 = 4410;
+}
+
+/// How the relay tells a live socket from a dead one. A client needs to do nothing for it: every
+/// browser answers WebSocket pings by itself, and any frame counts too.
+pub mod keepalive {
+    /// The relay sends a WebSocket ping this often, seconds.
+    pub const PING_INTERVAL_SECS: u64 = 10;
+    /// A socket that sent no frame and no pong for this long is closed with
+    /// [`close_code::IDLE`](super::close_code::IDLE), seconds.
+    pub const IDLE_TIMEOUT_SECS: u64 = 30;
 }
 
 /// A message from the relay to one client.

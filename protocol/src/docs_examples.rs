@@ -188,3 +188,195 @@ fn docs_examples() {
         assert!(PROTOCOL_MD.contains(&alloc::format!("`{}`", message.to_json())));
     }
 }
+
+/// The rows of a markdown table whose header row starts with `| {first_header} |`, cells trimmed.
+fn table(first_header: &str) -> Vec<Vec<&'static str>> {
+    let header = alloc::format!("| {first_header} |");
+    let mut lines = PROTOCOL_MD.lines().skip_while(|l| !l.starts_with(&header));
+    assert!(lines.next().is_some(), "no table headed {header}");
+    lines
+        .skip(1) // the |---| line
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
+        .collect()
+}
+
+/// Every wire constant of the crate, by the name appendix A gives it.
+fn wire_constants() -> BTreeMap<&'static str, u64> {
+    use crate::audio::{self, FrameDuration};
+    use crate::control::{close_code, keepalive};
+    use crate::join::status;
+
+    let mut known: BTreeMap<&str, u64> = [
+        ("MAX_FRAME_LEN", crate::MAX_FRAME_LEN as u64),
+        ("leaf::LeafKey::LEN", LeafKey::LEN as u64),
+        ("leaf::LeafKey::TEXT_LEN", LeafKey::TEXT_LEN as u64),
+        ("audio::DEFAULT_RATE", u64::from(audio::DEFAULT_RATE)),
+        ("audio::MOBILE_RATE", u64::from(audio::MOBILE_RATE)),
+        ("line_id::LineId::LEN", crate::line_id::LineId::LEN as u64),
+        (
+            "line_id::LineId::TEXT_LEN",
+            crate::line_id::LineId::TEXT_LEN as u64,
+        ),
+        ("join::JoinToken::LEN", JoinToken::LEN as u64),
+        (
+            "join::ParticipantId::LEN",
+            crate::join::ParticipantId::LEN as u64,
+        ),
+        ("sframe::SUITE", u64::from(SUITE.id())),
+        ("sframe::TAG_LEN", crate::sframe::TAG_LEN as u64),
+        ("sframe::NONCE_LEN", crate::sframe::NONCE_LEN as u64),
+        ("header::Header::MAX_LEN", Header::MAX_LEN as u64),
+        (
+            "sframe::FrameSender::COUNTER_LIMIT",
+            FrameSender::COUNTER_LIMIT,
+        ),
+        (
+            "replay::ReplayWindow::SIZE",
+            crate::replay::ReplayWindow::SIZE,
+        ),
+        (
+            "sframe::FrameReceiver::KEY_CACHE",
+            FrameReceiver::KEY_CACHE as u64,
+        ),
+        (
+            "sframe::FrameReceiver::REMEMBERED_KIDS",
+            FrameReceiver::REMEMBERED_KIDS as u64,
+        ),
+        ("binding::METADATA_LEN", crate::binding::METADATA_LEN as u64),
+        ("payload::VERSION", u64::from(crate::payload::VERSION)),
+        (
+            "payload::PROTOCOL_VERSION",
+            u64::from(crate::payload::PROTOCOL_VERSION),
+        ),
+        (
+            "payload::AUDIO_HEADER_LEN",
+            crate::payload::AUDIO_HEADER_LEN as u64,
+        ),
+        ("audio::CHANNELS", u64::from(audio::CHANNELS)),
+        ("audio::MIN_RATE", u64::from(audio::MIN_RATE)),
+        ("audio::MAX_RATE", u64::from(audio::MAX_RATE)),
+        (
+            "audio::FrameDuration::Ms2_5",
+            u64::from(FrameDuration::Ms2_5.micros()),
+        ),
+        (
+            "audio::FrameDuration::Ms5",
+            u64::from(FrameDuration::Ms5.micros()),
+        ),
+        (
+            "audio::FrameDuration::Ms10",
+            u64::from(FrameDuration::Ms10.micros()),
+        ),
+        (
+            "audio::FrameDuration::Ms20",
+            u64::from(FrameDuration::Ms20.micros()),
+        ),
+        (
+            "audio::FrameDuration::DEFAULT",
+            u64::from(FrameDuration::DEFAULT.micros()),
+        ),
+        ("join::status::BAD_REQUEST", u64::from(status::BAD_REQUEST)),
+        (
+            "join::status::API_KEY_REFUSED",
+            u64::from(status::API_KEY_REFUSED),
+        ),
+        (
+            "join::status::ORIGIN_REFUSED",
+            u64::from(status::ORIGIN_REFUSED),
+        ),
+        ("join::status::LINE_FULL", u64::from(status::LINE_FULL)),
+        ("join::status::WRONG_TOKEN", u64::from(status::WRONG_TOKEN)),
+        ("join::status::TOO_MANY", u64::from(status::TOO_MANY)),
+        ("join::status::SERVER_FULL", u64::from(status::SERVER_FULL)),
+        (
+            "control::keepalive::PING_INTERVAL_SECS",
+            keepalive::PING_INTERVAL_SECS,
+        ),
+        (
+            "control::keepalive::IDLE_TIMEOUT_SECS",
+            keepalive::IDLE_TIMEOUT_SECS,
+        ),
+        ("control::close_code::NORMAL", u64::from(close_code::NORMAL)),
+        (
+            "control::close_code::GOING_AWAY",
+            u64::from(close_code::GOING_AWAY),
+        ),
+        (
+            "control::close_code::UNSUPPORTED_DATA",
+            u64::from(close_code::UNSUPPORTED_DATA),
+        ),
+        (
+            "control::close_code::TOO_BIG",
+            u64::from(close_code::TOO_BIG),
+        ),
+        (
+            "control::close_code::MALFORMED",
+            u64::from(close_code::MALFORMED),
+        ),
+        ("control::close_code::IDLE", u64::from(close_code::IDLE)),
+        (
+            "control::close_code::TAKEN_OVER",
+            u64::from(close_code::TAKEN_OVER),
+        ),
+        (
+            "control::close_code::WAITED_TOO_LONG",
+            u64::from(close_code::WAITED_TOO_LONG),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    #[cfg(feature = "std")]
+    known.insert(
+        "jitter::MAX_FRAME_MS",
+        u64::from(crate::jitter::MAX_FRAME_MS),
+    );
+    known
+}
+
+/// A number as appendix A writes it: decimal, or hex with `0x`.
+fn number(text: &str) -> u64 {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    }
+    .unwrap_or_else(|_| panic!("{text} is not a number"))
+}
+
+#[test]
+fn every_constant_the_spec_names_is_the_crates() {
+    let mut known = wire_constants();
+    for row in table("name in `line-protocol`") {
+        let name = row[0].trim_matches('`');
+        if cfg!(not(feature = "std")) && name.starts_with("jitter::") {
+            continue;
+        }
+        let value = known.remove(name).unwrap_or_else(|| {
+            panic!("appendix A names {name}, which the crate has not (or twice)")
+        });
+        assert_eq!(number(row[1]), value, "appendix A: {name}");
+    }
+    assert!(
+        known.is_empty(),
+        "constants without a row in appendix A: {known:?}"
+    );
+
+    // The tables a client acts on list exactly the crate's statuses and close codes.
+    let wire = wire_constants();
+    let of = |prefix: &str| -> Vec<u64> {
+        let mut values: Vec<u64> = wire
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(_, v)| *v)
+            .collect();
+        values.sort_unstable();
+        values
+    };
+    let first_column = |header: &str| -> Vec<u64> {
+        let mut values: Vec<u64> = table(header).iter().map(|row| number(row[0])).collect();
+        values.sort_unstable();
+        values
+    };
+    assert_eq!(first_column("status"), of("join::status::"));
+    assert_eq!(first_column("code"), of("control::close_code::"));
+}

@@ -33,9 +33,26 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq as _;
 
-/// The HTTP status with which the relay refuses a socket whose join token is not the line's: the
-/// line is in use by people with another link.
-pub const WRONG_TOKEN_STATUS: u16 = 423;
+/// The HTTP statuses with which the relay refuses a WebSocket upgrade, one list for the relay and
+/// the client. The relay answers a plain `GET` of the same URL with the same status, so a client,
+/// which sees a refused upgrade only as a failed WebSocket, can ask why.
+pub mod status {
+    /// `line`, `join` or `participant` is missing or malformed (also what a plain `GET` without
+    /// the upgrade headers gets once every check passed).
+    pub const BAD_REQUEST: u16 = 400;
+    /// `apikey` is missing or wrong.
+    pub const API_KEY_REFUSED: u16 = 401;
+    /// The `Origin` header is not one the relay allows.
+    pub const ORIGIN_REFUSED: u16 = 403;
+    /// Both slots of the line are held by other participants.
+    pub const LINE_FULL: u16 = 409;
+    /// The join token is not the line's: the line is in use by people with another link.
+    pub const WRONG_TOKEN: u16 = 423;
+    /// Too many failed API keys from this client, or too many sockets from its address.
+    pub const TOO_MANY: u16 = 429;
+    /// The relay holds as many lines as it may.
+    pub const SERVER_FULL: u16 = 503;
+}
 
 /// Bytes in a join token or a participant id.
 const LEN: usize = 16;

@@ -23,6 +23,7 @@ extern crate alloc;
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+pub mod audio;
 pub mod binding;
 pub mod control;
 #[cfg(test)]

@@ -19,8 +19,13 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-/// The payload format version this crate writes and reads.
+/// The payload format version this crate writes and reads: the first byte of every payload.
 pub const VERSION: u8 = 1;
+
+/// The protocol version a [`Hello`] announces: the highest this crate speaks. It is the same
+/// number as [`VERSION`]; a later protocol that changes the payloads raises both, and two peers
+/// speak the lower of the two versions their Hellos announce.
+pub const PROTOCOL_VERSION: u16 = VERSION as u16;
 
 /// Bytes before the PCM of an [`Audio`] payload.
 pub const AUDIO_HEADER_LEN: usize = 23;

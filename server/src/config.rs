@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use line_protocol::control::keepalive;
+
 use crate::apikey::ApiKey;
 use crate::net::IpNet;
 use crate::outbox::QueueLimits;
@@ -147,8 +149,8 @@ impl Default for Limits {
             max_lines: 10_000,
             max_frame_len: line_protocol::MAX_FRAME_LEN,
             queue: QueueLimits::default(),
-            ping_interval: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(keepalive::PING_INTERVAL_SECS),
+            idle_timeout: Duration::from_secs(keepalive::IDLE_TIMEOUT_SECS),
             auth_failures: 10,
             auth_window: Duration::from_secs(60),
             auth_clients: 65_536,

@@ -28,7 +28,18 @@ impl DropReason {
 }
 
 /// HTTP statuses with which `/ws` refuses an upgrade.
-const REFUSED_STATUSES: [u16; 7] = [400, 401, 403, 409, 423, 429, 503];
+const REFUSED_STATUSES: [u16; 7] = {
+    use line_protocol::join::status::*;
+    [
+        BAD_REQUEST,
+        API_KEY_REFUSED,
+        ORIGIN_REFUSED,
+        LINE_FULL,
+        WRONG_TOKEN,
+        TOO_MANY,
+        SERVER_FULL,
+    ]
+};
 
 /// The server's counters and gauges.
 #[derive(Debug, Default)]

@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use line_protocol::join::{JoinToken, ParticipantId};
+use line_protocol::join::{JoinToken, ParticipantId, status};
 use line_protocol::line_id::LineId;
 
 use crate::AppState;
@@ -131,26 +131,25 @@ struct Refusal {
 }
 
 impl Refusal {
-    const fn new(status: StatusCode, reason: &'static str) -> Self {
+    /// `status` is one of [`line_protocol::join::status`]: the list the client reads too.
+    fn new(status: u16, reason: &'static str) -> Self {
+        let status = StatusCode::from_u16(status).expect("the protocol's statuses are valid");
         Self { status, reason }
     }
 
     /// The refusal for a line the socket cannot join.
     fn join(error: JoinError) -> Self {
         match error {
-            JoinError::LineFull => Self::new(
-                StatusCode::CONFLICT,
-                "this line already has two people on it",
-            ),
+            JoinError::LineFull => {
+                Self::new(status::LINE_FULL, "this line already has two people on it")
+            }
             JoinError::WrongToken => Self::new(
-                StatusCode::from_u16(line_protocol::join::WRONG_TOKEN_STATUS)
-                    .expect("a valid status"),
+                status::WRONG_TOKEN,
                 "this line is in use by people with another link (wrong join token)",
             ),
-            JoinError::TooManyLines => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server full, try again later",
-            ),
+            JoinError::TooManyLines => {
+                Self::new(status::SERVER_FULL, "server full, try again later")
+            }
         }
     }
 
@@ -253,33 +252,30 @@ fn check(
         state.metrics.auth_failed();
         return Err(if blocked {
             Refusal::new(
-                StatusCode::TOO_MANY_REQUESTS,
+                status::TOO_MANY,
                 "too many failed api key attempts, wait a minute",
             )
         } else {
-            Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong api key")
+            Refusal::new(status::API_KEY_REFUSED, "missing or wrong api key")
         });
     }
     if !state.origins.allows(headers) {
-        return Err(Refusal::new(StatusCode::FORBIDDEN, "origin not allowed"));
+        return Err(Refusal::new(status::ORIGIN_REFUSED, "origin not allowed"));
     }
     let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) else {
         return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
+            status::BAD_REQUEST,
             "line must be 22 characters of base64url",
         ));
     };
-    let joiner = joiner(params).map_err(|reason| Refusal::new(StatusCode::BAD_REQUEST, reason))?;
+    let joiner = joiner(params).map_err(|reason| Refusal::new(status::BAD_REQUEST, reason))?;
     // Checked again, atomically, when joining; this early look is for a plain GET, whose
     // missing upgrade would otherwise hide that the line is full or bound to another token.
     state.registry.check(line, &joiner).map_err(Refusal::join)?;
     let client_slot = state
         .sockets_per_client
         .try_acquire(ClientGroup::of(ip))
-        .ok_or(Refusal::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many connections from your address",
-        ))?;
+        .ok_or_else(|| Refusal::new(status::TOO_MANY, "too many connections from your address"))?;
     Ok(Admitted {
         line,
         joiner,

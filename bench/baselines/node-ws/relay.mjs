@@ -1,4 +1,4 @@
-// The relay most people would write for line, as a benchmark baseline (issue 7): Node.js with the
+// The relay most people would write for line, as a benchmark baseline (BENCHMARKS.md, Goals): Node.js with the
 // `ws` package and line-server's wire. GET /ws?apikey=KEY&line=LINE_ID upgrades (401 wrong key,
 // 400 bad line id, 409 when the line has two peers); the first peer hears {"type":"waiting"}, both
 // hear {"type":"peer-joined"} when the second arrives, the one who stays hears {"type":"peer-left"};

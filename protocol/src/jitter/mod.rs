@@ -105,10 +105,7 @@ use latency::LatencyControl;
 use resample::RateConverter;
 use target::TargetDelay;
 
-/// Lowest sample rate accepted on either side.
-pub const MIN_RATE: u32 = 8_000;
-/// Highest sample rate accepted on either side.
-pub const MAX_RATE: u32 = 384_000;
+pub use crate::audio::{MAX_RATE, MIN_RATE};
 /// Longest frame accepted, in milliseconds.
 pub const MAX_FRAME_MS: u32 = 200;
 /// Longest [`JitterConfig::capacity_ms`] accepted, in milliseconds.

@@ -345,10 +345,13 @@ impl fmt::Debug for FrameReceiver {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 impl FrameSender {
-    /// A sender whose counter starts at `next_ctr`, to test the limit without 2^32 frames.
-    pub(crate) fn at_counter(leaf: &LeafKey, kid: u64, next_ctr: u64) -> Self {
+    /// A sender whose counter starts at `next_ctr`, to test the limit without 2^32 frames. Only
+    /// for tests (the `test-support` feature): a sender that does not start at 0 could reuse a
+    /// nonce.
+    #[doc(hidden)]
+    pub fn at_counter(leaf: &LeafKey, kid: u64, next_ctr: u64) -> Self {
         Self::starting_at(leaf, kid, next_ctr)
     }
 }
