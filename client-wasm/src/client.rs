@@ -67,6 +67,7 @@ export interface LineStats {
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;
   playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;
+  uplinkBacklogMs: number;
 }
 
 /** Events: "state" {state}, "peer-joined", "peer-left", "error" {code, message, fatal}, "stats" LineStats. */

@@ -6,8 +6,8 @@
 //! and the worker through the shared rings of [`ring`].
 //!
 //! The plain-Rust parts ([`call`], [`link`], [`liveness`], [`ring`], [`resample`], [`qr`],
-//! [`messages`], [`playback_fill`]) build and test natively; the browser glue builds only for
-//! wasm32.
+//! [`messages`], [`playback_fill`], [`uplink`]) build and test natively; the browser glue builds
+//! only for wasm32.
 
 pub mod call;
 pub mod link;
@@ -17,6 +17,7 @@ pub mod playback_fill;
 pub mod qr;
 pub mod resample;
 pub mod ring;
+pub mod uplink;
 
 #[cfg(target_arch = "wasm32")]
 mod client;

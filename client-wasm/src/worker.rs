@@ -27,6 +27,7 @@ use crate::liveness::{Liveness, Verdict};
 use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, ToWorker};
 use crate::playback_fill::PlaybackFill;
 use crate::ring::{Consumer, Producer, WRITE_SLOT};
+use crate::uplink::{Uplink, too_slow_message};
 
 /// How often the engine moves samples when it cannot follow the audio clock (no shared memory
 /// or no `Atomics.waitAsync`), in milliseconds (browsers clamp worker timers near 4 ms).
@@ -35,9 +36,6 @@ const TICK_MS: i32 = 4;
 const WAKE_TIMEOUT_MS: f64 = 20.0;
 /// How often stats go to the page, microseconds.
 const STATS_INTERVAL_US: u64 = 100_000;
-/// Audio the socket may hold unsent before audio frames are dropped, microseconds: a time, not
-/// a frame count, so that 2.5 ms frames ride out the same network-thread hiccup as 10 ms ones.
-const BACKPRESSURE_US: f64 = 30_000.0;
 /// Reconnect delays grow from this, doubling, milliseconds...
 const BACKOFF_START_MS: f64 = 500.0;
 /// ...up to this.
@@ -314,6 +312,8 @@ struct Engine {
     /// A received frame, copied out of its ArrayBuffer; reused so receiving allocates nothing.
     receive_scratch: Vec<u8>,
     fill: PlaybackFill,
+    /// Whether the socket keeps up with the audio, judged over time.
+    uplink: Uplink,
     /// Lowest playback-ring fill seen at a wake since the last stats, samples.
     playback_fill_low: Option<usize>,
     /// When the engine last woke, and the longest gap between wakes since the last stats.
@@ -401,6 +401,7 @@ impl Engine {
                 receive_scratch: Vec::new(),
                 play_scratch: Vec::new(),
                 fill: PlaybackFill::default(),
+                uplink: Uplink::new(config.wire_rate, config.frame_us),
                 playback_fill_low: None,
                 last_wake_us: 0,
                 wake_gap_us: 0,
@@ -511,6 +512,7 @@ impl Engine {
         self.ever_open = true;
         self.attempts = 0;
         self.refused_upgrades = 0;
+        self.uplink.reset();
         self.call.connected(now_us(), random_kid());
         self.flush();
     }
@@ -790,11 +792,8 @@ impl Engine {
             while self.call.poll_transmit().is_some() {}
             return;
         };
-        let frame_us = f64::from(self.config.frame_us);
-        let limit = (2.0 * f64::from(self.config.wire_rate) * BACKPRESSURE_US.max(3.0 * frame_us)
-            / 1e6) as u32;
         while let Some(out) = self.call.poll_transmit() {
-            if out.is_audio && socket.ws.buffered_amount() > limit {
+            if out.is_audio && !self.uplink.admits_audio(socket.ws.buffered_amount().into()) {
                 self.call.dropped_outgoing();
                 continue;
             }
@@ -821,6 +820,9 @@ impl Engine {
         self.call.capture(now, &captured);
         self.capture_scratch = captured;
         self.call.tick(now);
+        if let Some(socket) = self.socket.as_ref().filter(|s| s.opened) {
+            self.uplink.woke(now, socket.ws.buffered_amount().into());
+        }
         self.flush();
         if let Some(verdict) = self.liveness.poll(now) {
             self.give_up_socket(verdict);
@@ -880,15 +882,15 @@ impl Engine {
         stats.playback_target_ms = self.fill.target_ms();
         stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
         stats.output_latency_ms = self.config.output_latency_ms;
+        stats.uplink_backlog_ms = self.uplink.take_peak_backlog_ms();
         let dropped = stats.frames_dropped;
         post(&FromWorker::Stats(Box::new(stats)));
         // Drops mean the uplink cannot carry this rate; say so, at most every ten seconds.
         if dropped > self.dropped_reported_at + 10 {
             self.dropped_reported_at = dropped;
-            let khz = self.config.wire_rate / 1000;
             post_error(
                 ErrorCode::TooSlow,
-                format!("your connection is too slow for {khz} kHz — try the mobile link"),
+                too_slow_message(self.config.wire_rate),
                 false,
             );
         }
