@@ -31,6 +31,9 @@ use crate::page::js_error;
 const RING_SECONDS: f64 = 0.25;
 /// How long `hangUp()` waits for the worker to say goodbye, milliseconds.
 const HANG_UP_TIMEOUT_MS: i32 = 1500;
+/// How long the AudioContext may take to start, milliseconds: without an audio output device
+/// Firefox keeps it suspended and never settles `resume()`, which left the page starting forever.
+const RESUME_TIMEOUT_MS: i32 = 5_000;
 
 #[wasm_bindgen(typescript_custom_section)]
 const JOIN_OPTIONS_TS: &str = r#"
@@ -199,6 +202,8 @@ enum JoinError {
     Mic(String),
     /// The audio graph or the worker failed; the browser's message.
     Audio(String),
+    /// The AudioContext did not start within [`RESUME_TIMEOUT_MS`] (no output device).
+    AudioStuck,
 }
 
 impl fmt::Display for JoinError {
@@ -226,6 +231,11 @@ impl fmt::Display for JoinError {
             }
             Self::Mic(name) => write!(f, "the microphone could not start ({name})"),
             Self::Audio(detail) => write!(f, "audio could not start: {detail}"),
+            Self::AudioStuck => f.write_str(
+                "audio did not start: the browser found no sound output; connect speakers or \
+                 headphones (or pick an output device in the system's sound settings) and try \
+                 again",
+            ),
         }
     }
 }
@@ -240,7 +250,7 @@ impl JoinError {
             Self::BadRate(_) | Self::BadFrame | Self::BadAddress(_) => ErrorCode::BadLink,
             Self::NoMediaDevices | Self::MicMissing => ErrorCode::MicMissing,
             Self::MicDenied => ErrorCode::MicDenied,
-            Self::Mic(_) | Self::Audio(_) => ErrorCode::AudioFailed,
+            Self::Mic(_) | Self::Audio(_) | Self::AudioStuck => ErrorCode::AudioFailed,
         }
     }
 
@@ -674,18 +684,25 @@ impl Inner {
         remote
             .connect_with_audio_node(&context.destination())
             .map_err(JoinError::audio)?;
-        JsFuture::from(context.resume().map_err(JoinError::audio)?)
-            .await
-            .map_err(JoinError::audio)?;
-        let output_latency_ms = output_latency_ms(&context);
-        self.output_latency_ms.set(output_latency_ms);
+        // Held from here, so that a failure below (teardown) stops the microphone and closes
+        // the context.
         *self.audio.borrow_mut() = Some(Audio {
-            context,
+            context: context.clone(),
             remote,
             stream,
             _capture: capture.clone(),
             _playback: playback.clone(),
         });
+        let resumed = context.resume().map_err(JoinError::audio)?;
+        if within(resumed, RESUME_TIMEOUT_MS)
+            .await
+            .map_err(JoinError::audio)?
+            .is_none()
+        {
+            return Err(JoinError::AudioStuck);
+        }
+        let output_latency_ms = output_latency_ms(&context);
+        self.output_latency_ms.set(output_latency_ms);
 
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
@@ -739,6 +756,20 @@ impl Inner {
         self.post(&ToWorker::Start(config), Some((&extra, &transfer)));
         Ok(())
     }
+}
+
+/// What `promise` settles to, or `None` when it has not settled within `ms` milliseconds.
+async fn within(promise: Promise, ms: i32) -> Result<Option<JsValue>, JsValue> {
+    let timed_out: JsValue = Object::new().into();
+    let marker = timed_out.clone();
+    let timer = Promise::new(&mut |resolve, _reject| {
+        if let Some(window) = web_sys::window() {
+            let _ = window
+                .set_timeout_with_callback_and_timeout_and_arguments_1(&resolve, ms, &marker);
+        }
+    });
+    let settled = JsFuture::from(Promise::race(&Array::of2(&promise, &timer))).await?;
+    Ok((settled != timed_out).then_some(settled))
 }
 
 fn message_detail(message: &FromWorker) -> JsValue {
