@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hkdfSync, randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
@@ -14,6 +14,7 @@ import { freePort, repoRoot, startServer } from './lib/server.mjs';
 import { hear, percentile, sampleLatency, stats, waitError, waitState, withParams } from './lib/page.mjs';
 import { findToneRun, keyEncodings, parseClientStream, tonePcm } from './lib/wire.mjs';
 import { analyze, clean, collect, startRecording } from './lib/record.mjs';
+import { recordResults } from './lib/results.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { writeTone } from './lib/wav.mjs';
 
@@ -71,7 +72,7 @@ after(async () => {
   for (const p of people) await p.close().catch(() => {});
   await server?.stop();
   await proxy?.close();
-  writeFileSync(path.join(OUT, 'results.json'), JSON.stringify(results, null, 2));
+  recordResults(results);
   console.log(`e2e results (also in target/e2e/results.json):\n${JSON.stringify(results, null, 2)}`);
 });
 

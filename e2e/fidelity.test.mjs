@@ -12,13 +12,14 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
 import { startPulse } from './lib/pulse.mjs';
 import { repoRoot, startServer } from './lib/server.mjs';
 import { stats, waitState, withParams } from './lib/page.mjs';
 import { analyze, clean, collect, startRecording } from './lib/record.mjs';
+import { recordResults } from './lib/results.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { writeTones } from './lib/wav.mjs';
 
@@ -57,8 +58,8 @@ before(async () => {
 after(async () => {
   await server?.stop();
   await pulse?.stop();
-  writeFileSync(path.join(OUT, 'fidelity.json'), JSON.stringify(results, null, 2));
-  console.log(`fidelity results (also in target/e2e/fidelity.json):\n${JSON.stringify(results, null, 2)}`);
+  recordResults({ fidelity: results });
+  console.log(`fidelity results (also in target/e2e/results.json):\n${JSON.stringify(results, null, 2)}`);
 });
 
 /** Runs the tone peer on `link` until it exits; resolves with its report. */

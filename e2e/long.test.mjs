@@ -1,15 +1,16 @@
 // A long call between two headless Chromium browsers on one machine (one clock): after the first
 // seconds the playback ring never runs dry, the jitter buffer never underruns, the other side's
 // audio is never resampled (the drift is 0, and the buffer must not mistake anything for it),
-// and the latency stays flat. Figures per interval go to target/e2e/long-call.json. The suite
+// and the latency stays flat. Figures per interval go to target/e2e/results.json. The suite
 // runs LINE_LONG_CALL_SECONDS (90 by default); `just bench` runs ten minutes.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
 import { repoRoot, startServer } from './lib/server.mjs';
 import { stats, waitState, withParams } from './lib/page.mjs';
+import { recordResults } from './lib/results.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { writeTone } from './lib/wav.mjs';
 
@@ -84,8 +85,8 @@ test(`a ${SECONDS} s call stays clean and flat`, { timeout: (SECONDS + 120) * 10
   }
   const totals = Object.fromEntries(['a', 'b'].map((who, i) => [who, Object.fromEntries(keys.map((k) => [k, last[i][k] - settled[i][k]]))]));
   const report = { seconds: SECONDS, settleS: SETTLE, tones, worstResampleRatioPpm: worstRatio, afterSettling: totals, intervals };
-  writeFileSync(path.join(OUT, 'long-call.json'), JSON.stringify(report, null, 2));
-  console.log(`long call (also in target/e2e/long-call.json): ${JSON.stringify({ ...report, intervals: undefined })}`);
+  recordResults({ longCall: report });
+  console.log(`long call (also in target/e2e/results.json): ${JSON.stringify({ ...report, intervals: undefined })}`);
   for (const who of ['a', 'b']) {
     assert.ok(worstRatio[who] <= 20, `${who} played the other side ${worstRatio[who]} ppm off nominal on one clock`);
   }

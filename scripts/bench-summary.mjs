@@ -95,6 +95,30 @@ for (const [label, goal, limit] of [['studio-200k', '≤ 30 ms', 30], ['studio-4
     m ? m.p50 <= limit : null, 'same');
 }
 
+// Fidelity: what a page plays against what a native peer sent (e2e/fidelity.test.mjs), and a
+// long call between two browsers (e2e/long.test.mjs).
+const fidelity = e2e?.fidelity;
+for (const label of ['200k', '48k']) {
+  const f = fidelity?.[label];
+  const clean = f?.pageHears.filter((b) => b.atS >= 15 && Object.values(b.counted).every((v) => v === 0)) ?? [];
+  const worst = Math.max(...clean.flatMap((b) => b.errorPpm.map(Math.abs)));
+  const snr = Math.min(...clean.map((b) => b.snrDb));
+  add(`what the page hears from the tone peer, ${label}: pitch error, SNR (blocks with nothing counted)`, '≤ 20 ppm, ≥ 85 dB',
+    f ? `${fixed(worst, 3)} ppm, ${fixed(snr, 1)} dB in ${clean.length} of ${f.pageHears.length} blocks` : 'not run',
+    f && clean.length ? worst <= 20 && snr >= 85 : null, '`just e2e`, `target/e2e/results.json`');
+  add(`glitches a minute, ${label} (all counted by the engine)`, '0 on a quiet machine',
+    f ? fixed(f.glitchesPerMinute, 1) : 'not run', f ? f.glitchesPerMinute === 0 : null, 'same');
+}
+const long = e2e?.longCall;
+const after = long?.afterSettling;
+add(`${long ? long.seconds : ''} s two-browser call after ${long?.settleS ?? ''} s: playback xruns, underruns, edits (A / B)`, 'no xruns, no underruns',
+  after ? `${after.a.playbackXruns} / ${after.b.playbackXruns} samples, ${after.a.underruns} / ${after.b.underruns}, ${after.a.edits} / ${after.b.edits}` : 'not run',
+  after ? after.a.playbackXruns + after.b.playbackXruns + after.a.underruns + after.b.underruns === 0 : null,
+  '`just e2e` (LINE_LONG_CALL_SECONDS), `target/e2e/results.json`');
+add('same call: the other side played off nominal speed, worst (A / B)', '≤ 20 ppm',
+  long ? `${fixed(long.worstResampleRatioPpm.a)} / ${fixed(long.worstResampleRatioPpm.b)} ppm` : 'not run',
+  long ? Math.max(long.worstResampleRatioPpm.a, long.worstResampleRatioPpm.b) <= 20 : null, 'same');
+
 const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...[['figure', 'goal', 'measured', 'goal met', 'from'], ...rows].map((r) => r[i].length)));
 const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
 console.log(`\nissue 7 summary (load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}; machine: ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown'}, ${(await import('node:os')).cpus().length} CPUs)`);

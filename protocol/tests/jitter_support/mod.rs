@@ -293,7 +293,10 @@ pub fn follow_sequence(out: &[f32], first: u64, rate: u32, window: usize, reach:
             }
             None => {
                 // Inside a cross-fade nothing matches: step over it at once.
-                let skip = if offset.is_some() && j + RUN <= out.len() {
+                // Before the start, silence is stepped over sample by sample, to find the
+                // first sample exactly; a fade-in too, a window at a time.
+                let audible = j + RUN <= out.len() && out[j..j + RUN].iter().any(|v| *v != 0.0);
+                let skip = if (offset.is_some() || audible) && j + RUN <= out.len() {
                     window.max(1).min(out.len() - j)
                 } else {
                     1
