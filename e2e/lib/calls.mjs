@@ -3,7 +3,6 @@
 // browser.mjs, firefox.mjs or webkit.mjs launch: `{ name, engine, pid, page, mic: { freqs,
 // amplitude } }`, `page` with the Playwright calls page.mjs uses.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cpuMeter } from './cpu.mjs';
 import { hear, percentile, sampleLatency, stats, waitState, withParams } from './page.mjs';
@@ -111,12 +110,6 @@ export function checkHearing(who, heard, other, own) {
 
 /** Both sides' tones, for `hear()`. */
 export const tonesOf = (a, b) => [...a.mic.freqs, ...b.mic.freqs];
-
-/** Adds `figures` to target/e2e/results.json, beside what other files put there. */
-export function saveResults(file, figures) {
-  const all = existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : {};
-  writeFileSync(file, JSON.stringify({ ...all, ...figures }, null, 2));
-}
 
 /** Re-export for the test files. */
 export { hear, stats, waitState };
