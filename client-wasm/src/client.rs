@@ -764,8 +764,8 @@ async fn within(promise: Promise, ms: i32) -> Result<Option<JsValue>, JsValue> {
     let marker = timed_out.clone();
     let timer = Promise::new(&mut |resolve, _reject| {
         if let Some(window) = web_sys::window() {
-            let _ = window
-                .set_timeout_with_callback_and_timeout_and_arguments_1(&resolve, ms, &marker);
+            let _ =
+                window.set_timeout_with_callback_and_timeout_and_arguments_1(&resolve, ms, &marker);
         }
     });
     let settled = JsFuture::from(Promise::race(&Array::of2(&promise, &timer))).await?;

@@ -321,7 +321,10 @@ mod tests {
         for _ in 0..1_000 {
             sim.wake(3_000, 1.0);
         }
-        assert!(!sim.uplink.is_slow(), "the backlog drained: the network keeps up again");
+        assert!(
+            !sim.uplink.is_slow(),
+            "the backlog drained: the network keeps up again"
+        );
         assert!(
             sim.dropped - dropped <= 20,
             "{} more dropped after the stall",
@@ -341,11 +344,17 @@ mod tests {
     #[test]
     fn the_advice_fits_the_link() {
         let fast = too_slow_message(200_000);
-        assert!(fast.contains("200 kHz") && fast.contains("mobile link"), "{fast}");
+        assert!(
+            fast.contains("200 kHz") && fast.contains("mobile link"),
+            "{fast}"
+        );
         for rate in [48_000, 32_000, 8_000] {
             let message = too_slow_message(rate);
             assert!(!message.contains("mobile"), "{message}");
-            assert!(message.contains(&format!("{} kHz", rate / 1000)), "{message}");
+            assert!(
+                message.contains(&format!("{} kHz", rate / 1000)),
+                "{message}"
+            );
         }
         assert!(too_slow_message(96_000).contains("mobile link"));
         assert!(too_slow_message(44_100).contains("44.1 kHz"));
