@@ -43,7 +43,8 @@ const results = {};
 
 /** Launchers by name, each adding the person to the list closed at the end. */
 const launch = {
-  chromium: (name) => launchPerson(name, { wav }).then((p) => ({ ...p, mic: { freqs: [TONE_CHROMIUM], amplitude: CHROMIUM_AMPLITUDE } })),
+  // Every browser plays into the same PulseAudio daemon, so that all run on one clock.
+  chromium: (name) => launchPerson(name, { wav, pulse: pulse.server }).then((p) => ({ ...p, mic: { freqs: [TONE_CHROMIUM], amplitude: CHROMIUM_AMPLITUDE } })),
   firefox: (name) => launchFirefox(name, { tone: TONE_FIREFOX, pulse: pulse.server }),
   firefox2: (name) => launchFirefox(name, { tone: TONE_FIREFOX_2, pulse: pulse.server }),
   webkit: (name) => launchWebKit(name, { display: display.display, pulse: pulse.server, sharedMemory: false }),
