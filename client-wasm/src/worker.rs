@@ -885,8 +885,9 @@ impl Engine {
         stats.uplink_backlog_ms = self.uplink.take_peak_backlog_ms();
         let dropped = stats.frames_dropped;
         post(&FromWorker::Stats(Box::new(stats)));
-        // Drops mean the uplink cannot carry this rate; say so, at most every ten seconds.
-        if dropped > self.dropped_reported_at + 10 {
+        // Drops on a network judged slow mean the uplink cannot carry this rate; say so, at most
+        // every ten drops (a burst or a short stall that reached the cap is no reason to).
+        if dropped > self.dropped_reported_at + 10 && self.uplink.is_slow() {
             self.dropped_reported_at = dropped;
             post_error(
                 ErrorCode::TooSlow,
