@@ -12,7 +12,7 @@ export WASM_BINDGEN_TEST_TIMEOUT := env_var_or_default("WASM_BINDGEN_TEST_TIMEOU
 default:
     @just --list
 
-# Install what is missing (wasm target, wasm-pack, wasm-bindgen CLI, Chromium + chromedriver, Node, nginx); idempotent
+# Install what is missing (wasm target, wasm-pack, wasm-bindgen CLI, Chromium + chromedriver, Firefox ESR + geckodriver + PulseAudio, WebKitGTK's WebDriver + Xvfb, Node, nginx); idempotent
 setup:
     scripts/setup.sh
 
@@ -27,12 +27,13 @@ release: build
 run: setup build
     ./target/release/line-server --bind 127.0.0.1 --port {{port}}
 
-# Run every test: native, wasm in headless Chromium, the `just run` smoke test, end to end
+# Run every test: native, wasm in headless Chromium and Firefox, the `just run` smoke test, end to end (Chromium, Firefox, WebKit)
 test: setup build
     cargo test --workspace
     node --test client-wasm/tests/ring.test.mjs
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --target wasm32-unknown-unknown
     wasm-pack test --headless --chrome --mode no-install client-wasm
+    wasm-pack test --headless --firefox --mode no-install client-wasm
     scripts/smoke-run.sh
     scripts/image-contract.sh
     scripts/docker-test.sh
@@ -52,10 +53,14 @@ test-docker:
 test-docker-build:
     scripts/docker-test.sh --full
 
-# End to end: real calls through the real server between two headless Chromium browsers, and between one and a native tone peer for fidelity (after `just build`); one test file at a time
+# End to end: real calls through the real server between two headless Chromium browsers, between Chromium, Firefox and WebKit (a representative set of pairings), and between one browser and a native tone peer for fidelity (after `just build`); one test file at a time
 e2e:
     cargo build --release --locked -p line-loadgen
-    node --test --test-concurrency=1 --test-timeout=300000 e2e/call.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
+    node --test --test-concurrency=1 --test-timeout=300000 e2e/call.test.mjs e2e/browsers.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
+
+# Every pairing of Chromium, Firefox and WebKit (with and without shared memory) at 200 and 48 kHz, about 6 minutes (after `just build`); figures under "browsers" in target/e2e/results.json
+test-browsers:
+    LINE_BROWSER_MATRIX=full node --test --test-concurrency=1 --test-timeout=300000 e2e/browsers.test.mjs
 
 # Where a browser's time goes in a call: per-thread CPU and the engine worker's V8 profile (after `just build`)
 profile-browser params="studio=1" seconds="10":
@@ -77,7 +82,7 @@ fmt:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Run every benchmark and print the summary table (figures, never a pass/fail): frame crypto natively and in headless Chromium beside WebCrypto, the jitter buffer, the relay comparison (LINE_BENCH_SOAK_SECS=0 skips its 10-minute soak), then real calls for browser CPU and mouth-to-ear latency, after every build
+# Run every benchmark and print the summary table (figures, never a pass/fail): frame crypto natively and in headless Chromium beside WebCrypto, the jitter buffer, the relay comparison (LINE_BENCH_SOAK_SECS=0 skips its 10-minute soak), then real calls for browser CPU and mouth-to-ear latency (Chromium, and every pairing with Firefox and WebKit), after every build
 bench: build
     mkdir -p target/bench
     cargo bench -p line-protocol --bench sframe
@@ -86,6 +91,7 @@ bench: build
     just bench-relay
     cargo test --release -p line-server --test it asset_flood_figures -- --ignored --nocapture 2>&1 | tee target/bench/assets.txt
     -LINE_LONG_CALL_SECONDS=600 just e2e
+    -just test-browsers
     node scripts/bench-summary.mjs
 
 # Relay capacity, latency and memory: line-server against a Node `ws` relay and a raw-TCP relay (LINE_BENCH_SOAK_SECS=0 skips the 10-minute soak)

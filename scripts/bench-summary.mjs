@@ -119,6 +119,15 @@ add('same call: the other side played off nominal speed, worst (A / B)', '≤ 20
   long ? `${fixed(long.worstResampleRatioPpm.a)} / ${fixed(long.worstResampleRatioPpm.b)} ppm` : 'not run',
   long ? Math.max(long.worstResampleRatioPpm.a, long.worstResampleRatioPpm.b) <= 20 : null, 'same');
 
+// Calls across engines (e2e/browsers.test.mjs; every pairing with `just test-browsers`): each
+// side's CPU and mouth to ear beside Chromium's above.
+for (const [label, c] of Object.entries(e2e?.browsers ?? {})) {
+  if (!c.mouthToEarMs) continue;
+  add(`${label}: CPU A / B, mouth to ear p50 A / B`, '(beside Chromium\'s)',
+    `${fixed(c.cpuPercentOfCore.a)} / ${fixed(c.cpuPercentOfCore.b)} %, ${fixed(c.mouthToEarMs.a, 0)} / ${fixed(c.mouthToEarMs.b, 0)} ms (${c.a} / ${c.b})`,
+    null, '`just test-browsers`, `target/e2e/results.json`');
+}
+
 const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...[['figure', 'goal', 'measured', 'goal met', 'from'], ...rows].map((r) => r[i].length)));
 const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
 console.log(`\ngoals summary (load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}; machine: ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown'}, ${(await import('node:os')).cpus().length} CPUs)`);

@@ -11,6 +11,7 @@ build_only=false
 [ "${1:-}" = "--build-only" ] && build_only=true
 
 WASM_PACK_VERSION=0.15.1
+GECKODRIVER_VERSION=0.37.1
 did=()
 
 need_root_apt() {
@@ -63,16 +64,40 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   need_root_apt "Chromium and chromedriver" chromium chromium-driver
 fi
 
-# 5. The end-to-end suite's browser driver (playwright-core, no browser download), from its lockfile.
+# 4b. The other engines for the browser tests: Firefox ESR (driven over WebDriver BiDi), a
+#     PulseAudio daemon as its audio output (Firefox starts no audio without one), and WebKitGTK,
+#     Safari's engine: its WebDriver, which brings the MiniBrowser, run under a virtual X server.
+if ! command -v firefox-esr >/dev/null 2>&1 || ! command -v pulseaudio >/dev/null 2>&1; then
+  need_root_apt "Firefox ESR and PulseAudio" firefox-esr pulseaudio
+fi
+if ! command -v WebKitWebDriver >/dev/null 2>&1 || ! command -v Xvfb >/dev/null 2>&1; then
+  need_root_apt "WebKitGTK's WebDriver and Xvfb" webkit2gtk-driver xvfb
+fi
+# geckodriver, for the client's wasm tests in Firefox (wasm-pack uses the one on PATH rather
+# than download one).
+if [ "$(geckodriver --version 2>/dev/null | head -n1 | cut -d' ' -f2)" != "$GECKODRIVER_VERSION" ]; then
+  echo "setup: installing geckodriver $GECKODRIVER_VERSION (about 2 minutes on 2 cores)"
+  cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force --quiet
+  did+=("geckodriver $GECKODRIVER_VERSION")
+fi
+
+# 5. The end-to-end suite's browser drivers (playwright-core for Chromium, puppeteer-core for
+#    Firefox; neither downloads a browser), from its lockfile.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   need_root_apt "Node.js and npm" nodejs npm
 fi
-if [ ! -f e2e/node_modules/playwright-core/package.json ] \
-  || [ "$(node -p "require('./e2e/node_modules/playwright-core/package.json').version" 2>/dev/null)" \
-       != "$(node -p "require('./e2e/package-lock.json').packages['node_modules/playwright-core'].version")" ]; then
-  echo "setup: installing the end-to-end suite's driver (npm ci in e2e/)"
+e2e_stale=false
+for pkg in playwright-core puppeteer-core; do
+  if [ ! -f "e2e/node_modules/$pkg/package.json" ] \
+    || [ "$(node -p "require('./e2e/node_modules/$pkg/package.json').version" 2>/dev/null)" \
+         != "$(node -p "require('./e2e/package-lock.json').packages['node_modules/$pkg'].version")" ]; then
+    e2e_stale=true
+  fi
+done
+if $e2e_stale; then
+  echo "setup: installing the end-to-end suite's drivers (npm ci in e2e/)"
   (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
-  did+=("playwright-core")
+  did+=("playwright-core, puppeteer-core")
 fi
 
 # 5b. The Node `ws` relay that `just bench-relay` measures line-server against, from its lockfile.

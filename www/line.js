@@ -140,7 +140,8 @@ async function join() {
     });
   } catch (e) {
     const retry = { label: 'Try again', run: () => { clearError(); setState('ready'); } };
-    showError(e.code ?? 'audio-failed', e.message, e.code?.startsWith('mic') ? retry : null);
+    const code = e.code ?? 'audio-failed';
+    showError(code, e.message, ['mic-denied', 'mic-missing', 'audio-failed'].includes(code) ? retry : null);
   }
 }
 

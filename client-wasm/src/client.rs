@@ -33,6 +33,9 @@ const RING_SECONDS: f64 = 0.25;
 const ENDED: ClientState = ClientState::Call(CallState::Ended);
 /// How long `hangUp()` waits for the worker to say goodbye, milliseconds.
 const HANG_UP_TIMEOUT_MS: i32 = 1500;
+/// How long the AudioContext may take to start, milliseconds: without an audio output device
+/// Firefox keeps it suspended and never settles `resume()`, which left the page starting forever.
+const RESUME_TIMEOUT_MS: i32 = 5_000;
 
 #[wasm_bindgen(typescript_custom_section)]
 const JOIN_OPTIONS_TS: &str = r#"
@@ -69,6 +72,7 @@ export interface LineStats {
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;
   playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;
+  uplinkBacklogMs: number;
 }
 
 /** Events: "state" {state}, "peer-joined", "peer-left", "error" {code, message, fatal}, "stats" LineStats. */
@@ -200,6 +204,8 @@ enum JoinError {
     Mic(String),
     /// The audio graph or the worker failed; the browser's message.
     Audio(String),
+    /// The AudioContext did not start within [`RESUME_TIMEOUT_MS`] (no output device).
+    AudioStuck,
 }
 
 impl fmt::Display for JoinError {
@@ -227,6 +233,11 @@ impl fmt::Display for JoinError {
             }
             Self::Mic(name) => write!(f, "the microphone could not start ({name})"),
             Self::Audio(detail) => write!(f, "audio could not start: {detail}"),
+            Self::AudioStuck => f.write_str(
+                "audio did not start: the browser found no sound output; connect speakers or \
+                 headphones (or pick an output device in the system's sound settings) and try \
+                 again",
+            ),
         }
     }
 }
@@ -241,7 +252,7 @@ impl JoinError {
             Self::BadRate(_) | Self::BadFrame | Self::BadAddress(_) => ErrorCode::BadLink,
             Self::NoMediaDevices | Self::MicMissing => ErrorCode::MicMissing,
             Self::MicDenied => ErrorCode::MicDenied,
-            Self::Mic(_) | Self::Audio(_) => ErrorCode::AudioFailed,
+            Self::Mic(_) | Self::Audio(_) | Self::AudioStuck => ErrorCode::AudioFailed,
         }
     }
 
@@ -706,17 +717,24 @@ impl Inner {
         remote
             .connect_with_audio_node(&context.destination())
             .map_err(JoinError::audio)?;
-        JsFuture::from(context.resume().map_err(JoinError::audio)?)
-            .await
-            .map_err(JoinError::audio)?;
-        self.output_latency_ms.set(output_latency_ms(&context));
+        // Held from here, so that a failure below (teardown) stops the microphone and closes
+        // the context.
         *self.audio.borrow_mut() = Some(Audio {
-            context,
+            context: context.clone(),
             remote,
             stream,
             capture,
             playback,
         });
+        let resumed = context.resume().map_err(JoinError::audio)?;
+        if within(resumed, RESUME_TIMEOUT_MS)
+            .await
+            .map_err(JoinError::audio)?
+            .is_none()
+        {
+            return Err(JoinError::AudioStuck);
+        }
+        self.output_latency_ms.set(output_latency_ms(&context));
         Ok(rings)
     }
 
@@ -785,6 +803,20 @@ struct Rings {
     shared: bool,
     /// The AudioContext's rate, which the rings run at.
     context_rate: u32,
+}
+
+/// What `promise` settles to, or `None` when it has not settled within `ms` milliseconds.
+async fn within(promise: Promise, ms: i32) -> Result<Option<JsValue>, JsValue> {
+    let timed_out: JsValue = Object::new().into();
+    let marker = timed_out.clone();
+    let timer = Promise::new(&mut |resolve, _reject| {
+        if let Some(window) = web_sys::window() {
+            let _ =
+                window.set_timeout_with_callback_and_timeout_and_arguments_1(&resolve, ms, &marker);
+        }
+    });
+    let settled = JsFuture::from(Promise::race(&Array::of2(&promise, &timer))).await?;
+    Ok((settled != timed_out).then_some(settled))
 }
 
 fn message_detail(message: &FromWorker) -> JsValue {

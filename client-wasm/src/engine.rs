@@ -50,12 +50,10 @@ use crate::call::{Call, CallConfig, CallEvent, Outgoing};
 use crate::liveness::{Liveness, Verdict};
 use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker};
 use crate::playback_fill::PlaybackFill;
+use crate::uplink::{Uplink, too_slow_message};
 
 /// How often stats go to the page, microseconds.
 pub const STATS_INTERVAL_US: u64 = 100_000;
-/// Audio the socket may hold unsent before audio frames are dropped, microseconds: a time, not
-/// a frame count, so that 2.5 ms frames ride out the same network-thread hiccup as 10 ms ones.
-pub const BACKPRESSURE_US: u64 = 30_000;
 /// Reconnect delays grow from this, doubling, microseconds...
 pub const BACKOFF_START_US: u64 = 500_000;
 /// ...up to this.
@@ -155,6 +153,9 @@ pub struct Wake<'a> {
     pub playback_filled: usize,
     /// Samples the audio thread found missing in the playback ring, in all.
     pub playback_xruns: u64,
+    /// Bytes the open socket still held from earlier wakes (`bufferedAmount`), before anything
+    /// is sent at this wake; `None` while no socket is open.
+    pub socket_buffered: Option<u64>,
 }
 
 /// Where the current socket is.
@@ -203,12 +204,13 @@ impl Bitrate {
 pub struct Engine {
     call: Call,
     wire_rate: u32,
-    frame_us: u32,
     context_rate: u32,
     ring_capacity: usize,
     output_latency_ms: f64,
     liveness: Liveness,
     fill: PlaybackFill,
+    /// Whether the socket keeps up with the audio, judged over time.
+    uplink: Uplink,
     socket: Socket,
     run: Run,
     state: CallState,
@@ -274,12 +276,12 @@ impl Engine {
         let mut engine = Self {
             call,
             wire_rate: config.wire_rate,
-            frame_us: config.frame_us,
             context_rate: config.context_rate,
             ring_capacity: config.ring_capacity as usize,
             output_latency_ms: config.output_latency_ms,
             liveness: Liveness::new(),
             fill: PlaybackFill::default(),
+            uplink: Uplink::new(config.wire_rate, config.frame_us),
             socket: Socket::None,
             run: Run::Running,
             state: CallState::Connecting,
@@ -344,15 +346,13 @@ impl Engine {
         self.bytes.sent += bytes as u64;
     }
 
-    /// Whether an audio frame may go out while the socket holds `buffered` bytes unsent: not
-    /// when [`BACKPRESSURE_US`] of audio (at least three frames) is still waiting. The worker
-    /// drops a frame it may not send and says so with [`Engine::dropped_outgoing`]; control
-    /// frames always go.
+    /// Whether an audio frame may go out while the socket holds `buffered` bytes unsent, as
+    /// the [`Uplink`] judges it (a slow network told from a bursty sender). The worker drops a
+    /// frame it may not send and says so with [`Engine::dropped_outgoing`]; control frames
+    /// always go.
     #[must_use]
     pub fn admits_audio(&self, buffered: u64) -> bool {
-        let window_us = BACKPRESSURE_US.max(3 * u64::from(self.frame_us));
-        // 16-bit mono PCM: two bytes a sample.
-        buffered <= 2 * u64::from(self.wire_rate) * window_us / 1_000_000
+        self.uplink.admits_audio(buffered)
     }
 
     /// The worker could not send an audio frame because the uplink is behind.
@@ -404,6 +404,7 @@ impl Engine {
         self.ever_open = true;
         self.attempts = 0;
         self.refused_upgrades = 0;
+        self.uplink.reset();
         self.call.connected(now_us, kid);
     }
 
@@ -616,6 +617,9 @@ impl Engine {
         self.playback_xruns = wake.playback_xruns;
         self.call.capture(now_us, wake.captured);
         self.call.tick(now_us);
+        if let Some(buffered) = wake.socket_buffered.filter(|_| self.socket == Socket::Open) {
+            self.uplink.woke(now_us, buffered);
+        }
         self.handle_timeout(now_us);
         if let Some(verdict) = self.liveness.poll(now_us) {
             self.give_up_socket(now_us, verdict);
@@ -726,16 +730,14 @@ impl Engine {
         stats.playback_target_ms = self.fill.target_ms();
         stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
         stats.output_latency_ms = self.output_latency_ms;
+        stats.uplink_backlog_ms = self.uplink.take_peak_backlog_ms();
         let dropped = stats.frames_dropped;
         self.page(FromWorker::Stats(Box::new(stats)));
-        // Drops mean the uplink cannot carry this rate; say so, at most every ten of them.
-        if dropped > self.dropped_said_at + DROPS_PER_NOTICE {
+        // Drops on a network judged slow mean the uplink cannot carry this rate; say so, at most
+        // every ten drops (a burst or a short stall that reached the cap is no reason to).
+        if dropped > self.dropped_said_at + DROPS_PER_NOTICE && self.uplink.is_slow() {
             self.dropped_said_at = dropped;
-            let khz = self.wire_rate / 1000;
-            self.notice(
-                ErrorCode::TooSlow,
-                format!("your connection is too slow for {khz} kHz — try the mobile link"),
-            );
+            self.notice(ErrorCode::TooSlow, too_slow_message(self.wire_rate));
         }
     }
 
@@ -868,6 +870,20 @@ mod tests {
         peer
     }
 
+    /// A wake with nothing captured, the playback ring full, and `buffered` bytes in the socket.
+    fn wake_buffered(engine: &mut Engine, now: u64, buffered: u64) {
+        engine.handle_wake(
+            now,
+            Wake {
+                captured: &[],
+                capture_xruns: 0,
+                playback_filled: 1_000_000,
+                playback_xruns: 0,
+                socket_buffered: Some(buffered),
+            },
+        );
+    }
+
     fn wake(engine: &mut Engine, now: u64, captured: &[f32], filled: usize) -> usize {
         engine
             .handle_wake(
@@ -877,6 +893,7 @@ mod tests {
                     capture_xruns: 0,
                     playback_filled: filled,
                     playback_xruns: 0,
+                    socket_buffered: None,
                 },
             )
             .len()
@@ -897,15 +914,22 @@ mod tests {
     }
 
     #[test]
-    fn the_uplink_may_hold_thirty_ms_of_audio_or_three_frames() {
-        let engine = Engine::new(&config(), 0, 1).expect("a good config");
-        // 48 kHz mono: 96 bytes a millisecond, so 30 ms is 2880 bytes.
-        assert!(engine.admits_audio(2_880));
+    fn a_burst_passes_and_an_uplink_that_never_drains_is_judged_slow() {
+        let mut engine = open_engine(0);
+        drain(&mut engine);
+        // 48 kHz mono: 96 bytes a millisecond. A burst of 60 ms is no verdict...
+        assert!(engine.admits_audio(5_760));
+        // ...but a backlog above 30 ms at every wake for a quarter of a second is.
+        for step in 0..=100u64 {
+            wake_buffered(&mut engine, step * 2_500, 5_760);
+        }
         assert!(!engine.admits_audio(2_881));
-        let mut long_frames = config();
-        long_frames.frame_us = 20_000;
-        let engine = Engine::new(&long_frames, 0, 1).expect("a good config");
-        assert!(engine.admits_audio(5_760) && !engine.admits_audio(5_761));
+        assert!(engine.admits_audio(2_880));
+        // A new connection starts the judgement again.
+        engine.handle_close(300_000, 1006);
+        engine.handle_timeout(10_000_000);
+        engine.handle_open(10_000_000, 2);
+        assert!(engine.admits_audio(5_760));
     }
 
     #[test]
@@ -1300,7 +1324,17 @@ mod tests {
         let mut too_slow = 0;
         for step in 0..400u64 {
             let now = step * 2_500;
-            wake(&mut engine, now, &[0.1; FRAME / 4], 1_000);
+            // The socket never drains below 100 ms of audio: a slow network.
+            engine.handle_wake(
+                now,
+                Wake {
+                    captured: &[0.1; FRAME / 4],
+                    capture_xruns: 0,
+                    playback_filled: 1_000,
+                    playback_xruns: 0,
+                    socket_buffered: Some(9_600),
+                },
+            );
             // The uplink is behind: every audio frame is dropped.
             while let Some(out) = engine.poll_transmit() {
                 if out.is_audio {

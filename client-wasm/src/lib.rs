@@ -6,9 +6,9 @@
 //! and the worker through the shared rings of [`ring`].
 //!
 //! The plain-Rust parts ([`call`], [`engine`], [`link`], [`liveness`], [`ring`], [`resample`],
-//! [`qr`], [`messages`], [`playback_fill`]) build and test natively: every decision of the engine
-//! lives there. The browser glue, which only moves bytes, samples and events, builds only for
-//! wasm32.
+//! [`qr`], [`messages`], [`playback_fill`], [`uplink`]) build and test natively: every decision of
+//! the engine lives there. The browser glue, which only moves bytes, samples and events, builds
+//! only for wasm32.
 
 pub mod call;
 pub mod engine;
@@ -19,6 +19,7 @@ pub mod playback_fill;
 pub mod qr;
 pub mod resample;
 pub mod ring;
+pub mod uplink;
 
 #[cfg(target_arch = "wasm32")]
 mod audio_io;

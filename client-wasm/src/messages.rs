@@ -280,6 +280,9 @@ pub struct Stats {
     pub wake_gap_ms: f64,
     /// The AudioContext's `baseLatency + outputLatency`, milliseconds.
     pub output_latency_ms: f64,
+    /// Most audio the socket still held from earlier wakes when the engine woke, over the last
+    /// interval, milliseconds: how far the uplink lags.
+    pub uplink_backlog_ms: f64,
 }
 
 #[cfg(test)]

@@ -375,6 +375,11 @@ impl Shell {
             capture_xruns: self.capture.xruns(),
             playback_filled: self.playback.filled(),
             playback_xruns: self.playback.xruns(),
+            socket_buffered: self
+                .socket
+                .as_ref()
+                .filter(|s| s.opened)
+                .map(|s| u64::from(s.ws.buffered_amount())),
         };
         let play = self.engine.handle_wake(now_us(), wake);
         if !play.is_empty() {

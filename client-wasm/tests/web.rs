@@ -1,5 +1,5 @@
-//! Tests that need a real browser; `just test` runs them in headless Chromium:
-//! `wasm-pack test --headless --chrome --mode no-install client-wasm`.
+//! Tests that need a real browser; `just test` runs them in headless Chromium and Firefox:
+//! `wasm-pack test --headless --chrome --mode no-install client-wasm` (and `--firefox`).
 #![cfg(target_arch = "wasm32")]
 
 mod common;

@@ -33,5 +33,5 @@ export async function launchPerson(name, { wav, allowMic = true, pulse } = {}) {
   const console_ = [];
   page.on('console', (m) => console_.push(`[${name}] ${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => console_.push(`[${name}] pageerror: ${e.message}`));
-  return { name, browser, pid, page, console: console_, close: () => browser.close() };
+  return { name, engine: 'chromium', version: `Chromium ${browser.version()}`, browser, pid, page, console: console_, close: () => browser.close() };
 }

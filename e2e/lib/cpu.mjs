@@ -1,6 +1,7 @@
 // CPU time of a whole process tree, from /proc (Linux): how much of one core a browser used,
-// renderer, audio service, GPU and network processes included.
+// renderer, audio service, GPU and network processes included (any engine's).
 import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 
 const TICKS_PER_SECOND = 100; // USER_HZ: 100 on every Linux ABI Chromium runs on
 
@@ -49,11 +50,16 @@ function ticksOf(path) {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-/** Chromium's name for a process: browser, renderer, gpu-process, or a utility's service. */
+/**
+ * What a process is: Chromium's browser, renderer, gpu-process or a utility's service; Firefox's
+ * content processes by their kind (tab, socket, rdd, utility); WebKit's by their program
+ * (WebKitWebProcess, WebKitNetworkProcess); any other by its program's name.
+ */
 function processKind(pid) {
   const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]/); // NUL-separated, or one string where Chromium retitled it
+  if (args.includes('-contentproc')) return `content-${args.filter(Boolean).at(-1)}`;
   const type = args.find((a) => a.startsWith('--type='))?.slice(7);
-  if (!type) return 'browser';
+  if (!type) return /chrom/i.test(args[0]) ? 'browser' : path.basename(args[0]);
   const sub = args.find((a) => a.startsWith('--utility-sub-type='))?.slice(19);
   return sub ? sub.replace(/\.mojom\.\w+$/, '') : type; // "audio", "network", ...
 }

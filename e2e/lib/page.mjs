@@ -23,32 +23,52 @@ export const stats = (person) => person.page.evaluate(() => window.line.stats())
 /**
  * The other person's audio as this page plays it: the remote node tapped with an AnalyserNode,
  * Goertzel amplitude around each frequency (the strongest within ±1.5 %, since the jitter buffer
- * trims the speed by up to a few hundred ppm), the best of `rounds` windows of ~0.16 s.
+ * trims the speed by up to a few hundred ppm), the best of `rounds` windows of 32768 samples.
+ * The page only copies the samples out; the search runs here, so that the page's main thread
+ * stays free (a Firefox worker's WebSocket sends nothing while it is busy).
  */
 export async function hear(person, freqs, rounds = 4) {
-  return person.page.evaluate(async ({ freqs, rounds }) => {
+  const { rate, windows } = await person.page.evaluate(async (rounds) => {
     const ctx = window.line.audioContext;
     const an = ctx.createAnalyser();
     an.fftSize = 32768;
     window.line.remoteNode.connect(an);
-    const goertzel = (buf, f) => {
-      const w = (2 * Math.PI * f) / ctx.sampleRate;
-      let re = 0, im = 0;
-      for (let i = 0; i < buf.length; i++) { re += buf[i] * Math.cos(w * i); im += buf[i] * Math.sin(w * i); }
-      return (2 * Math.hypot(re, im)) / buf.length;
-    };
-    const best = Object.fromEntries(freqs.map((f) => [f, 0]));
+    const windows = [];
     for (let k = 0; k < rounds; k++) {
       await new Promise((r) => setTimeout(r, 250));
       const buf = new Float32Array(an.fftSize);
       an.getFloatTimeDomainData(buf);
-      for (const f of freqs) {
-        for (let g = f * 0.985; g <= f * 1.015; g += f / 2000) best[f] = Math.max(best[f], goertzel(buf, g));
-      }
+      let s = '';
+      const bytes = new Uint8Array(buf.buffer);
+      for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      windows.push(btoa(s));
     }
     an.disconnect();
-    return best;
-  }, { freqs, rounds });
+    return { rate: ctx.sampleRate, windows };
+  }, rounds);
+  const best = Object.fromEntries(freqs.map((f) => [f, 0]));
+  for (const b64 of windows) {
+    const bytes = Buffer.from(b64, 'base64');
+    const buf = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
+    // Candidates a quarter of a bin apart, so that a tone between them loses at most ~1 %.
+    const step = rate / buf.length / 4;
+    for (const f of freqs) {
+      for (let g = f * 0.985; g <= f * 1.015; g += step) best[f] = Math.max(best[f], goertzel(buf, g, rate));
+    }
+  }
+  return best;
+}
+
+/** Amplitude of the sine of `f` Hz in `buf` (Goertzel's recurrence). */
+function goertzel(buf, f, rate) {
+  const c = 2 * Math.cos((2 * Math.PI * f) / rate);
+  let s1 = 0, s2 = 0;
+  for (let i = 0; i < buf.length; i++) {
+    const s0 = buf[i] + c * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+  }
+  return (2 * Math.sqrt(Math.max(0, s1 * s1 + s2 * s2 - c * s1 * s2))) / buf.length;
 }
 
 /** Samples `mouthToEarMs` every 100 ms for `ms`; returns the values seen (0 = no frame yet). */
