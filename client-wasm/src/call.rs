@@ -484,6 +484,14 @@ impl Call {
         }
     }
 
+    /// The device played `samples` of silence because the playback ring ran dry: what the
+    /// jitter buffer holds plays that much later (see [`JitterBuffer::output_gap`]).
+    pub fn output_gap(&mut self, samples: u64) {
+        if let Some(incoming) = &mut self.incoming {
+            incoming.jitter.output_gap(samples);
+        }
+    }
+
     /// Whether every frame since the other person joined failed decryption (a different link).
     #[must_use]
     pub fn cannot_decrypt(&self) -> bool {

@@ -614,7 +614,11 @@ impl Engine {
             self.wake_gap_us = self.wake_gap_us.max(now_us.saturating_sub(last));
         }
         self.last_wake_us = Some(now_us);
+        // Samples the ring could not give the device since the last wake: the audio after
+        // them plays that much later, a step the jitter buffer must not take for drift.
+        let gap = wake.playback_xruns.saturating_sub(self.playback_xruns);
         self.playback_xruns = wake.playback_xruns;
+        self.call.output_gap(gap);
         self.call.capture(now_us, wake.captured);
         self.call.tick(now_us);
         if let Some(buffered) = wake.socket_buffered.filter(|_| self.socket == Socket::Open) {

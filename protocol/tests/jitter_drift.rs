@@ -97,3 +97,45 @@ fn sender_300_ppm_fast_and_slow_for_a_minute() {
         assert!(worst < 5.0, "{ppm} ppm: worst delay error {worst:.2} ms");
     }
 }
+
+/// Two devices on one clock, and ours now and then late to pull (a busy machine: its playback
+/// ring runs dry for under a millisecond, too little to stand out as a step). Each gap delays
+/// the rest of the call a little more; announced, the gaps are steps of known size, so the
+/// delay they add is never taken for the sender's clock running fast: the audio is never
+/// resampled, the edits take the delay back to the target.
+#[test]
+fn a_device_that_loses_time_now_and_then_is_not_a_drifting_clock() {
+    let seed = jitter_support::seed_from_env();
+    let mut rng = jitter_support::Rng::new(seed);
+    let mut sim = Sim::new(48_000, 48_000, 480, 480, 1_000.0);
+    sim.jitter_us = 3_000;
+    sim.rng = jitter_support::Rng::new(seed ^ 0x9e37_79b9);
+    let (mut next_gap, mut lost) = (5.0, 0u64);
+    let mut worst_correction: f64 = 0.0;
+    while sim.now_us() < 120_000_000 {
+        let stats = sim.step();
+        let t = sim.now_us() as f64 / 1e6;
+        worst_correction = worst_correction.max(stats.correction_ppm.abs());
+        if t >= next_gap {
+            // 0.2-1.2 ms, every 2-6 s: hundreds of ppm if it were read as drift.
+            let samples = 10 + (rng.unit() * 48.0) as u64;
+            sim.device_gap(samples);
+            lost += samples;
+            next_gap = t + 2.0 + 4.0 * rng.unit();
+        }
+    }
+    let stats = sim.jb.stats();
+    eprintln!(
+        "seed {seed}: {lost} samples of gaps in 120 s, measured {:+.1} ± {:.1} ppm, \
+         {} edits, delay {:.2} ms, target {:.2} ms",
+        stats.drift_ppm, stats.drift_error_ppm, stats.edits, stats.delay_ms, stats.target_ms
+    );
+    assert!(lost > 48_000 / 1_000 * 10, "the run lost {lost} samples: too few to mean anything");
+    assert_eq!(worst_correction, 0.0, "seed {seed}: resampled: {stats:?}");
+    assert!(stats.drift_ppm.abs() < 20.0, "seed {seed}: {stats:?}");
+    assert!(stats.underruns == 0, "seed {seed}: {stats:?}");
+    assert!(
+        (stats.delay_ms - stats.target_ms).abs() < 2.0 * sim.frame_ms(),
+        "seed {seed}: the delay was not brought back: {stats:?}"
+    );
+}

@@ -569,6 +569,17 @@ impl JitterBuffer {
             + self.converter.buffered() as f64 / self.output_rate
     }
 
+    /// The device played `samples` (at the output rate) of silence of its own, because what
+    /// was pulled from here reached it late (a playback ring that ran dry): everything held
+    /// now plays that much later. A step of known size, taken out of the delay measurements
+    /// like an edit's, so that a device hiccup too small to read as a step never reads as
+    /// drift either.
+    pub fn output_gap(&mut self, samples: u64) {
+        if samples > 0 && self.feeder.state == State::Playing {
+            self.shifts(samples as f64 / self.output_rate);
+        }
+    }
+
     /// Forgets the stream: for a sender that restarted its sample count (a new connection).
     /// The next packet starts the stream again; the adapted target, the measured drift and the
     /// counters stay.

@@ -211,6 +211,13 @@ impl Sim {
         self.jb.stats()
     }
 
+    /// The device plays `samples` of silence of its own (its ring ran dry: our pull came late),
+    /// and says so: our clock moves on and nothing is pulled meanwhile.
+    pub fn device_gap(&mut self, samples: u64) {
+        self.pulled += samples;
+        self.jb.output_gap(samples);
+    }
+
     /// Runs until our clock reaches `seconds`, calling `check` after every pull.
     pub fn run_until(&mut self, seconds: f64, mut check: impl FnMut(f64, &JitterStats, &[f32])) {
         let end = (seconds * 1e6) as u64;
