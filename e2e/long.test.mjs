@@ -52,7 +52,7 @@ test(`a ${SECONDS} s call stays clean and flat`, { timeout: (SECONDS + 120) * 10
   await waitState(b, 'in-call');
   await waitState(a, 'in-call');
 
-  const keys = ['underruns', 'playbackXruns', 'edits', 'samplesDropped', 'samplesInserted', 'framesLost', 'framesConcealed'];
+  const keys = ['underruns', 'playbackXruns', 'edits', 'samplesDropped', 'samplesInserted', 'framesLost', 'framesConcealed', 'samplesConcealed'];
   const intervals = [];
   const worstRatio = { a: 0, b: 0 };
   let last = [await stats(a), await stats(b)];

@@ -515,6 +515,7 @@ impl Call {
             stats.underruns = jitter.underruns;
             let frame = incoming.frame_samples.max(1) as u64;
             stats.frames_concealed = jitter.concealed_samples.div_ceil(frame);
+            stats.samples_concealed = jitter.concealed_samples;
             stats.frames_discarded = jitter.late_packets
                 + jitter.duplicate_packets
                 + jitter.dropped_samples.div_ceil(frame);
@@ -712,6 +713,42 @@ mod tests {
         let mut out = vec![1.0; FRAME];
         b.play(50_000, &mut out);
         assert!(out.iter().all(|s| s.abs() < 1e-6), "muted audio is silence");
+    }
+
+    #[test]
+    fn audio_made_up_for_a_late_frame_is_counted_to_the_sample() {
+        let (mut a, mut b) = pair([7; 32]);
+        let mut held = Vec::new();
+        let mut before = None;
+        for step in 0..400u64 {
+            let now = step * 10_000;
+            a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
+            while let Some(out) = a.poll_transmit() {
+                // One audio frame is held up 50 ms on the way: its turn to play comes first.
+                if step == 300 && out.is_audio {
+                    held.push(out.bytes);
+                } else {
+                    b.receive(now, &out.bytes);
+                }
+            }
+            if step == 305 {
+                for bytes in held.drain(..) {
+                    b.receive(now, &bytes);
+                }
+            }
+            let mut out = vec![0.0; FRAME];
+            b.play(now, &mut out);
+            if step == 299 {
+                before = Some(b.stats().samples_concealed);
+            }
+        }
+        let stats = b.stats();
+        assert_eq!(before, Some(0), "nothing was made up on a steady stream");
+        assert!(
+            (1..=FRAME as u64).contains(&stats.samples_concealed),
+            "the late frame's place, and only it, was made up: {stats:?}"
+        );
+        assert_eq!(stats.underruns, 0, "{stats:?}");
     }
 
     #[test]

@@ -242,8 +242,12 @@ pub struct Stats {
     pub frames_received: u64,
     /// Audio frames never received (gaps in the sender's sample index).
     pub frames_lost: u64,
-    /// Frames' worth of audio the jitter buffer made up.
+    /// Frames' worth of audio the jitter buffer made up (rounded up over the call: a
+    /// concealment shorter than a frame may not move it; `samples_concealed` always does).
     pub frames_concealed: u64,
+    /// Samples of the other side's audio (at its rate) the jitter buffer made up, for a
+    /// frame that never came or came too late.
+    pub samples_concealed: u64,
     /// Outgoing frames dropped because the uplink could not keep up.
     pub frames_dropped: u64,
     /// Incoming frames the jitter buffer discarded (late, duplicate, or to catch up).

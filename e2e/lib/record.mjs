@@ -9,8 +9,11 @@ import { repoRoot } from './server.mjs';
 
 const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 
+/** How far before a block starts and after it ends the counters are read, ms. */
+const AFTER_MS = 200;
+
 /** Counters of the engine that account for a change in the audio. */
-export const COUNTED = ['framesLost', 'framesConcealed', 'samplesDropped', 'samplesInserted', 'underruns', 'playbackXruns'];
+export const COUNTED = ['framesLost', 'framesConcealed', 'samplesConcealed', 'samplesDropped', 'samplesInserted', 'underruns', 'playbackXruns'];
 
 /**
  * Starts recording `blocks` (seconds from now) of `seconds` each from the page's remote node.
@@ -52,7 +55,12 @@ export async function startRecording(page, blocks, seconds) {
 /** Waits for `count` blocks, then returns `{ rate, blocks: [{ samples: Float32Array, counted }] }`. */
 export async function collect(page, count, timeout) {
   await page.waitForFunction((n) => window.__recording.blocks.filter((b) => b.data).length === n, count, { timeout });
-  const raw = await page.evaluate(({ counted }) => {
+  // The counters reach the page up to a report interval late: read them well after the end.
+  await page.waitForFunction((after) => {
+    const rec = window.__recording;
+    return rec.stats.at(-1).t >= Math.max(...rec.blocks.map((b) => b.endedAt)) + after;
+  }, AFTER_MS + 100, { timeout: 5_000 });
+  const raw = await page.evaluate(({ counted, AFTER_MS }) => {
     const rec = window.__recording;
     clearInterval(rec.timer);
     const toBase64 = (f32) => {
@@ -68,14 +76,14 @@ export async function collect(page, count, timeout) {
     return {
       rate: rec.rate,
       blocks: rec.blocks.filter((b) => b.data).map((b) => {
-        const [s0, s1] = [at(b.startedAt - 200, true), at(b.endedAt + 200, false)];
+        const [s0, s1] = [at(b.startedAt - AFTER_MS, true), at(b.endedAt + AFTER_MS, false)];
         return {
           data: toBase64(b.data),
           counted: Object.fromEntries(counted.map((k) => [k, (s1[k] ?? 0) - (s0[k] ?? 0)])),
         };
       }),
     };
-  }, { counted: COUNTED });
+  }, { counted: COUNTED, AFTER_MS });
   return {
     rate: raw.rate,
     blocks: raw.blocks.map((b) => ({ samples: new Float32Array(Buffer.from(b.data, 'base64').buffer.slice(0)), counted: b.counted })),

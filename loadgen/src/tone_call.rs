@@ -76,6 +76,8 @@ pub struct Counted {
     pub frames_lost: u64,
     /// Frames' worth of audio made up.
     pub frames_concealed: u64,
+    /// Samples made up: moves with any concealment, even one shorter than a frame.
+    pub samples_concealed: u64,
     /// Samples dropped or played twice by edits, or dropped after a stall.
     pub samples_dropped: u64,
     /// Samples played twice.
@@ -89,6 +91,7 @@ impl Counted {
         Self {
             frames_lost: stats.frames_lost,
             frames_concealed: stats.frames_concealed,
+            samples_concealed: stats.samples_concealed,
             samples_dropped: stats.samples_dropped,
             samples_inserted: stats.samples_inserted,
             underruns: stats.underruns,
@@ -99,6 +102,7 @@ impl Counted {
         Self {
             frames_lost: self.frames_lost - before.frames_lost,
             frames_concealed: self.frames_concealed - before.frames_concealed,
+            samples_concealed: self.samples_concealed - before.samples_concealed,
             samples_dropped: self.samples_dropped - before.samples_dropped,
             samples_inserted: self.samples_inserted - before.samples_inserted,
             underruns: self.underruns - before.underruns,
