@@ -70,6 +70,7 @@ async function guarded(fn) {
   } catch (e) {
     for (const p of people) {
       console.log(`--- ${p.name} (${p.version})\n${p.console.slice(-40).join('\n')}${p.log ? p.log() : ''}`);
+      await shot(p, `failed-${p.name}`);
     }
     if (server) console.log(`--- server log\n${server.log().replaceAll(server.apikey, '<APIKEY>').slice(-4000)}`);
     throw e;

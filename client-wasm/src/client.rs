@@ -831,6 +831,12 @@ fn message_detail(message: &FromWorker) -> JsValue {
 
 /// The context's `baseLatency + outputLatency`, milliseconds. Not every browser reports these; a
 /// missing one counts as zero in the estimate.
+///
+/// Firefox's `outputLatency` is left unread. Its getter asks the audio server for the stream's
+/// latency synchronously while it holds the audio graph's lock; when the server is inside an
+/// audio callback at that moment (the callback waits for that lock) the page's main thread
+/// never returns. Firefox 153 on PulseAudio did this in most 200 kHz joins: the first read,
+/// right after `resume()`, froze the page before it could connect.
 fn output_latency_ms(context: &AudioContext) -> f64 {
     let latency = |name: &str| {
         Reflect::get(context, &name.into())
@@ -838,7 +844,20 @@ fn output_latency_ms(context: &AudioContext) -> f64 {
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0)
     };
-    1000.0 * (latency("baseLatency") + latency("outputLatency"))
+    let output = if is_gecko() {
+        0.0
+    } else {
+        latency("outputLatency")
+    };
+    1000.0 * (latency("baseLatency") + output)
+}
+
+/// Whether the page runs in Firefox's engine: only Gecko names itself `Gecko/<date>` in its user
+/// agent; Chromium and WebKit say `like Gecko`.
+fn is_gecko() -> bool {
+    web_sys::window()
+        .and_then(|w| w.navigator().user_agent().ok())
+        .is_some_and(|agent| agent.contains("Gecko/"))
 }
 
 fn is_cross_origin_isolated() -> bool {

@@ -4,18 +4,51 @@
 /** Waits until the page's state is `state` (or one of several). */
 export async function waitState(person, state, timeout = 15_000) {
   const wanted = Array.isArray(state) ? state : [state];
-  await person.page.waitForFunction((w) => w.includes(document.body.dataset.state), wanted, { timeout });
+  await explained(person, `state ${wanted.join(' or ')}`, timeout,
+    person.page.waitForFunction((w) => w.includes(document.body.dataset.state), wanted, { timeout }));
 }
 
 /** Waits until the page shows the error (fatal) or notice with `code`. */
 export async function waitError(person, code, timeout = 15_000) {
-  await person.page.waitForFunction(
-    (c) => document.body.dataset.error === c || document.body.dataset.notice === c, code, { timeout });
+  await explained(person, `error ${code}`, timeout, person.page.waitForFunction(
+    (c) => document.body.dataset.error === c || document.body.dataset.notice === c, code, { timeout }));
   return person.page.evaluate(() => ({
     error: document.body.dataset.error ?? null,
     notice: document.body.dataset.notice ?? null,
     message: document.getElementById('error-message').textContent || document.getElementById('notice-message').textContent,
   }));
+}
+
+/**
+ * A wait that timed out says what the page showed instead, so that a failure on a machine
+ * nobody watched can be read from its log alone.
+ */
+async function explained(person, wanted, timeout, waiting) {
+  try {
+    await waiting;
+  } catch (e) {
+    const shown = await Promise.race([
+      pageSays(person).then((s) => JSON.stringify(s)),
+      new Promise((r) => setTimeout(() => r('(the page did not answer within 2 s)'), 2000)),
+    ]).catch((err) => `(the page could not be read: ${err.message})`);
+    throw new Error(`${person.name} did not reach ${wanted} within ${timeout} ms; the page shows ${shown}`, { cause: e });
+  }
+}
+
+/** What the page shows: its dataset, the messages on it, and the client's and audio's state. */
+export function pageSays(person) {
+  return person.page.evaluate(() => {
+    const ctx = window.line?.audioContext;
+    return {
+      dataset: { ...document.body.dataset },
+      status: document.getElementById('status')?.textContent ?? null,
+      error: document.getElementById('error-message')?.textContent || null,
+      notice: document.getElementById('notice-message')?.textContent || null,
+      client: window.line?.state ?? null,
+      audioContext: ctx ? { state: ctx.state, sampleRate: ctx.sampleRate } : null,
+      visibility: document.visibilityState,
+    };
+  });
 }
 
 export const stats = (person) => person.page.evaluate(() => window.line.stats());
