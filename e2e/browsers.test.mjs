@@ -101,13 +101,13 @@ const CALLS = [
   ['firefox-chromium-200k', 'firefox', 'chromium', 'studio=1'],
   ['chromium-firefox-48k', 'chromium', 'firefox', 'studio=1&mobile=1'],
   ['firefox-firefox-200k', 'firefox', 'firefox2', 'studio=1'],
+  ['firefox-firefox-48k', 'firefox', 'firefox2', 'studio=1&mobile=1'],
   ['webkit-chromium-200k', 'webkit', 'chromium', 'studio=1'],
   ['chromium-webkit-shm-48k', 'chromium', 'webkit-shm', 'studio=1&mobile=1'],
 ];
 const MORE_CALLS = [
   ['chromium-firefox-200k', 'chromium', 'firefox', 'studio=1'],
   ['firefox-chromium-48k', 'firefox', 'chromium', 'studio=1&mobile=1'],
-  ['firefox-firefox-48k', 'firefox', 'firefox2', 'studio=1&mobile=1'],
   ['firefox-chromium-200k-2.5ms', 'firefox', 'chromium', 'studio=1&frame=2.5'],
   ['chromium-webkit-48k', 'chromium', 'webkit', 'studio=1&mobile=1'],
   ['webkit-shm-chromium-200k', 'webkit-shm', 'chromium', 'studio=1'],
