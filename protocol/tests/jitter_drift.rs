@@ -130,7 +130,10 @@ fn a_device_that_loses_time_now_and_then_is_not_a_drifting_clock() {
          {} edits, delay {:.2} ms, target {:.2} ms",
         stats.drift_ppm, stats.drift_error_ppm, stats.edits, stats.delay_ms, stats.target_ms
     );
-    assert!(lost > 48_000 / 1_000 * 10, "the run lost {lost} samples: too few to mean anything");
+    assert!(
+        lost > 48_000 / 1_000 * 10,
+        "the run lost {lost} samples: too few to mean anything"
+    );
     assert_eq!(worst_correction, 0.0, "seed {seed}: resampled: {stats:?}");
     assert!(stats.drift_ppm.abs() < 20.0, "seed {seed}: {stats:?}");
     assert!(stats.underruns == 0, "seed {seed}: {stats:?}");
