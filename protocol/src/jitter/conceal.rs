@@ -94,6 +94,11 @@ impl Splice {
         }
     }
 
+    /// Samples a cross-fade lasts.
+    pub(crate) fn len(&self) -> usize {
+        self.old.len()
+    }
+
     /// Starts a cross-fade; `fill` writes what the old path would have played next.
     pub(crate) fn start(&mut self, fill: impl FnOnce(&mut [f32])) {
         fill(&mut self.old);

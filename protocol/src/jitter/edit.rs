@@ -15,7 +15,7 @@
 //! search, and a search runs only while an edit is wanted. All buffers are allocated up front.
 
 /// Cost of joining `a` to `b` over the window: the energy of their difference.
-fn join_cost(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn join_cost(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 

@@ -6,6 +6,7 @@
 //! so what reaches the device is the sender's audio sample for sample everywhere else.
 
 use super::conceal::{Concealer, Splice};
+use super::edit::join_cost;
 use super::store::{Run, SampleRing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,17 +69,24 @@ pub(crate) struct Feeder {
     pub(crate) inserted_samples: u64,
     pub(crate) edit_dropped_samples: u64,
     pub(crate) edits: u64,
+    /// Where a drop after a stall may land: the audio before the jump, and the stretch its
+    /// join is looked for in ([`Self::drop_oldest`]).
+    jump_from: Vec<f32>,
+    jump_to: Vec<f32>,
 }
 
 impl Feeder {
-    /// `capacity`: store samples; `max_edit`: the longest insert; the rest as in `mod.rs`.
+    /// `capacity`: store samples; `max_edit`: the longest insert; `jump_reach`: how much less
+    /// than asked a drop after a stall may take to join well; the rest as in `mod.rs`.
     pub(crate) fn new(
         capacity: usize,
         concealer: Concealer,
         splice: Splice,
         loss_allowance: u64,
         max_edit: usize,
+        jump_reach: usize,
     ) -> Self {
+        let window = splice.len();
         Feeder {
             store: SampleRing::new(capacity),
             concealer,
@@ -96,6 +104,8 @@ impl Feeder {
             inserted_samples: 0,
             edit_dropped_samples: 0,
             edits: 0,
+            jump_from: vec![0.0; window],
+            jump_to: vec![0.0; jump_reach + window],
         }
     }
 
@@ -237,11 +247,117 @@ impl Feeder {
         }
     }
 
-    /// Drops `n` samples at the cursor, cross-fading from them into what follows.
-    pub(crate) fn drop_oldest(&mut self, n: u64) {
+    /// Drops about `n` samples at the cursor, cross-fading from them into what follows; returns
+    /// how many. It may drop up to the jump reach fewer, wherever the audio after the jump best
+    /// continues the audio it replaces (in a tone, a whole number of periods on): a drop that
+    /// falls anywhere jumps the phase, which is heard as a click.
+    pub(crate) fn drop_oldest(&mut self, n: u64) -> u64 {
         self.cancel_edit();
+        let n = self.best_jump(n);
         let store = &self.store;
         self.splice.start(|old| store.peek(old));
         self.store.skip(n);
+        n
+    }
+
+    /// The drop of at most `n` and at least `n - reach` samples whose join costs least.
+    fn best_jump(&mut self, n: u64) -> u64 {
+        let window = self.jump_from.len();
+        let reach = (self.jump_to.len() - window).min(n.saturating_sub(1) as usize);
+        if reach == 0 {
+            return n;
+        }
+        let shortest = n - reach as u64;
+        self.store.peek_at(0, &mut self.jump_from);
+        self.store
+            .peek_at(shortest, &mut self.jump_to[..reach + window]);
+        // The longest drop wins ties: it is the one asked for.
+        let (mut best, mut best_cost) = (reach, f32::INFINITY);
+        for k in (0..=reach).rev() {
+            let cost = join_cost(&self.jump_from, &self.jump_to[k..k + window]);
+            if cost < best_cost {
+                (best, best_cost) = (k, cost);
+            }
+        }
+        shortest + best as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: f64 = 48_000.0;
+    const SPLICE: usize = 96;
+    const REACH: usize = 576;
+
+    fn tone(freq: f64, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (0.5 * (2.0 * core::f64::consts::PI * freq * i as f64 / RATE).sin()) as f32)
+            .collect()
+    }
+
+    /// A feeder playing `audio`, its cursor at the start.
+    fn playing(audio: &[f32]) -> Feeder {
+        let mut feeder = Feeder::new(
+            1 << 16,
+            Concealer::new(480, 1440),
+            Splice::new(SPLICE),
+            480,
+            1920,
+            REACH,
+        );
+        feeder.store.insert(0, audio);
+        feeder.store.start_playing();
+        feeder.state = State::Playing;
+        feeder
+    }
+
+    #[test]
+    fn a_drop_after_a_stall_lands_where_the_tone_goes_on_unbroken() {
+        // Tones whose periods are not whole samples, drops of any length: the jump lands a
+        // whole number of periods on (within a sample), so the cross-fade mixes two copies of
+        // one phase and the output stays the tone, never dipping.
+        for (freq, asked) in [
+            (437.0, 9_001u64),
+            (1_234.5, 4_800),
+            (97.3, 20_000),
+            (3_001.0, 777),
+        ] {
+            let audio = tone(freq, 40_000);
+            let mut feeder = playing(&audio);
+            let mut out = vec![0.0; 1_000];
+            feeder.fill(&mut out);
+            let dropped = feeder.drop_oldest(asked);
+            assert!(
+                dropped <= asked && dropped + REACH as u64 >= asked,
+                "{freq} Hz: {dropped}"
+            );
+            let mut after = vec![0.0; 2_000];
+            feeder.fill(&mut after);
+            let period = RATE / freq;
+            let off = (dropped as f64 / period)
+                .fract()
+                .min(1.0 - (dropped as f64 / period).fract());
+            assert!(
+                off * period < 1.0,
+                "{freq} Hz: dropped {dropped}, {:.2} samples off a period",
+                off * period
+            );
+            // Against the tone continued without any jump, through the cross-fade and after.
+            let continued = &audio[1_000..3_000];
+            let worst = after
+                .iter()
+                .zip(continued)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max);
+            assert!(worst < 0.05, "{freq} Hz: dropped {dropped}, off by {worst}");
+        }
+    }
+
+    #[test]
+    fn a_drop_in_silence_takes_what_was_asked() {
+        let mut feeder = playing(&vec![0.0; 30_000]);
+        assert_eq!(feeder.drop_oldest(12_345), 12_345);
     }
 }

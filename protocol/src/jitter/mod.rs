@@ -71,7 +71,8 @@
 //!
 //! **Bounded latency.** When the buffer holds more than `target + max(target, frame) + frame +
 //! largest pull` (after a stall and the burst that follows it, for instance), it drops the
-//! oldest audio down to the target at once, cross-faded, and counts the samples in
+//! oldest audio down to the target at once (up to a period less, where the audio after the
+//! jump continues the audio before it), cross-faded, and counts the samples in
 //! [`JitterStats::dropped_samples`].
 //!
 //! **Clock drift** (`drift.rs`): resampling is for the one thing only it can fix, two sound
@@ -117,6 +118,9 @@ const CONCEAL_PERIOD: f64 = 0.010;
 const CONCEAL_FADE: f64 = 0.030;
 /// Cross-fade over splices, in seconds.
 const SPLICE: f64 = 0.002;
+/// How much less than asked a drop after a stall may take to find a join that cannot be heard,
+/// seconds: a period of the lowest voice.
+const STALL_JOIN_REACH: f64 = 0.012;
 
 /// How a [`JitterBuffer`] is set up. Build it with [`JitterConfig::new`], then adjust fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,6 +389,7 @@ impl JitterBuffer {
             Splice::new(splice),
             config.frame_samples as u64,
             latency.max_edit(),
+            seconds(STALL_JOIN_REACH),
         );
         Ok(JitterBuffer {
             wire_rate,
@@ -531,11 +536,11 @@ impl JitterBuffer {
         }
         let limit = target + target.max(frame) + frame + self.target.largest_pull();
         if depth > limit {
-            // After a stall and its burst: back to the target at once, wherever the join falls.
+            // After a stall and its burst: back to the target at once, at the best join within
+            // a period of it.
             let samples =
                 (((depth - target) * self.wire_rate) as u64).min(self.feeder.store.depth());
-            self.feeder.drop_oldest(samples);
-            self.dropped_samples += samples;
+            self.dropped_samples += self.feeder.drop_oldest(samples);
             self.steps();
             return;
         }

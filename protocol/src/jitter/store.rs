@@ -231,9 +231,15 @@ impl SampleRing {
     /// Copies up to `out.len()` samples from the cursor without consuming them; missing ones
     /// read as silence. Used to cross-fade away from audio that is about to be dropped.
     pub(crate) fn peek(&self, out: &mut [f32]) {
+        self.peek_at(0, out);
+    }
+
+    /// Like [`Self::peek`], from `offset` samples past the cursor.
+    pub(crate) fn peek_at(&self, offset: u64, out: &mut [f32]) {
+        let from = self.cursor + offset;
         for (i, v) in out.iter_mut().enumerate() {
-            let at = (self.cursor + i as u64) as usize & self.mask;
-            *v = if self.cursor + (i as u64) < self.end && self.present[at] {
+            let at = (from + i as u64) as usize & self.mask;
+            *v = if from + (i as u64) < self.end && self.present[at] {
                 self.samples[at]
             } else {
                 0.0
