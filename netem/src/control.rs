@@ -29,7 +29,9 @@ impl Command {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("profile") => {
-                let name = words.next().ok_or(CommandError::MissingArgument("profile"))?;
+                let name = words
+                    .next()
+                    .ok_or(CommandError::MissingArgument("profile"))?;
                 let mut profile = Profile::named(name)?;
                 for change in words {
                     apply(&mut profile, change)?;
@@ -40,7 +42,9 @@ impl Command {
                 })
             }
             Some("outage") => {
-                let ms = words.next().ok_or(CommandError::MissingArgument("outage"))?;
+                let ms = words
+                    .next()
+                    .ok_or(CommandError::MissingArgument("outage"))?;
                 let ms: u64 = ms
                     .parse()
                     .map_err(|_| CommandError::BadNumber("outage", ms.to_owned()))?;
@@ -58,8 +62,9 @@ impl Command {
 }
 
 fn end<'a>(mut rest: impl Iterator<Item = &'a str>) -> Result<(), CommandError> {
-    rest.next()
-        .map_or(Ok(()), |extra| Err(CommandError::Unexpected(extra.to_owned())))
+    rest.next().map_or(Ok(()), |extra| {
+        Err(CommandError::Unexpected(extra.to_owned()))
+    })
 }
 
 /// Changes one parameter of `profile`, given as `KEY=VALUE`: `rtt_ms` (twice the one-way
@@ -131,7 +136,10 @@ impl fmt::Display for CommandError {
         match self {
             Self::Empty => f.write_str("an empty command"),
             Self::Unknown(word) => {
-                write!(f, "no command {word:?} (there are profile, outage and stats)")
+                write!(
+                    f,
+                    "no command {word:?} (there are profile, outage and stats)"
+                )
             }
             Self::MissingArgument(command) => write!(f, "{command} needs an argument"),
             Self::Unexpected(word) => write!(f, "unexpected {word:?} after the command"),
@@ -159,9 +167,9 @@ mod tests {
             Ok(Command::Outage(Duration::from_secs(2)))
         );
         assert_eq!(Command::parse("stats"), Ok(Command::Stats));
-        let Ok(Command::Profile { name, profile }) =
-            Command::parse("profile mobile loss=0 rate_mbit=2.5 rtt_ms=30 jitter_ms=0.5 reorder=2%")
-        else {
+        let Ok(Command::Profile { name, profile }) = Command::parse(
+            "profile mobile loss=0 rate_mbit=2.5 rtt_ms=30 jitter_ms=0.5 reorder=2%",
+        ) else {
             panic!("a profile command");
         };
         assert_eq!(name, "mobile");
@@ -187,7 +195,10 @@ mod tests {
     fn bad_commands_say_what_is_wrong() {
         let err = |line: &str| Command::parse(line).unwrap_err().to_string();
         assert_eq!(err(""), "an empty command");
-        assert_eq!(err("reboot"), "no command \"reboot\" (there are profile, outage and stats)");
+        assert_eq!(
+            err("reboot"),
+            "no command \"reboot\" (there are profile, outage and stats)"
+        );
         assert_eq!(err("outage"), "outage needs an argument");
         assert_eq!(err("outage 2s"), "outage: \"2s\" is not a number >= 0");
         assert_eq!(err("stats now"), "unexpected \"now\" after the command");
@@ -195,8 +206,17 @@ mod tests {
         assert!(err("profile moon").starts_with("no profile is called \"moon\""));
         assert_eq!(err("profile lan loss"), "\"loss\" is not KEY=VALUE");
         assert!(err("profile lan mtu=9000").starts_with("no parameter \"mtu\""));
-        assert_eq!(err("profile lan loss=-1"), "value: \"loss=-1\" is not a number >= 0");
-        assert_eq!(err("profile lan loss=150%"), "loss must be between 0 and 1, not 1.5");
-        assert_eq!(err("profile lan jitter_ms=NaN"), "value: \"jitter_ms=NaN\" is not a number >= 0");
+        assert_eq!(
+            err("profile lan loss=-1"),
+            "value: \"loss=-1\" is not a number >= 0"
+        );
+        assert_eq!(
+            err("profile lan loss=150%"),
+            "loss must be between 0 and 1, not 1.5"
+        );
+        assert_eq!(
+            err("profile lan jitter_ms=NaN"),
+            "value: \"jitter_ms=NaN\" is not a number >= 0"
+        );
     }
 }

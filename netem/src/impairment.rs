@@ -150,9 +150,10 @@ impl Netem {
                 .filter_map(|d| self.directions[d.index()].next_due().map(|at| (d, at)))
                 .filter(|&(_, at)| at <= now)
                 .min_by_key(|&(_, at)| at)?;
+            let out = self.is_out(at);
             let lane = &mut self.directions[direction.index()];
             let packet = lane.pop();
-            if self.is_out(at) {
+            if out {
                 lane.stats.outage_dropped += 1;
                 continue;
             }

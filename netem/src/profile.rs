@@ -149,15 +149,29 @@ mod tests {
     #[test]
     fn the_named_profiles_are_the_ones_documented() {
         let rtt = |p: Profile| p.delay * 2;
-        assert_eq!(rtt(Profile::named("lan").unwrap()), Duration::from_millis(1));
+        assert_eq!(
+            rtt(Profile::named("lan").unwrap()),
+            Duration::from_millis(1)
+        );
         let home = Profile::named("home").unwrap();
-        assert_eq!((rtt(home), home.jitter, home.loss), (Duration::from_millis(20), Duration::from_millis(2), 0.001));
+        assert_eq!(
+            (rtt(home), home.jitter, home.loss),
+            (Duration::from_millis(20), Duration::from_millis(2), 0.001)
+        );
         let wifi = Profile::named("wifi").unwrap();
-        assert_eq!((rtt(wifi), wifi.jitter, wifi.loss), (Duration::from_millis(40), Duration::from_millis(15), 0.01));
+        assert_eq!(
+            (rtt(wifi), wifi.jitter, wifi.loss),
+            (Duration::from_millis(40), Duration::from_millis(15), 0.01)
+        );
         let mobile = Profile::named("mobile").unwrap();
         assert_eq!(
             (rtt(mobile), mobile.jitter, mobile.loss, mobile.rate_bps),
-            (Duration::from_millis(80), Duration::from_millis(30), 0.03, Some(8_000_000))
+            (
+                Duration::from_millis(80),
+                Duration::from_millis(30),
+                0.03,
+                Some(8_000_000)
+            )
         );
         for (_, p) in PROFILES {
             p.validate().unwrap();
@@ -171,9 +185,18 @@ mod tests {
             e.to_string(),
             "no profile is called \"satellite\" (there are lan, home, wifi, mobile and none)"
         );
-        let bad = Profile { loss: 1.5, ..Profile::LAN };
-        assert_eq!(bad.validate(), Err(ProfileError::NotAProbability("loss", 1.5)));
-        let zero = Profile { rate_bps: Some(0), ..Profile::LAN };
+        let bad = Profile {
+            loss: 1.5,
+            ..Profile::LAN
+        };
+        assert_eq!(
+            bad.validate(),
+            Err(ProfileError::NotAProbability("loss", 1.5))
+        );
+        let zero = Profile {
+            rate_bps: Some(0),
+            ..Profile::LAN
+        };
         assert_eq!(zero.validate(), Err(ProfileError::ZeroRate));
     }
 }
