@@ -27,6 +27,8 @@ import { repoRoot, startServer } from './lib/server.mjs';
 const OUT = path.join(repoRoot, 'target/e2e');
 const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 const PROFILES = (process.env.LINE_NETWORK_PROFILES ?? 'lan,home,wifi,mobile').split(',');
+// Extra parameters of the call link, e.g. `mobile=1` for a 48 kHz call (200 kHz without).
+const LINK_PARAMS = process.env.LINE_NETWORK_LINK_PARAMS ?? '';
 const CALL_SECONDS = 16;
 // When the outage starts, after both peers were started (joining takes well under this).
 const OUTAGE_AFTER_MS = 6_000;
@@ -141,7 +143,7 @@ for (const profile of PROFILES) {
       const set = await network.command(`profile ${profile}`);
       const [nearTone, farTone] = [tone(), tone()];
       const leaf = `leaf_${randomBytes(32).toString('base64url')}`;
-      const link = `http://${network.farAddr}:${PORT}/line.html?apikey=${server.apikey}#${leaf}`;
+      const link = `http://${network.farAddr}:${PORT}/line.html?apikey=${server.apikey}${LINK_PARAMS ? `&${LINK_PARAMS}` : ''}#${leaf}`;
       const startStats = await network.command('stats');
       const near = tonePeer(network.near, link, {
         tones: [nearTone], heard: [farTone], secs: CALL_SECONDS, untilHangUp: false,
