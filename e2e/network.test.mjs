@@ -29,7 +29,8 @@ const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 const PROFILES = (process.env.LINE_NETWORK_PROFILES ?? 'lan,home,wifi,mobile').split(',');
 // Extra parameters of the call link, e.g. `mobile=1` for a 48 kHz call (200 kHz without).
 const LINK_PARAMS = process.env.LINE_NETWORK_LINK_PARAMS ?? '';
-const CALL_SECONDS = 16;
+// Long enough after the outage for a recovery of MAX_RECOVERY_S to be seen, and a second of audio after it.
+const CALL_SECONDS = 20;
 // When the outage starts, after both peers were started (joining takes well under this).
 const OUTAGE_AFTER_MS = 6_000;
 const OUTAGE_MS = 2_000;
