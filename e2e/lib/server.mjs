@@ -9,14 +9,16 @@ const binary = path.join(repoRoot, 'target/release/line-server');
 
 /**
  * Starts line-server on `port` (0: any free port) and resolves once it printed its start links.
- * `siteurl` is what the links point at (the privacy proxy, when there is one).
+ * `siteurl` is what the links point at (the privacy proxy, when there is one). With `netns`, it
+ * runs inside that network namespace (`ip netns exec`), listening on `bind`.
  */
-export async function startServer({ port = 0, siteurl, apikey, env = {} } = {}) {
-  const args = ['--bind', '127.0.0.1', '--port', String(port), '--www', testWww()];
+export async function startServer({ port = 0, siteurl, apikey, env = {}, bind = '127.0.0.1', netns } = {}) {
+  const args = ['--bind', bind, '--port', String(port), '--www', testWww()];
   const childEnv = { ...process.env, RUST_LOG: 'info', ...env };
   if (siteurl) childEnv.SITEURL = siteurl;
   if (apikey) childEnv.APIKEY = apikey;
-  const child = spawn(binary, args, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, commandArgs] = netns ? ['ip', ['netns', 'exec', netns, binary, ...args]] : [binary, args];
+  const child = spawn(command, commandArgs, { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   child.stdout.on('data', (d) => (log += d));
   child.stderr.on('data', (d) => (log += d));

@@ -103,6 +103,12 @@ enum Command {
         /// Length of each block, seconds
         #[arg(long, default_value_t = 2.0)]
         block_secs: f64,
+        /// Stay until the other side hangs up (at most --secs): for a call between two tone peers
+        #[arg(long)]
+        until_hang_up: bool,
+        /// Take the engine's counters every this many seconds after the other side joined, into the report's timeline
+        #[arg(long)]
+        timeline_secs: Option<f64>,
         /// Write the report as JSON here
         #[arg(long)]
         json: Option<PathBuf>,
@@ -338,6 +344,8 @@ async fn main() -> anyhow::Result<()> {
             secs,
             blocks,
             block_secs,
+            until_hang_up,
+            timeline_secs,
             json,
         } => {
             let link = std::env::var(LINK_ENV)
@@ -358,6 +366,10 @@ async fn main() -> anyhow::Result<()> {
                     .map(|b| seconds(b, "--blocks"))
                     .collect::<anyhow::Result<_>>()?,
                 block: seconds(block_secs, "--block-secs")?,
+                until_hang_up,
+                timeline_every: timeline_secs
+                    .map(|s| seconds(s, "--timeline-secs"))
+                    .transpose()?,
             };
             let report = tone_call::run(&config).await?;
             write_json(json.as_ref(), &report)?;

@@ -8,12 +8,15 @@
 //! quantum at a time, recording blocks of it for [`crate::fidelity::analyze`].
 
 use std::f64::consts::PI;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use line_client::call::{Call, CallConfig};
 use line_client::link::{Fragment, Link};
 use line_client::messages::Stats;
+use line_client::uplink::Uplink;
 use line_protocol::control::RelayMessage;
 use line_protocol::join::ParticipantId;
 use line_protocol::leaf::LeafKey;
@@ -43,6 +46,13 @@ pub struct ToneCallConfig {
     pub blocks: Vec<Duration>,
     /// Length of each block.
     pub block: Duration,
+    /// Stay in the call until the other side hangs up (at most `duration`), so that two peers
+    /// can call each other and both end cleanly: the other side's leaving ends the call instead
+    /// of failing it.
+    pub until_hang_up: bool,
+    /// Take the engine's counters this often after the other side joined, for a timeline of the
+    /// call (none: no timeline).
+    pub timeline_every: Option<Duration>,
 }
 
 impl core::fmt::Debug for ToneCallConfig {
@@ -116,6 +126,43 @@ impl Counted {
     }
 }
 
+/// The engine's counters at one moment of the call, for following its audio over time.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelinePoint {
+    /// Seconds of audio played since the other side joined.
+    pub at_s: f64,
+    /// The wall clock, milliseconds since 1970, to place what a test did to the call.
+    pub unix_ms: u64,
+    /// Audio frames sent so far.
+    pub frames_sent: u64,
+    /// Audio frames received and decrypted so far.
+    pub frames_received: u64,
+    /// Samples of the other side's audio made up so far.
+    pub samples_concealed: u64,
+    /// Frames the jitter buffer discarded so far (late, duplicate, or to catch up).
+    pub frames_discarded: u64,
+    /// Times the jitter buffer ran dry so far.
+    pub underruns: u64,
+    /// Frames that failed decryption so far.
+    pub decrypt_failures: u64,
+}
+
+impl TimelinePoint {
+    fn of(at_s: f64, stats: &Stats) -> Self {
+        Self {
+            at_s,
+            unix_ms: wall_clock_us() / 1_000,
+            frames_sent: stats.frames_sent,
+            frames_received: stats.frames_received,
+            samples_concealed: stats.samples_concealed,
+            frames_discarded: stats.frames_discarded,
+            underruns: stats.underruns,
+            decrypt_failures: stats.decrypt_failures,
+        }
+    }
+}
+
 /// What a tone call did.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -126,6 +173,10 @@ pub struct ToneCallReport {
     pub sent_rate: f64,
     /// The blocks recorded.
     pub blocks: Vec<HeardBlock>,
+    /// The counters over time (empty unless asked for).
+    pub timeline: Vec<TimelinePoint>,
+    /// Whether the other side hung up first (only with `until_hang_up`).
+    pub peer_hung_up: bool,
     /// The engine's statistics at the end.
     pub stats: Stats,
 }
@@ -191,7 +242,8 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
             },
             other => LoadError::WebSocket(other),
         })?;
-    let (mut sink, mut stream) = ws.split();
+    let (sink, mut stream) = ws.split();
+    let mut uplink = Sender::start(sink, Uplink::new(rate, link.frame.micros()));
     call.connected(wall_clock_us(), rand::random());
 
     let start = Instant::now();
@@ -204,6 +256,8 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
     let mut heard = Vec::new();
     let block_samples = (config.block.as_secs_f64() * rate_f) as u64;
     let mut next_block = 0;
+    let mut timeline = Vec::new();
+    let mut peer_hung_up = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -213,12 +267,20 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
                 scratch.clear();
                 scratch.extend((captured..due).map(|n| tone_sample(&config.tones, config.amplitude, rate_f, n)));
                 captured = due;
+                uplink.woke(now);
                 call.capture(now, &scratch);
                 call.tick(now);
                 scratch.resize((due - played) as usize, 0.0);
                 call.play(now, &mut scratch);
                 if let Some(since) = joined {
                     record(&mut call, &config.blocks, &mut next_block, &mut recording, &mut heard, since, played, &scratch, block_samples, rate_f);
+                    if let Some(every) = config.timeline_every {
+                        let at_s = (due - since) as f64 / rate_f;
+                        let next_s = timeline.len() as f64 * every.as_secs_f64();
+                        if at_s >= next_s {
+                            timeline.push(TimelinePoint::of(at_s, &call.stats()));
+                        }
+                    }
                     if (played - since) as f64 >= config.duration.as_secs_f64() * rate_f {
                         break;
                     }
@@ -234,25 +296,21 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
                         call.peer_joined();
                         joined.get_or_insert(played);
                     }
+                    Ok(RelayMessage::PeerLeft) if config.until_hang_up && joined.is_some() => {
+                        peer_hung_up = true;
+                        break;
+                    }
                     Ok(RelayMessage::PeerLeft) => return Err(LoadError::Unexpected("the other side left".into())),
                     _ => {}
                 },
                 Some(Ok(_)) => {}
             },
         }
-        while let Some(out) = call.poll_transmit() {
-            sink.send(Message::binary(out.bytes))
-                .await
-                .map_err(LoadError::WebSocket)?;
-        }
+        uplink.send_all(&mut call).await?;
     }
     call.hang_up();
-    while let Some(out) = call.poll_transmit() {
-        sink.send(Message::binary(out.bytes))
-            .await
-            .map_err(LoadError::WebSocket)?;
-    }
-    let _ = sink.close().await;
+    uplink.send_all(&mut call).await?;
+    uplink.close().await?;
     let sent_rate = captured as f64 / start.elapsed().as_secs_f64();
     Ok(ToneCallReport {
         rate,
@@ -268,8 +326,87 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
                 },
             )
             .collect(),
+        timeline,
+        peer_hung_up,
         stats: call.stats(),
     })
+}
+
+/// The socket's sending half, written by a task of its own so that a slow network never holds
+/// up the audio: like a browser's WebSocket, it buffers, and like the browser's engine, the peer
+/// drops audio frames when the [`Uplink`] judges the backlog too long.
+struct Sender {
+    queue: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes handed to the task and not yet written to the socket (`bufferedAmount`).
+    buffered: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Result<(), LoadError>>,
+    uplink: Uplink,
+}
+
+impl Sender {
+    fn start<S>(mut sink: S, uplink: Uplink) -> Self
+    where
+        S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin + Send + 'static,
+    {
+        let (queue, mut frames) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let buffered = Arc::new(AtomicU64::new(0));
+        let written = Arc::clone(&buffered);
+        let task = tokio::spawn(async move {
+            while let Some(bytes) = frames.recv().await {
+                let n = bytes.len() as u64;
+                sink.send(Message::binary(bytes))
+                    .await
+                    .map_err(LoadError::WebSocket)?;
+                written.fetch_sub(n, Ordering::Relaxed);
+            }
+            let _ = sink.close().await;
+            Ok(())
+        });
+        Self {
+            queue,
+            buffered,
+            task,
+            uplink,
+        }
+    }
+
+    /// The audio loop woke at `now_us`, before it sends anything.
+    fn woke(&mut self, now_us: u64) {
+        self.uplink
+            .woke(now_us, self.buffered.load(Ordering::Relaxed));
+    }
+
+    /// Sends what the call has to send, dropping audio frames the uplink does not admit.
+    async fn send_all(&mut self, call: &mut Call) -> Result<(), LoadError> {
+        while let Some(out) = call.poll_transmit() {
+            let held = self.buffered.load(Ordering::Relaxed);
+            if out.is_audio && !self.uplink.admits_audio(held) {
+                call.dropped_outgoing();
+                continue;
+            }
+            self.buffered
+                .fetch_add(out.bytes.len() as u64, Ordering::Relaxed);
+            if self.queue.send(out.bytes).is_err() {
+                // The task ended, which it only does on an error: that is the one to report.
+                return Err(self.finish().await.err().unwrap_or(LoadError::Closed));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued, then closes the socket.
+    async fn close(mut self) -> Result<(), LoadError> {
+        self.finish().await
+    }
+
+    /// Ends the queue and waits for the task (once: a finished task cannot be awaited again).
+    async fn finish(&mut self) -> Result<(), LoadError> {
+        let (closed, _) = tokio::sync::mpsc::unbounded_channel();
+        drop(core::mem::replace(&mut self.queue, closed));
+        (&mut self.task)
+            .await
+            .map_err(|e| LoadError::Unexpected(format!("the sending task: {e}")))?
+    }
 }
 
 /// Adds what was just played (`out`, starting at sample `played`) to the blocks being recorded,
