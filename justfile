@@ -27,7 +27,7 @@ release: build
 run: setup build
     ./target/release/line-server --bind 127.0.0.1 --port {{port}}
 
-# Run every test: native, wasm in headless Chromium and Firefox, the `just run` smoke test, end to end (Chromium, Firefox, WebKit)
+# Run every test: native, wasm in headless Chromium and Firefox, the `just run` smoke test, end to end (Chromium, Firefox, WebKit), calls across impaired networks
 test: setup build
     cargo test --workspace
     node --test client-wasm/tests/ring.test.mjs
@@ -38,6 +38,7 @@ test: setup build
     scripts/image-contract.sh
     scripts/docker-test.sh
     just e2e
+    just test-network
 
 # Deployment only (`test` runs these too): nginx (TLS, scale-out) in front of line-server; dist/line-server run as the image runs it; the image built and run by Docker (after `just build`)
 test-deploy:
