@@ -98,7 +98,13 @@ bench: build
     cargo test --release -p line-server --test it asset_flood_figures -- --ignored --nocapture 2>&1 | tee target/bench/assets.txt
     -LINE_LONG_CALL_SECONDS=600 just e2e
     -just test-browsers
+    -just bench-network
     node scripts/bench-summary.mjs
+
+# Impaired networks, measured (root; about 10 minutes, after `just build`): Chromium on each line-netem profile calls the native tone peer beside the server, 60 s at 200 and at 48 kHz (LINE_NETWORK_PROFILES, LINE_NETWORK_BENCH_SECONDS); mouth to ear p50/p95, concealed frames a minute, underruns, in target/bench/network.json
+bench-network:
+    cargo build --release --locked -p line-netem -p line-loadgen
+    node e2e/network-bench.mjs
 
 # Relay capacity, latency and memory: line-server against a Node `ws` relay and a raw-TCP relay (LINE_BENCH_SOAK_SECS=0 skips the 10-minute soak)
 bench-relay:

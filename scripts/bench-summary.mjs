@@ -128,6 +128,18 @@ for (const [label, c] of Object.entries(e2e?.browsers ?? {})) {
     null, '`just test-browsers`, `target/e2e/results.json`');
 }
 
+// Calls across impaired networks (e2e/network-bench.mjs): Chromium on the impaired side, the
+// native tone peer beside the server; each side's estimate of what it hears.
+for (const c of json(at('target/bench/network.json'))?.calls ?? []) {
+  const side = (h) => `${fixed(h.mouthToEarP50Ms, 0)} / ${fixed(h.mouthToEarP95Ms, 0)} ms, ${fixed(h.concealedFramesPerMinute)} concealed/min, ${h.underruns} underruns`;
+  add(`network "${c.profile}", ${c.rate}: mouth to ear p50 / p95, glitches — browser hears; peer hears`,
+    // The mouth-to-ear goal is set for a quiet local network; the impaired profiles are reported.
+    c.profile === 'lan' ? '≤ 30 ms p50 (10 ms frames)' : '(reported)',
+    `${side(c.browserHears)}; ${side(c.peerHears)}`,
+    c.profile === 'lan' ? Math.max(c.browserHears.mouthToEarP50Ms, c.peerHears.mouthToEarP50Ms) <= 30 : null,
+    '`just bench-network`, `target/bench/network.json`');
+}
+
 const widths = [0, 1, 2, 3, 4].map((i) => Math.max(...[['figure', 'goal', 'measured', 'goal met', 'from'], ...rows].map((r) => r[i].length)));
 const line = (r) => `| ${r.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
 console.log(`\ngoals summary (load average now ${loadavg().map((l) => l.toFixed(1)).join(' ')}; machine: ${readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown'}, ${(await import('node:os')).cpus().length} CPUs)`);

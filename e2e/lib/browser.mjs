@@ -12,16 +12,17 @@ const BASE_FLAGS = [
 /**
  * Starts one browser, as one person. `wav`: the file its microphone plays. `allowMic: false` leaves out
  * the flag that grants the microphone, as for a person who refuses it. `pulse`: a PULSE_SERVER to
- * play into (see pulse.mjs) instead of Chromium's fake output device.
+ * play into (see pulse.mjs) instead of Chromium's fake output device. `executablePath` and `args`:
+ * another way to start Chromium (e.g. inside a network namespace), and flags of its own.
  */
-export async function launchPerson(name, { wav, allowMic = true, pulse } = {}) {
-  const args = [...BASE_FLAGS, '--use-fake-device-for-media-stream'];
+export async function launchPerson(name, { wav, allowMic = true, pulse, executablePath, args: extra = [] } = {}) {
+  const args = [...BASE_FLAGS, '--use-fake-device-for-media-stream', ...extra];
   if (allowMic) args.push('--use-fake-ui-for-media-stream');
   if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);
   // The browser is a child of this process: the one child that appears during the launch.
   const before = new Set(childrenOf(process.pid));
   const browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    executablePath: executablePath ?? (process.env.CHROMIUM || '/usr/bin/chromium'),
     headless: true,
     ignoreDefaultArgs: ['--mute-audio'],
     args,

@@ -140,12 +140,16 @@ pub struct TimelinePoint {
     pub frames_received: u64,
     /// Samples of the other side's audio made up so far.
     pub samples_concealed: u64,
+    /// Frames' worth of the other side's audio made up so far (whole frames, rounded up).
+    pub frames_concealed: u64,
     /// Frames the jitter buffer discarded so far (late, duplicate, or to catch up).
     pub frames_discarded: u64,
     /// Times the jitter buffer ran dry so far.
     pub underruns: u64,
     /// Frames that failed decryption so far.
     pub decrypt_failures: u64,
+    /// The engine's estimate of mouth-to-ear latency of the last frame received, milliseconds.
+    pub mouth_to_ear_ms: f64,
 }
 
 impl TimelinePoint {
@@ -156,9 +160,11 @@ impl TimelinePoint {
             frames_sent: stats.frames_sent,
             frames_received: stats.frames_received,
             samples_concealed: stats.samples_concealed,
+            frames_concealed: stats.frames_concealed,
             frames_discarded: stats.frames_discarded,
             underruns: stats.underruns,
             decrypt_failures: stats.decrypt_failures,
+            mouth_to_ear_ms: stats.mouth_to_ear_ms,
         }
     }
 }

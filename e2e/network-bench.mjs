@@ -1,0 +1,140 @@
+// Impaired networks, measured: for each profile and rate, headless Chromium on the impaired side
+// of line-netem calls line's native tone peer beside the server, for SECONDS. Reported per
+// direction, never judged: mouth-to-ear p50/p95 (each engine's estimate, sampled every 250 ms
+// once the call settled), concealed frames a minute, underruns, frames lost. Written to
+// target/bench/network.json for scripts/bench-summary.mjs. Needs root, `just build`, and
+// `cargo build --release -p line-netem -p line-loadgen`.
+//
+//   node e2e/network-bench.mjs                 every profile, 200 and 48 kHz, 60 s each
+//   LINE_NETWORK_PROFILES=wifi LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { launchPerson } from './lib/browser.mjs';
+import { startNetwork } from './lib/netem.mjs';
+import { percentile, stats, waitState } from './lib/page.mjs';
+import { seededRandom } from './lib/seed.mjs';
+import { repoRoot, startServer } from './lib/server.mjs';
+import { writeTone } from './lib/wav.mjs';
+
+const OUT = path.join(repoRoot, 'target/bench');
+const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
+const PROFILES = (process.env.LINE_NETWORK_PROFILES ?? 'lan,home,wifi,mobile').split(',');
+const SECONDS = Number(process.env.LINE_NETWORK_BENCH_SECONDS ?? 60);
+// The first seconds of a call are its jitter buffer learning the network: a call lasts minutes.
+const SETTLE_S = 5;
+const SAMPLE_MS = 250;
+const RATES = [
+  { label: '200k', params: '' },
+  { label: '48k', params: 'mobile=1' },
+];
+const PORT = 7777;
+
+mkdirSync(OUT, { recursive: true });
+const random = seededRandom('network-bench');
+const tone = () => Math.round((1000 + 19000 * random()) * 10) / 10;
+
+/** A Chromium that runs inside network namespace `ns`: Playwright starts this script instead. */
+function chromiumIn(ns) {
+  const script = path.join(OUT, `chromium-in-${ns}.sh`);
+  writeFileSync(script, `#!/bin/sh\nexec ip netns exec ${ns} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
+  chmodSync(script, 0o755);
+  return script;
+}
+
+/** The native tone peer inside namespace `ns`, in the call until the browser hangs up. */
+function tonePeer(network, link, { tones, heard, json }) {
+  const args = ['tone-call', '--tones', tones.join(','), '--heard', heard.join(','), '--secs', String(SECONDS + 60),
+    '--until-hang-up', '--timeline-secs', String(SAMPLE_MS / 1000), '--json', json];
+  const [command, argv] = network.inNamespace(network.far, [loadgen, ...args]);
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, argv, { env: { ...process.env, LINE_PEER_LINK: link }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`tone peer exited ${code}:\n${out}${err}`))));
+  });
+}
+
+/** p50/p95 of the settled samples, concealed frames a minute, and the counters over the call. */
+function figures(points, seconds) {
+  const settled = points.filter((p) => p.atS >= SETTLE_S && p.mouthToEarMs > 0).map((p) => p.mouthToEarMs);
+  const [first, last] = [points.find((p) => p.atS >= SETTLE_S) ?? points[0], points.at(-1)];
+  const minutes = (last.atS - first.atS) / 60;
+  const round = (x) => Math.round(x * 10) / 10;
+  return {
+    mouthToEarP50Ms: round(percentile(settled, 50)),
+    mouthToEarP95Ms: round(percentile(settled, 95)),
+    concealedFramesPerMinute: round((last.framesConcealed - first.framesConcealed) / minutes),
+    underruns: last.underruns - first.underruns,
+    framesReceived: last.framesReceived,
+    seconds,
+  };
+}
+
+async function benchOne(network, server, profile, rate) {
+  await network.command(`profile ${profile}`);
+  const [browserTone, peerTone] = [tone(), tone()];
+  const wav = path.join(OUT, `network-mic-${browserTone}.wav`);
+  writeTone(wav, { freq: browserTone, amplitude: 0.4, seconds: SECONDS + 30 });
+  const origin = `http://${network.farAddr}:${PORT}`;
+  const leaf = `leaf_${(await import('node:crypto')).randomBytes(32).toString('base64url')}`;
+  const link = `${origin}/line.html?apikey=${server.apikey}${rate.params ? `&${rate.params}` : ''}#${leaf}`;
+  const peer = tonePeer(network, link, {
+    tones: [peerTone], heard: [browserTone], json: path.join(OUT, `network-${profile}-${rate.label}-peer.json`),
+  });
+  const person = await launchPerson('browser', {
+    wav,
+    executablePath: chromiumIn(network.near),
+    // A page from a plain-HTTP address is not a secure context: no microphone, no worklet.
+    args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
+  });
+  const points = [];
+  try {
+    await person.page.goto(link);
+    await waitState(person, 'ready');
+    await person.page.click('#join');
+    await waitState(person, 'in-call', 30_000);
+    const start = Date.now();
+    while (Date.now() - start < SECONDS * 1000) {
+      await sleep(SAMPLE_MS);
+      const s = await stats(person);
+      if (s) points.push({ ...s, atS: (Date.now() - start) / 1000 });
+    }
+    await person.page.click('#hangup');
+  } catch (e) {
+    console.error(person.console.slice(-20).join('\n'));
+    throw e;
+  } finally {
+    await person.close();
+  }
+  const report = await peer;
+  return {
+    profile,
+    rate: rate.label,
+    tones: { browser: browserTone, peer: peerTone },
+    browserHears: figures(points, SECONDS),
+    peerHears: figures(report.timeline, SECONDS),
+  };
+}
+
+const linkSeed = Math.floor(random() * 2 ** 32);
+const network = await startNetwork({ profile: 'lan', seed: linkSeed });
+const server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT });
+const results = { seed: random.seed, linkSeed, seconds: SECONDS, settleSeconds: SETTLE_S, calls: [] };
+try {
+  for (const profile of PROFILES) {
+    for (const rate of RATES) {
+      const r = await benchOne(network, server, profile, rate);
+      results.calls.push(r);
+      console.log(`network ${profile} ${rate.label}: browser hears ${JSON.stringify(r.browserHears)}; peer hears ${JSON.stringify(r.peerHears)}`);
+      writeFileSync(path.join(OUT, 'network.json'), JSON.stringify(results, null, 2));
+    }
+  }
+} finally {
+  await server.stop();
+  await network.stop();
+}
+console.log(`network bench: target/bench/network.json (seed ${random.seed})`);
