@@ -1,5 +1,6 @@
-//! What happens to a connection right after `accept`, before HTTP: Nagle off, the per-client
-//! connection cap, and (after TLS, when there is TLS) refusing HTTP/2.
+//! What happens to a connection right after `accept`, before HTTP: Nagle off, the kernel's
+//! unsent backlog bounded, the per-client connection cap, and (after TLS, when there is TLS)
+//! refusing HTTP/2.
 //!
 //! Only HTTP/1.1 is served: WebSockets ride HTTP/1.1 upgrades and the page is a handful of
 //! files, while hyper's HTTP/2 has no idle or header timeout, so an HTTP/2 connection (prior
@@ -52,12 +53,24 @@ impl fmt::Display for AcceptError {
 
 impl std::error::Error for AcceptError {}
 
+#[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+fn set_unsent_limit(stream: &TcpStream, bytes: u32) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_tcp_notsent_lowat(bytes)
+}
+
+/// Elsewhere the kernel's send buffer, kept small, is the bound.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+fn set_unsent_limit(_: &TcpStream, _: u32) -> io::Result<()> {
+    Ok(())
+}
+
 /// Turns Nagle off (a relayed frame must leave at once, not wait for the peer's ACK of the
 /// previous one) and applies the per-client connection cap.
 #[derive(Clone, Debug)]
 pub struct CappedAcceptor {
     cap: Arc<PerClientCap>,
     trusted: Arc<[IpNet]>,
+    unsent_limit: Option<u32>,
 }
 
 impl CappedAcceptor {
@@ -67,12 +80,26 @@ impl CappedAcceptor {
         Self {
             cap,
             trusted: trusted.into(),
+            unsent_limit: None,
         }
+    }
+
+    /// Lets the kernel hold at most about `bytes` of data not yet sent on each socket
+    /// (`TCP_NOTSENT_LOWAT`, where the system has it): when the path stalls, the backlog then
+    /// waits in the relay's outbox, which drops the oldest audio, instead of in the send buffer,
+    /// which would deliver every stale frame in order, up to seconds late.
+    #[must_use]
+    pub fn unsent_limit(mut self, bytes: Option<u32>) -> Self {
+        self.unsent_limit = bytes;
+        self
     }
 
     fn admit(&self, stream: TcpStream) -> io::Result<Counted> {
         let peer = stream.peer_addr()?.ip();
         stream.set_nodelay(true)?;
+        if let Some(bytes) = self.unsent_limit {
+            set_unsent_limit(&stream, bytes)?;
+        }
         let slot = if self.trusted.iter().any(|net| net.contains(peer)) {
             None
         } else {
@@ -274,5 +301,39 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewound<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Accepts one loopback connection through `acceptor`.
+    async fn admitted(acceptor: &CappedAcceptor) -> Counted {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let _client = TcpStream::connect(addr).await.expect("connect");
+        let (stream, _) = listener.accept().await.expect("accept");
+        acceptor.admit(stream).expect("admitted")
+    }
+
+    #[tokio::test]
+    async fn an_accepted_socket_keeps_little_unsent_data_in_the_kernel() {
+        let acceptor = CappedAcceptor::new(PerClientCap::new(4), &[]).unsent_limit(Some(4096));
+        let counted = admitted(&acceptor).await;
+        let socket = socket2::SockRef::from(&counted.stream);
+        assert_eq!(socket.tcp_notsent_lowat().expect("read back"), 4096);
+        assert!(socket.tcp_nodelay().expect("read back"));
+    }
+
+    #[tokio::test]
+    async fn without_a_limit_the_system_default_stays() {
+        let acceptor = CappedAcceptor::new(PerClientCap::new(4), &[]);
+        let counted = admitted(&acceptor).await;
+        let socket = socket2::SockRef::from(&counted.stream);
+        // 0: the socket follows the system's net.ipv4.tcp_notsent_lowat ("no limit" by default).
+        assert_eq!(socket.tcp_notsent_lowat().expect("read back"), 0);
     }
 }

@@ -141,6 +141,11 @@ pub struct Limits {
     /// Kernel send buffer asked for each accepted socket (Linux doubles it); `None` keeps the
     /// system's autotuning, which lets a stalled receiver's backlog grow to megabytes.
     pub socket_send_buffer: Option<usize>,
+    /// Bytes not yet sent that the kernel may hold for each accepted socket before it takes no
+    /// more (`TCP_NOTSENT_LOWAT`); `None` lets the whole send buffer fill. Either way a stalled
+    /// receiver's backlog ends in its outbox, which drops the oldest audio; with a limit the
+    /// kernel adds at most about this much to it, without, up to its whole send buffer.
+    pub socket_unsent_limit: Option<u32>,
 }
 
 impl Default for Limits {
@@ -166,6 +171,8 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             // 128 KiB (256 KiB on Linux) carries 200 kHz mono audio over a 200 ms round trip.
             socket_send_buffer: Some(128 * 1024),
+            // About a 10 ms frame of 200 kHz audio: 10 ms at 200 kHz, 40 ms at 48 kHz.
+            socket_unsent_limit: Some(4 * 1024),
         }
     }
 }

@@ -255,7 +255,8 @@ impl Server {
         let acceptor = CappedAcceptor::new(
             Arc::clone(&self.state.connections_per_client),
             &self.state.config.trusted_proxies,
-        );
+        )
+        .unsent_limit(self.state.config.limits.socket_unsent_limit);
         type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
         let serving: Serving = match self.tls {
             Some((live, settings)) => {
