@@ -83,6 +83,25 @@ struct Incoming {
     frame_samples: usize,
 }
 
+/// What audio waits after the jitter buffer: the playback ring, as of its last top-up, and the
+/// device.
+#[derive(Clone, Copy, Debug, Default)]
+struct Playout {
+    /// When the ring was last topped up, microseconds.
+    at_us: u64,
+    /// What it held then, microseconds.
+    ring_us: u64,
+    device_us: u64,
+}
+
+impl Playout {
+    /// What the ring still holds at `now_us`: it has played since the top-up.
+    fn ring_left_us(&self, now_us: u64) -> u64 {
+        self.ring_us
+            .saturating_sub(now_us.saturating_sub(self.at_us))
+    }
+}
+
 /// One person's side of a call.
 pub struct Call {
     config: CallConfig,
@@ -108,8 +127,8 @@ pub struct Call {
     events: VecDeque<CallEvent>,
     next_ping_us: u64,
     ping_id: u32,
-    /// Extra delay after the jitter buffer: playback ring plus the device, microseconds.
-    playout_delay_us: u64,
+    /// What waits after the jitter buffer, for the mouth-to-ear estimate.
+    playout: Playout,
     stats: Stats,
     decrypted_since_join: u64,
     failures_since_join: u64,
@@ -154,7 +173,7 @@ impl Call {
             events: VecDeque::new(),
             next_ping_us: 0,
             ping_id: 0,
-            playout_delay_us: 0,
+            playout: Playout::default(),
             stats: Stats {
                 wire_rate: config.wire_rate,
                 context_rate: config.context_rate,
@@ -216,9 +235,15 @@ impl Call {
         self.stats.muted = muted;
     }
 
-    /// Delay after the jitter buffer (playback ring and device), for the mouth-to-ear estimate.
-    pub fn set_playout_delay_us(&mut self, delay_us: u64) {
-        self.playout_delay_us = delay_us;
+    /// What audio leaving the jitter buffer waits before it is heard, for the mouth-to-ear
+    /// estimate: at `now_us` a playback ring (just topped up) holds `ring_us` of audio, which
+    /// plays out at the real-time rate from then on, and the device adds `device_us`.
+    pub fn set_playout(&mut self, now_us: u64, ring_us: u64, device_us: u64) {
+        self.playout = Playout {
+            at_us: now_us,
+            ring_us,
+            device_us,
+        };
     }
 
     /// Queues a Bye for the other side.
@@ -450,9 +475,15 @@ impl Call {
             .push(now_us, audio.first_sample, &self.scratch_samples);
         self.stats.frames_received += 1;
         self.stats.peer_rate = audio.sample_rate;
-        let depth_us = (incoming.jitter.stats().depth_ms * 1000.0) as u64;
-        let delay = now_us.saturating_sub(audio.capture_time_us) + depth_us + self.playout_delay_us;
-        self.stats.mouth_to_ear_ms = delay as f64 / 1000.0;
+        // The frame's first sample plays once what is held ahead of it in the jitter buffer
+        // and what the ring still holds have played; the device adds its own latency. (What is
+        // held ahead is negative for a frame that came partly too late: the rest of it plays
+        // that much earlier than its first sample would have.)
+        let age_us = now_us.saturating_sub(audio.capture_time_us);
+        let held_us = incoming.jitter.held_before(audio.first_sample) * 1e6;
+        let after_us = self.playout.ring_left_us(now_us) + self.playout.device_us;
+        let delay_us = age_us as f64 + held_us + after_us as f64;
+        self.stats.mouth_to_ear_ms = delay_us.max(0.0) / 1000.0;
     }
 
     /// Counts an authentic audio frame this side cannot play, and says so once per arrival.

@@ -118,6 +118,7 @@ struct Inner {
 
 struct Audio {
     context: AudioContext,
+    source: web_sys::MediaStreamAudioSourceNode,
     remote: GainNode,
     stream: MediaStream,
     capture: AudioWorkletNode,
@@ -490,6 +491,17 @@ impl LineClient {
             .map(|a| a.remote.clone().unchecked_into())
     }
 
+    /// The node that carries this side's microphone into the call (what the engine captures);
+    /// connect it to an analyser or a recorder too.
+    #[wasm_bindgen(getter, js_name = localNode)]
+    pub fn local_node(&self) -> Option<AudioNode> {
+        self.inner
+            .audio
+            .borrow()
+            .as_ref()
+            .map(|a| a.source.clone().unchecked_into())
+    }
+
     /// The microphone's stream (after `join`).
     #[wasm_bindgen(getter, js_name = localStream)]
     pub fn local_stream(&self) -> Option<MediaStream> {
@@ -721,6 +733,7 @@ impl Inner {
         // the context.
         *self.audio.borrow_mut() = Some(Audio {
             context: context.clone(),
+            source,
             remote,
             stream,
             capture,

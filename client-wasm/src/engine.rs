@@ -704,16 +704,17 @@ impl Engine {
             .update(now_us, fill_us as f64 / 1e3, self.playback_xruns);
         let target = (target_ms * rate / 1000.0) as usize;
         self.playback_fill_low = Some(self.playback_fill_low.map_or(filled, |low| low.min(filled)));
-        let device_us = (self.output_latency_ms * 1000.0) as u64;
-        self.call.set_playout_delay_us(fill_us + device_us);
-        if filled >= target {
-            return;
+        if filled < target {
+            let room = self.ring_capacity.saturating_sub(1 + filled);
+            self.play_scratch.resize((target - filled).min(room), 0.0);
+            // What is pulled now plays once the ring has played what it holds.
+            self.call
+                .play_ahead(now_us, fill_us, &mut self.play_scratch);
         }
-        let room = self.ring_capacity.saturating_sub(1 + filled);
-        self.play_scratch.resize((target - filled).min(room), 0.0);
-        // What is pulled now plays once the ring has played what it holds.
-        self.call
-            .play_ahead(now_us, fill_us, &mut self.play_scratch);
+        // Audio that arrives before the next wake waits for the ring as it is now, topped up.
+        let ring_us = ((filled + self.play_scratch.len()) as f64 * 1e6 / rate) as u64;
+        let device_us = (self.output_latency_ms * 1000.0) as u64;
+        self.call.set_playout(now_us, ring_us, device_us);
     }
 
     fn report(&mut self, now_us: u64, capture_xruns: u64) {
@@ -1372,5 +1373,104 @@ mod tests {
         small.ring_capacity = 101;
         let mut engine = Engine::new(&small, 0, 1).expect("a good config");
         assert_eq!(wake(&mut engine, 0, &[], 0), 100);
+    }
+
+    #[test]
+    fn the_mouth_to_ear_estimate_is_when_a_click_is_heard() {
+        // A sends a click every 97 ms over a network that delays each frame by 2-17 ms (in any
+        // order); B's device takes 10 ms from the playback ring at each wake, as Chromium's audio
+        // thread does at 200 kHz, so audio arriving between two wakes waits for what the jitter
+        // buffer holds ahead of it and for the ring as topped up, not as found. Each click's
+        // estimate, read when its frame arrives, is the time from A's microphone to B's device
+        // playing it, plus the device's latency.
+        let mut engine = open_engine(0);
+        let mut a = in_call(&mut engine, 0);
+        let device_us = (config().output_latency_ms * 1000.0) as u64;
+        let ms = 1_000;
+        let click_every = 97 * RATE as usize / 1000;
+        // Each click's height says which one it is.
+        let height = |click: usize| 0.3 + 0.01 * click as f32;
+        let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut in_flight: Vec<(u64, Option<usize>, Vec<u8>)> = Vec::new();
+        let mut sent_frames = 0;
+        let mut ring = std::collections::VecDeque::new();
+        let mut xruns = 0;
+        // Per frame, the estimate when it arrived and B's edits then; per click, when it was
+        // heard and B's edits then.
+        let mut estimated = std::collections::HashMap::new();
+        let mut heard = Vec::new();
+        for tick in 1..9_000u64 {
+            let now = tick * ms / 2;
+            if now % (10 * ms) == 0 {
+                let first = (now / (10 * ms) - 1) as usize * FRAME;
+                let captured: Vec<f32> = (first..first + FRAME)
+                    .map(|s| {
+                        if s % click_every == 0 {
+                            height(s / click_every)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                a.capture(now, &captured);
+                while let Some(out) = a.poll_transmit() {
+                    random ^= random << 13;
+                    random ^= random >> 7;
+                    random ^= random << 17;
+                    let frame = out.is_audio.then(|| {
+                        sent_frames += 1;
+                        sent_frames - 1
+                    });
+                    in_flight.push((now + 2 * ms + random % (15 * ms), frame, out.bytes));
+                }
+            }
+            in_flight.sort_by_key(|(at, ..)| *at);
+            while in_flight.first().is_some_and(|(at, ..)| *at <= now) {
+                let (_, frame, bytes) = in_flight.remove(0);
+                engine.handle_frame(now, &bytes);
+                if let Some(frame) = frame {
+                    let stats = engine.call.stats();
+                    estimated.insert(frame, (stats.mouth_to_ear_ms, stats.edits));
+                }
+            }
+            if now % (10 * ms) == 3 * ms {
+                let wake = Wake {
+                    captured: &[],
+                    capture_xruns: 0,
+                    playback_filled: ring.len(),
+                    playback_xruns: xruns,
+                    socket_buffered: None,
+                };
+                ring.extend(engine.handle_wake(now, wake).iter().copied());
+                let edits = engine.call.stats().edits;
+                for i in 0..FRAME as u64 {
+                    match ring.pop_front() {
+                        Some(v) if v > 0.25 => {
+                            let click = ((v - 0.3) / 0.01).round() as usize;
+                            heard.push((click, now + i * S / u64::from(RATE) + device_us, edits));
+                        }
+                        Some(_) => {}
+                        None => xruns += 1,
+                    }
+                }
+            }
+        }
+        // The first clicks play while the buffers still find their fill.
+        let mut checked = 0;
+        for &(click, at, edits) in heard.iter().skip(5) {
+            let sample = click * click_every;
+            let (estimate, edits_then) = estimated[&(sample / FRAME)];
+            // An edit between the arrival and the playout moves the click by its length.
+            if edits != edits_then {
+                continue;
+            }
+            let took = at.saturating_sub(sample as u64 * S / u64::from(RATE)) as f64 / 1e3;
+            assert!(
+                (estimate - took).abs() < 0.01,
+                "click {click}: heard {took} ms after it was said, estimated {estimate} ms"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 30, "{checked} of {} clicks checked", heard.len());
     }
 }

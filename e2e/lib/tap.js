@@ -1,5 +1,6 @@
-// The e2e suite's recorder (see record.mjs): an AudioWorklet that copies its input into the
-// blocks it was given (start and length in context frames) and posts each one when it is full.
+// The e2e suite's recorders: `line-tap` (see record.mjs) copies its input into the blocks it was
+// given (start and length in context frames) and posts each one when it is full; `line-onsets`
+// (see latency.mjs) posts the context frame of each click it hears.
 class Tap extends AudioWorkletProcessor {
   constructor(options) {
     super();
@@ -19,3 +20,30 @@ class Tap extends AudioWorkletProcessor {
   }
 }
 registerProcessor('line-tap', Tap);
+
+// A click's onset: the first sample at or above `threshold` in magnitude after at least `quiet`
+// frames below it, posted as its context frame (sample-exact).
+class Onsets extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    ({ threshold: this.threshold, quiet: this.quiet } = options.processorOptions);
+    this.below = this.quiet;
+    this.stopped = false;
+    this.port.onmessage = () => { this.stopped = true; };
+  }
+  process(inputs) {
+    const ch = inputs[0][0];
+    if (ch) {
+      for (let i = 0; i < ch.length; i++) {
+        if (Math.abs(ch[i]) < this.threshold) {
+          this.below++;
+          continue;
+        }
+        if (this.below >= this.quiet) this.port.postMessage(currentFrame + i);
+        this.below = 0;
+      }
+    }
+    return !this.stopped;
+  }
+}
+registerProcessor('line-onsets', Onsets);

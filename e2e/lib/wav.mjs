@@ -1,4 +1,5 @@
-// Test tones for the fake microphones: 16-bit mono PCM WAV files made here, so the suite needs no sox.
+// Test tones and click trains for the fake microphones: 16-bit mono PCM WAV files made here, so the
+// suite needs no sox.
 import { writeFileSync } from 'node:fs';
 
 /** Writes `seconds` of a sine at `freq` Hz and `amplitude` (0..1) to `path` at `rate` Hz. */
@@ -8,7 +9,33 @@ export function writeTone(path, { freq, amplitude = 0.5, seconds = 30, rate = 48
 
 /** Writes `seconds` of the sum of sines at `freqs` Hz, each at `amplitude`, to `path`. */
 export function writeTones(path, { freqs, amplitude = 0.5, seconds = 30, rate = 48000 }) {
-  const n = Math.round(seconds * rate);
+  const samples = new Float32Array(Math.round(seconds * rate));
+  for (let i = 0; i < samples.length; i++) {
+    samples[i] = amplitude * freqs.reduce((sum, f) => sum + Math.sin((2 * Math.PI * f * i) / rate), 0);
+  }
+  writeSamples(path, samples, rate);
+}
+
+/**
+ * Writes a click train to `path`: a pulse of `amplitude` for `pulseMs` after each gap of
+ * `gapsMs` (one click per gap, the first at the first gap), silence between. Returns how long the
+ * file is, seconds (the fake microphone loops it).
+ */
+export function writeClicks(path, { gapsMs, amplitude = 0.8, pulseMs = 0.5, rate = 48000 }) {
+  const starts = [];
+  let at = 0;
+  for (const gap of gapsMs) starts.push(Math.round(((at += gap) * rate) / 1000));
+  const n = starts.at(-1) + Math.round((gapsMs[0] * rate) / 1000);
+  const samples = new Float32Array(n);
+  const pulse = Math.max(1, Math.round((pulseMs * rate) / 1000));
+  for (const s of starts) samples.fill(amplitude, s, s + pulse);
+  writeSamples(path, samples, rate);
+  return n / rate;
+}
+
+/** Writes `samples` (-1..1) as a 16-bit mono PCM WAV file at `rate` Hz. */
+function writeSamples(path, samples, rate) {
+  const n = samples.length;
   const buf = Buffer.alloc(44 + 2 * n);
   buf.write('RIFF', 0);
   buf.writeUInt32LE(36 + 2 * n, 4);
@@ -23,9 +50,6 @@ export function writeTones(path, { freqs, amplitude = 0.5, seconds = 30, rate = 
   buf.writeUInt16LE(16, 34); // bits per sample
   buf.write('data', 36);
   buf.writeUInt32LE(2 * n, 40);
-  for (let i = 0; i < n; i++) {
-    const v = Math.round(amplitude * 32767 * freqs.reduce((sum, f) => sum + Math.sin((2 * Math.PI * f * i) / rate), 0));
-    buf.writeInt16LE(v, 44 + 2 * i);
-  }
+  for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(32767 * Math.max(-1, Math.min(1, samples[i]))), 44 + 2 * i);
   writeFileSync(path, buf);
 }

@@ -529,3 +529,27 @@ fn bad_configurations_are_refused() {
         "wire sample rate 0 Hz is outside 8000..=384000"
     );
 }
+
+#[test]
+fn what_is_held_ahead_of_a_packet_is_what_plays_before_it() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000, 48_000, 480)).expect("a good config");
+    let frame = vec![0.25f32; 480];
+    let mut out = [0.0f32; 128];
+    for i in 0..50u64 {
+        jb.push(i * 10_000, i * 480, &frame);
+        for k in 0..4 {
+            jb.pull(i * 10_000 + k * 2_500, &mut out[..120]);
+        }
+    }
+    let stats = jb.stats();
+    assert_eq!(stats.underruns, 0, "{stats:?}");
+    // Right after a pull, what is held ahead of the next packet is the depth, plus the few
+    // samples inside the rate converter.
+    let end = 50 * 480;
+    let lag = jb.held_before(end) - stats.depth_ms / 1e3;
+    assert!((0.0..0.001).contains(&lag), "{lag} s beyond {stats:?}");
+    // A packet after a missing one waits for the gap too, concealed or filled.
+    assert!((jb.held_before(end + 480) - jb.held_before(end) - 0.01).abs() < 1e-9);
+    // A sample that already played would have waited that much less: it played 0.5 s ago.
+    assert!((jb.held_before(end) - jb.held_before(0) - 0.5).abs() < 1e-9);
+}

@@ -513,6 +513,20 @@ impl JitterBuffer {
         }
     }
 
+    /// How long the audio held ahead of sample `index` of the sender's count takes to play out
+    /// of the buffer, in seconds: the samples before it (a hole counts, as it is concealed
+    /// when not filled), an insert still playing, and the rate converter's delay and what it
+    /// converted and has not handed out yet. Negative for a sample the cursor has passed: it
+    /// would have played that long ago. Plus what was pulled and not played yet (a playback
+    /// ring, the device), it is how long a packet pushed now waits until it is heard.
+    #[must_use]
+    pub fn held_before(&self, index: u64) -> f64 {
+        let store = &self.feeder.store;
+        let ahead = index as f64 - store.cursor() as f64 + self.feeder.injecting() as f64;
+        ahead / self.wire_rate
+            + (self.converter.delay() + self.converter.buffered()) as f64 / self.output_rate
+    }
+
     /// Starts playing once the target is held, and plans the edits that keep the delay there.
     fn before_chunk(&mut self, now: f64) {
         let target = self.target.target();

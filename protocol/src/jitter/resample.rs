@@ -88,6 +88,16 @@ impl RateConverter {
         }
     }
 
+    /// How far the output lags the input, output frames: input taken that is still inside,
+    /// beside what is [buffered](Self::buffered).
+    pub(crate) fn delay(&self) -> usize {
+        if self.exact {
+            self.pending.len()
+        } else {
+            self.resampler.output_delay()
+        }
+    }
+
     /// Largest number of input frames one chunk may need.
     pub(crate) fn input_frames_max(&self) -> usize {
         self.resampler.input_frames_max()
