@@ -6,7 +6,8 @@
 //! device's Nyquist frequency (a 20 kHz tone at 48 kHz also appears at 28, 68, 76 ... kHz), and a
 //! wire that carries up to 100 kHz would carry them: so a windowed sinc, the same filter the
 //! jitter buffer uses to downsample on playback (rubato, [`SINC_LEN`] taps, Blackman-Harris²,
-//! [`OVERSAMPLING`] sub-sample tables with linear interpolation between them). Its cutoff sits
+//! a table per sub-sample position, or [`OVERSAMPLING`] of them with linear interpolation between
+//! them where the positions are many). Its cutoff sits
 //! at about 0.89 of the lower rate's Nyquist frequency: images and aliases are more than 85 dB
 //! down, and a tone at 20 kHz keeps an SNR above 85 dB from a 48 kHz device (the tests below
 //! measure both). Downsampling (a 192 kHz device, a 48 kHz call) gets the same filter, which
@@ -15,7 +16,8 @@
 //! Playback resampling is the jitter buffer's job (it also absorbs clock drift); capture needs
 //! no drift correction, the other side's jitter buffer follows this side's clock.
 //!
-//! Cost: two dot products of [`SINC_LEN`] per output sample. The input is taken in chunks of
+//! Cost: one dot product of [`SINC_LEN`] per output sample where the output falls on at most
+//! [`MAX_EXACT_PHASES`] sub-sample positions (48 kHz to 200 kHz: 25), else two. The input is taken in chunks of
 //! [`CHUNK`] frames, so up to `CHUNK - 1` frames wait for the next call; [`Resampler::delay`]
 //! counts them with the filter's own delay, for the capture time of what leaves.
 
@@ -30,7 +32,8 @@ use rubato::{
 pub const CHUNK: usize = 32;
 /// Taps of the sinc filter.
 pub const SINC_LEN: usize = 128;
-/// Sub-sample positions tabulated for the sinc filter.
+/// Sub-sample positions tabulated for the sinc filter where the output's are too many to
+/// tabulate each.
 pub const OVERSAMPLING: usize = 256;
 
 /// Converts a continuous mono stream from `from` Hz to `to` Hz.
@@ -60,6 +63,21 @@ impl core::fmt::Debug for Resampler {
     }
 }
 
+/// The most sub-sample positions tabulated for an exact conversion (64 KiB of filter per 128).
+pub const MAX_EXACT_PHASES: usize = 512;
+
+/// How many sub-sample positions the output of `from` -> `to` Hz falls on, if few: output sample
+/// `k` sits at input position `k * from / to`, whose fractional parts are multiples of
+/// `1 / (to / gcd(from, to))`. 48 -> 200 kHz: 25; 44.1 -> 200 kHz: 2000 (too many: interpolated).
+fn exact_phases(from: u32, to: u32) -> Option<usize> {
+    let (mut a, mut b) = (from, to);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    let phases = (to / a) as usize;
+    (phases <= MAX_EXACT_PHASES).then_some(phases)
+}
+
 impl Resampler {
     /// A resampler from `from` Hz to `to` Hz. Builds the filter tables (a few hundred kB): do it
     /// once per call, not per block.
@@ -70,10 +88,16 @@ impl Resampler {
     pub fn new(from: u32, to: u32) -> Self {
         assert!(from > 0 && to > 0, "sample rates are positive");
         let sinc = (from != to).then(|| {
+            // Where the output falls on few sub-sample positions, one table per position and
+            // no interpolation between tables: exact, and half the work.
+            let (phases, interpolation) = match exact_phases(from, to) {
+                Some(phases) => (phases, SincInterpolationType::Nearest),
+                None => (OVERSAMPLING, SincInterpolationType::Linear),
+            };
             let params =
                 SincInterpolationParameters::new(SINC_LEN, WindowFunction::BlackmanHarris2)
-                    .oversampling_factor(OVERSAMPLING)
-                    .interpolation(SincInterpolationType::Linear);
+                    .oversampling_factor(phases)
+                    .interpolation(interpolation);
             let ratio = f64::from(to) / f64::from(from);
             let resampler = Async::new_sinc(ratio, 1.0, &params, CHUNK, 1, FixedAsync::Input)
                 .expect("positive rates give a finite positive ratio and a non-zero chunk");
@@ -168,7 +192,10 @@ mod tests {
         (0..n)
             .map(|i| {
                 let t = i as f64 / f64::from(rate);
-                freqs.iter().map(|f| 0.4 * (2.0 * PI * f * t).sin()).sum::<f64>() as f32
+                freqs
+                    .iter()
+                    .map(|f| 0.4 * (2.0 * PI * f * t).sin())
+                    .sum::<f64>() as f32
             })
             .collect()
     }
@@ -184,7 +211,10 @@ mod tests {
             r.process(&rest[..n], &mut out);
             rest = &rest[n..];
         }
-        (out, r.sinc.as_ref().map_or(0, |s| s.resampler.output_delay()))
+        (
+            out,
+            r.sinc.as_ref().map_or(0, |s| s.resampler.output_delay()),
+        )
     }
 
     /// Least-squares fit of tones at exactly `freqs` (amplitude and phase free) to `x`: the
@@ -195,7 +225,11 @@ mod tests {
         let n = freqs.len() * 2;
         let basis = |i: usize, k: usize| {
             let w = 2.0 * PI * freqs[k / 2] * i as f64 / f64::from(rate);
-            if k % 2 == 0 { w.sin() } else { w.cos() }
+            if k.is_multiple_of(2) {
+                w.sin()
+            } else {
+                w.cos()
+            }
         };
         // Normal equations, solved by Gaussian elimination (4 unknowns).
         let mut a = vec![vec![0.0f64; n + 1]; n];
@@ -209,10 +243,11 @@ mod tests {
             }
         }
         for p in 0..n {
-            for r in p + 1..n {
-                let f = a[r][p] / a[p][p];
-                for c in p..=n {
-                    a[r][c] -= f * a[p][c];
+            let pivot = a[p].clone();
+            for row in a.iter_mut().skip(p + 1) {
+                let f = row[p] / pivot[p];
+                for (x, y) in row.iter_mut().zip(&pivot).skip(p) {
+                    *x -= f * y;
                 }
             }
         }
@@ -254,11 +289,21 @@ mod tests {
     /// Two random tones in 1-20 kHz, at least 500 Hz apart.
     fn two_tones(rng: &mut Rng) -> [f64; 2] {
         loop {
-            let pair = [1_000.0 + 19_000.0 * rng.unit(), 1_000.0 + 19_000.0 * rng.unit()];
+            let pair = [
+                1_000.0 + 19_000.0 * rng.unit(),
+                1_000.0 + 19_000.0 * rng.unit(),
+            ];
             if (pair[0] - pair[1]).abs() >= 500.0 {
                 return pair;
             }
         }
+    }
+
+    #[test]
+    fn common_rates_get_exact_phases() {
+        assert_eq!(exact_phases(48_000, 200_000), Some(25));
+        assert_eq!(exact_phases(192_000, 48_000), Some(1));
+        assert_eq!(exact_phases(44_100, 200_000), None);
     }
 
     #[test]

@@ -28,6 +28,9 @@ fn now_ms() -> f64 {
         .now()
 }
 
+/// One row of the table: its name and one second of audio through its path.
+type Row = (&'static str, Box<dyn FnMut()>);
+
 /// Playback: a second of 200 kHz frames pushed, pulled at `output` Hz in render quanta.
 fn playback(output: u32) -> impl FnMut() {
     let frame = WIRE as usize / 100;
@@ -63,11 +66,14 @@ fn capture(context: u32) -> impl FnMut() {
 #[wasm_bindgen_test]
 #[ignore = "a benchmark: run it optimised, with --include-ignored"]
 fn conversions_per_second_of_audio() {
-    let mut rows: Vec<(&str, Box<dyn FnMut()>)> = vec![
+    let mut rows: Vec<Row> = vec![
         ("playback 200 kHz -> 200 kHz", Box::new(playback(200_000))),
         ("playback 200 kHz -> 48 kHz", Box::new(playback(48_000))),
         ("playback 200 kHz -> 44.1 kHz", Box::new(playback(44_100))),
-        ("capture 200 kHz (no conversion)", Box::new(capture(200_000))),
+        (
+            "capture 200 kHz (no conversion)",
+            Box::new(capture(200_000)),
+        ),
         ("capture 48 kHz -> 200 kHz", Box::new(capture(48_000))),
         ("capture 44.1 kHz -> 200 kHz", Box::new(capture(44_100))),
     ];

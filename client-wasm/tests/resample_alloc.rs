@@ -11,7 +11,12 @@ static ALLOCATOR: AllocDisabler = AllocDisabler;
 
 #[test]
 fn processing_allocates_nothing() {
-    for (from, to) in [(48_000, 200_000), (44_100, 200_000), (192_000, 48_000), (48_000, 48_000)] {
+    for (from, to) in [
+        (48_000, 200_000),
+        (44_100, 200_000),
+        (192_000, 48_000),
+        (48_000, 48_000),
+    ] {
         let mut r = Resampler::new(from, to);
         let input: Vec<f32> = (0..4_000).map(|n| (n as f32 * 0.03).sin() * 0.5).collect();
         let mut out = Vec::with_capacity(2 * 4_000 * to as usize / from as usize + 1_000);

@@ -260,7 +260,11 @@ mod tests {
         let n = freqs.len() * 2;
         let basis = |i: usize, k: usize| {
             let w = 2.0 * PI * freqs[k / 2] * i as f64 / f64::from(rate);
-            if k % 2 == 0 { w.sin() } else { w.cos() }
+            if k.is_multiple_of(2) {
+                w.sin()
+            } else {
+                w.cos()
+            }
         };
         // Normal equations, solved by Gaussian elimination.
         let mut a = vec![vec![0.0f64; n + 1]; n];
@@ -274,10 +278,11 @@ mod tests {
             }
         }
         for p in 0..n {
-            for r in p + 1..n {
-                let f = a[r][p] / a[p][p];
-                for c in p..=n {
-                    a[r][c] -= f * a[p][c];
+            let pivot = a[p].clone();
+            for row in a.iter_mut().skip(p + 1) {
+                let f = row[p] / pivot[p];
+                for (x, y) in row.iter_mut().zip(&pivot).skip(p) {
+                    *x -= f * y;
                 }
             }
         }
@@ -306,7 +311,10 @@ mod tests {
                 // Two tones in 1-20 kHz, at least 500 Hz apart, 0.4 each, as 16-bit samples
                 // the way the decoder scales them.
                 let freqs = loop {
-                    let pair = [1_000.0 + 19_000.0 * rng.unit(), 1_000.0 + 19_000.0 * rng.unit()];
+                    let pair = [
+                        1_000.0 + 19_000.0 * rng.unit(),
+                        1_000.0 + 19_000.0 * rng.unit(),
+                    ];
                     if (pair[0] - pair[1]).abs() >= 500.0 {
                         break pair;
                     }
@@ -322,7 +330,8 @@ mod tests {
                 let out = convert(&mut converter, &input, None);
                 // Half a second, past the filter's start.
                 let start = output as usize / 10;
-                let (snr, amplitudes) = fit(&out[start..start + output as usize / 2], output, &freqs);
+                let (snr, amplitudes) =
+                    fit(&out[start..start + output as usize / 2], output, &freqs);
                 std::eprintln!(
                     "200 kHz -> {output}: {freqs:.1?} Hz at {amplitudes:.4?}, SNR {snr:.1} dB"
                 );
