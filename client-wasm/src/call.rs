@@ -23,7 +23,7 @@ use line_protocol::pcm;
 use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender};
 
 use crate::messages::Stats;
-use crate::resample::LinearResampler;
+use crate::resample::Resampler;
 
 /// How often to measure the round trip.
 const PING_INTERVAL_US: u64 = 1_000_000;
@@ -110,7 +110,7 @@ pub struct Call {
     receiver: FrameReceiver,
     /// Whose connection this side's frames are bound to, and what it accepts.
     binding: Binding,
-    resampler: LinearResampler,
+    resampler: Resampler,
     /// Captured audio at the wire rate, not yet framed.
     pending: Vec<f32>,
     scratch_pcm: Vec<u8>,
@@ -159,7 +159,7 @@ impl Call {
             sender: None,
             receiver,
             binding: Binding::new(),
-            resampler: LinearResampler::new(config.context_rate, config.wire_rate),
+            resampler: Resampler::new(config.context_rate, config.wire_rate),
             pending: Vec::new(),
             scratch_pcm: Vec::new(),
             scratch_plain: Vec::new(),
@@ -270,8 +270,10 @@ impl Call {
             return;
         }
         let mut start = 0;
+        // The newest sample out of the resampler is that much older than `now_us`.
+        let lag = self.resampler.delay() as u64;
         while self.pending.len() - start >= frame_samples {
-            let behind = (self.pending.len() - start) as u64;
+            let behind = (self.pending.len() - start) as u64 + lag;
             let capture_time_us =
                 now_us.saturating_sub(behind * 1_000_000 / u64::from(self.config.wire_rate));
             self.send_audio(start, frame_samples, capture_time_us);

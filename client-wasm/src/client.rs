@@ -55,8 +55,9 @@ export interface JoinOptions {
   studio?: boolean;
   /** Base URL of worklet.js and worker.js (default: the page's base URL). */
   assets?: string;
-  /** Run the AudioContext at this rate (8000..=384000) instead of the wire rate; the engine
-   *  resamples. Default: the wire rate, or the device's where the browser refuses that. */
+  /** Run the AudioContext at this rate (8000..=384000) instead of the device's own; the engine
+   *  resamples to and from the wire rate either way. Default: the device's rate, so that the
+   *  wire rate never decides the device latency. */
   contextRate?: number;
 }
 
@@ -156,7 +157,7 @@ struct Join {
     frame: FrameDuration,
     studio: bool,
     assets: String,
-    /// The AudioContext's rate when it should differ from the wire rate.
+    /// The AudioContext's rate when it should differ from the device's.
     context_rate: Option<u32>,
 }
 
@@ -369,26 +370,57 @@ fn participant_on(line: LineId) -> ParticipantId {
     })
 }
 
+/// A context at `rate`, or at the device's own rate (`None`), with the smallest buffer that
+/// renders without underruns at the rate it actually runs at (see [`latency_hint`]). The
+/// device's rate is known only once a context exists: one that needs the device's default
+/// buffer is closed and opened again with it.
 fn new_context(rate: Option<u32>) -> Result<AudioContext, JsValue> {
-    let options = AudioContextOptions::new();
-    options.set_latency_hint(&latency_hint(rate));
-    if let Some(rate) = rate {
-        options.set_sample_rate(rate as f32);
+    let open = |hint: JsValue| {
+        let options = AudioContextOptions::new();
+        options.set_latency_hint(&hint);
+        if let Some(rate) = rate {
+            options.set_sample_rate(rate as f32);
+        }
+        AudioContext::new_with_context_options(&options)
+    };
+    let smallest = open(JsValue::from_f64(0.0))?;
+    let actual = smallest.sample_rate() as u32;
+    if smallest_buffer_renders(actual) {
+        return Ok(smallest);
     }
-    AudioContext::new_with_context_options(&options)
+    let _ = smallest.close();
+    open(latency_hint(actual))
 }
 
-/// 0 s asks for the smallest buffer the device allows: in headless Chromium 128-frame render
-/// callbacks and 2.7 ms + 8 ms of baseLatency + outputLatency at 48 kHz, where "interactive"
-/// gives 10 ms render bursts and 10 + 32 ms. But where the device runs at the context's rate
-/// (Chromium's fake device does), 128 frames at 200 kHz are 0.64 ms: 1560 audio callbacks a
-/// second starved the audio thread of a loaded 2-core machine (89 % of real time captured).
-/// So above 64 kHz, where a quantum is shorter than 2 ms, the device's default is kept.
-fn latency_hint(rate: Option<u32>) -> JsValue {
-    match rate {
-        Some(rate) if rate > 64_000 => "interactive".into(),
-        _ => JsValue::from_f64(0.0),
+/// The `latencyHint` for a context running at `rate`: 0 s (the smallest buffer the device
+/// allows) up to [`SMALLEST_BUFFER_UP_TO`], else `"interactive"`.
+fn latency_hint(rate: u32) -> JsValue {
+    if smallest_buffer_renders(rate) {
+        JsValue::from_f64(0.0)
+    } else {
+        "interactive".into()
     }
+}
+
+/// The highest context rate at which a render quantum (128 frames) is 2 ms or more.
+///
+/// Measured with `node e2e/context-latency.mjs` (headless Chromium 156, the 2-core test machine,
+/// one context at a time; baseLatency + outputLatency, share of real time rendered, CPU of the
+/// audio threads), `latencyHint` 0 against `"interactive"`:
+/// - fake output device, 44.1 kHz (its own rate): 2.9 + 9 ms, 100 %, 14 % of a core, against
+///   10 + 30 ms, 100 %, 6 %;
+/// - PulseAudio null sink, 48 kHz: 2.7 + 35 ms, 98 %, 14 %, against 10.7 + 27 ms, 100 %, 3.5 %;
+/// - 192 and 200 kHz (quanta of 0.67 and 0.64 ms): 0.7 + 2 ms but only 95-96 % of real time
+///   rendered and 32 % of a core on the fake device (in a call beside a second browser, 89 %:
+///   the audio thread starved), against 10 + 30 ms, 100 %, 7-8 %;
+/// - 96 kHz: 1.3 + 4 ms, 99.7 %, 17 %, against 10 + 30 ms, 100 %, 6 %.
+///
+/// So up to 64 kHz the smallest buffer, above it the device's default: what decides is the rate
+/// the context runs at, which is the device's, never the wire's.
+const SMALLEST_BUFFER_UP_TO: u32 = 64_000;
+
+fn smallest_buffer_renders(rate: u32) -> bool {
+    rate <= SMALLEST_BUFFER_UP_TO
 }
 
 #[wasm_bindgen]
@@ -648,8 +680,9 @@ impl Inner {
         let worker_url = resolve("worker.js", &join.assets)?;
         // The microphone first: its prompt is what a person answers, and a refusal needs no audio.
         let stream = open_microphone(join.studio).await?;
-        let preferred = join.context_rate.unwrap_or(join.rate);
-        let rings = self.build_audio(stream, preferred, &worklet_url).await?;
+        let rings = self
+            .build_audio(stream, join.context_rate, &worklet_url)
+            .await?;
         self.link_worker(&worker_url).await?;
         let config = EngineConfig {
             ws_url,
@@ -671,16 +704,17 @@ impl Inner {
     async fn build_audio(
         &self,
         stream: MediaStream,
-        preferred_rate: u32,
+        rate: Option<u32>,
         worklet_url: &str,
     ) -> Result<Rings, JoinError> {
-        let (context, source) = match connect_at(Some(preferred_rate), &stream, worklet_url).await {
+        let (context, source) = match connect_at(rate, &stream, worklet_url).await {
             Ok(pair) => pair,
-            // Firefox will not connect a microphone to a context at another rate: run at the
-            // device's rate and let the engine resample.
-            Err(_) => connect_at(None, &stream, worklet_url)
+            // Firefox 140 will not connect a microphone to a context at another rate than the
+            // device's: an app's `contextRate` gives way to the device's.
+            Err(_) if rate.is_some() => connect_at(None, &stream, worklet_url)
                 .await
                 .map_err(JoinError::audio)?,
+            Err(error) => return Err(JoinError::audio(error)),
         };
         let context_rate = context.sample_rate() as u32;
         let shared = is_cross_origin_isolated();
