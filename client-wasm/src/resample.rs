@@ -161,31 +161,7 @@ impl Resampler {
 mod tests {
     use super::*;
     use core::f64::consts::PI;
-
-    /// xorshift64*, seeded from `LINE_TEST_SEED` or the clock, the seed printed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn from_env() -> Self {
-            let seed = std::env::var("LINE_TEST_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(1, |d| d.as_nanos() as u64)
-                });
-            eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-            Self(seed | 1)
-        }
-
-        fn unit(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use line_protocol::testing::{Rng, fit_tones};
 
     /// Two tones of amplitude 0.4 at `freqs`, `n` samples at `rate`.
     fn tones(freqs: [f64; 2], rate: u32, n: usize) -> Vec<f32> {
@@ -215,54 +191,6 @@ mod tests {
             out,
             r.sinc.as_ref().map_or(0, |s| s.resampler.output_delay()),
         )
-    }
-
-    /// Least-squares fit of tones at exactly `freqs` (amplitude and phase free) to `x`: the
-    /// residual's energy against the fitted tones', dB. The frequencies are held: a pitch error
-    /// of even 0.01 ppm would turn the phase by a milliradian over a second at 20 kHz and cap
-    /// this near 60 dB, so a high figure also says the pitch is exact.
-    fn snr_db(x: &[f32], rate: u32, freqs: &[f64]) -> f64 {
-        let n = freqs.len() * 2;
-        let basis = |i: usize, k: usize| {
-            let w = 2.0 * PI * freqs[k / 2] * i as f64 / f64::from(rate);
-            if k.is_multiple_of(2) {
-                w.sin()
-            } else {
-                w.cos()
-            }
-        };
-        // Normal equations, solved by Gaussian elimination (4 unknowns).
-        let mut a = vec![vec![0.0f64; n + 1]; n];
-        for (i, &v) in x.iter().enumerate() {
-            let b: Vec<f64> = (0..n).map(|k| basis(i, k)).collect();
-            for r in 0..n {
-                for c in 0..n {
-                    a[r][c] += b[r] * b[c];
-                }
-                a[r][n] += b[r] * f64::from(v);
-            }
-        }
-        for p in 0..n {
-            let pivot = a[p].clone();
-            for row in a.iter_mut().skip(p + 1) {
-                let f = row[p] / pivot[p];
-                for (x, y) in row.iter_mut().zip(&pivot).skip(p) {
-                    *x -= f * y;
-                }
-            }
-        }
-        let mut coef = vec![0.0; n];
-        for p in (0..n).rev() {
-            let s: f64 = (p + 1..n).map(|c| a[p][c] * coef[c]).sum();
-            coef[p] = (a[p][n] - s) / a[p][p];
-        }
-        let (mut signal, mut residual) = (0.0, 0.0);
-        for (i, &v) in x.iter().enumerate() {
-            let fit: f64 = (0..n).map(|k| coef[k] * basis(i, k)).sum();
-            signal += fit * fit;
-            residual += (f64::from(v) - fit).powi(2);
-        }
-        10.0 * (signal / residual.max(1e-300)).log10()
     }
 
     /// Amplitude of the `freq` component of `x` sampled at `rate` (Goertzel), through a
@@ -362,7 +290,7 @@ mod tests {
                 let (out, delay) = convert(from, to, &input, &mut rng);
                 // Half a second, past the filter's start.
                 let block = &out[2 * delay..2 * delay + to as usize / 2];
-                let snr = snr_db(block, to, &freqs);
+                let snr = fit_tones(block, to, &freqs).snr_db;
                 assert!(snr >= 85.0, "{from} -> {to}, {freqs:?} Hz: SNR {snr:.1} dB");
                 // Every image of a tone f upsampled from `from` lies at k·from ± f.
                 let nyquist = f64::from(to) / 2.0;
@@ -400,7 +328,7 @@ mod tests {
         let input = tones(freqs, from, from as usize);
         let (out, delay) = convert(from, to, &input, &mut rng);
         let block = &out[2 * delay..2 * delay + to as usize / 2];
-        let snr = snr_db(block, to, &freqs);
+        let snr = fit_tones(block, to, &freqs).snr_db;
         assert!(snr >= 85.0, "{freqs:?} Hz: SNR {snr:.1} dB");
         let ultrasonic = tones([30_000.0, 30_000.0], from, from as usize);
         let (out, delay) = convert(from, to, &ultrasonic, &mut rng);

@@ -122,36 +122,7 @@ pub fn too_slow_message(wire_rate: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small seeded generator (xorshift64*), so a failing run can be repeated.
-    struct Rng(u64);
-
-    impl Rng {
-        fn from_env() -> Self {
-            let seed = std::env::var("LINE_TEST_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(1, |d| d.as_nanos() as u64)
-                });
-            eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-            Self(seed | 1)
-        }
-
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        /// A float in `lo..hi`.
-        fn range(&mut self, lo: f64, hi: f64) -> f64 {
-            lo + (hi - lo) * (self.next() >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
+    use line_protocol::testing::Rng;
 
     /// A sender of `frame_us` frames at 200 kHz (4000 bytes each, header aside) whose engine
     /// wakes every `wake()` microseconds and sends what was framed meanwhile, into a socket that

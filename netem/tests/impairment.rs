@@ -4,22 +4,9 @@
 use std::time::{Duration, Instant};
 
 use line_netem::{Direction, MAX_IN_FLIGHT, Netem, Profile};
+use line_protocol::testing::seed_from_env;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
-
-/// `LINE_TEST_SEED` if set, else from the clock; printed either way.
-fn seed() -> u64 {
-    let seed = std::env::var("LINE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-    seed
-}
 
 /// A packet numbered `n`, `len` bytes long.
 fn packet(n: u32, len: usize) -> Vec<u8> {
@@ -110,7 +97,7 @@ fn traffic(
 
 #[test]
 fn lan_delivers_every_packet_after_its_delay_in_order() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut link = Netem::new(Profile::LAN, seed);
     let mut sent = traffic(&mut rng, 2_000, Duration::from_millis(2), Direction::Up);
@@ -150,7 +137,7 @@ fn lan_delivers_every_packet_after_its_delay_in_order() {
 
 #[test]
 fn loss_drops_the_profiles_share_and_nothing_else() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     for profile in [Profile::HOME, Profile::WIFI, Profile::MOBILE] {
         let profile = Profile {
@@ -183,7 +170,7 @@ fn loss_drops_the_profiles_share_and_nothing_else() {
 
 #[test]
 fn jitter_spreads_the_delay_within_its_bounds_and_keeps_the_order() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     for profile in [Profile::HOME, Profile::WIFI, Profile::MOBILE] {
         let profile = Profile {
@@ -234,7 +221,7 @@ fn jitter_spreads_the_delay_within_its_bounds_and_keeps_the_order() {
 
 #[test]
 fn reordered_packets_are_overtaken() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     let profile = Profile {
         reorder: 0.1,
@@ -275,7 +262,7 @@ fn reordered_packets_are_overtaken() {
 
 #[test]
 fn the_bottleneck_paces_packets_and_drops_what_its_queue_cannot_hold() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     let rate = rng.random_range(1_000_000..20_000_000_u64);
     let profile = Profile {
@@ -311,7 +298,7 @@ fn the_bottleneck_paces_packets_and_drops_what_its_queue_cannot_hold() {
 
 #[test]
 fn an_outage_drops_what_it_meets_and_the_link_comes_back() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     let profile = Profile {
         loss: 0.0,
@@ -354,7 +341,7 @@ fn an_outage_drops_what_it_meets_and_the_link_comes_back() {
 
 #[test]
 fn a_seed_repeats_every_fate() {
-    let seed = seed();
+    let seed = seed_from_env();
     let mut rng = StdRng::seed_from_u64(seed);
     let profile = Profile {
         reorder: 0.05,
@@ -386,7 +373,7 @@ fn a_seed_repeats_every_fate() {
 
 #[test]
 fn what_is_in_flight_is_bounded() {
-    let mut link = Netem::new(Profile::LAN, seed());
+    let mut link = Netem::new(Profile::LAN, seed_from_env());
     let t0 = Instant::now();
     for n in 0..MAX_IN_FLIGHT + 100 {
         link.push(t0, Direction::Up, packet(n as u32, 40));

@@ -231,90 +231,10 @@ mod tests {
         }
     }
 
-    /// xorshift64*, seeded from `LINE_TEST_SEED` or the clock, the seed printed.
-    struct Rng(u64);
-
-    impl Rng {
-        fn from_env() -> Self {
-            #[cfg(not(target_arch = "wasm32"))]
-            let seed = std::env::var("LINE_TEST_SEED")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or_else(|| {
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(1, |d| d.as_nanos() as u64)
-                });
-            // No environment and no system clock in a browser.
-            #[cfg(target_arch = "wasm32")]
-            let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-            std::eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-            Self(seed | 1)
-        }
-
-        fn unit(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
-        }
-    }
-
-    /// Least-squares fit of tones at exactly `freqs` (amplitude and phase free) to `x`: the
-    /// fitted tones' energy against the residual's, dB, and each tone's amplitude. The
-    /// frequencies are held: a pitch error of 1 ppm would turn a 20 kHz tone's phase by 0.06 rad
-    /// over half a second and cap this near 30 dB, so a high figure also says the pitch is
-    /// exact.
-    fn fit(x: &[f32], rate: u32, freqs: &[f64]) -> (f64, Vec<f64>) {
-        use core::f64::consts::PI;
-        let n = freqs.len() * 2;
-        let basis = |i: usize, k: usize| {
-            let w = 2.0 * PI * freqs[k / 2] * i as f64 / f64::from(rate);
-            if k.is_multiple_of(2) {
-                w.sin()
-            } else {
-                w.cos()
-            }
-        };
-        // Normal equations, solved by Gaussian elimination.
-        let mut a = vec![vec![0.0f64; n + 1]; n];
-        for (i, &v) in x.iter().enumerate() {
-            let b: Vec<f64> = (0..n).map(|k| basis(i, k)).collect();
-            for r in 0..n {
-                for c in 0..n {
-                    a[r][c] += b[r] * b[c];
-                }
-                a[r][n] += b[r] * f64::from(v);
-            }
-        }
-        for p in 0..n {
-            let pivot = a[p].clone();
-            for row in a.iter_mut().skip(p + 1) {
-                let f = row[p] / pivot[p];
-                for (x, y) in row.iter_mut().zip(&pivot).skip(p) {
-                    *x -= f * y;
-                }
-            }
-        }
-        let mut coef = vec![0.0; n];
-        for p in (0..n).rev() {
-            let s: f64 = (p + 1..n).map(|c| a[p][c] * coef[c]).sum();
-            coef[p] = (a[p][n] - s) / a[p][p];
-        }
-        let (mut signal, mut residual) = (0.0, 0.0);
-        for (i, &v) in x.iter().enumerate() {
-            let fitted: f64 = (0..n).map(|k| coef[k] * basis(i, k)).sum();
-            signal += fitted * fitted;
-            residual += (f64::from(v) - fitted).powi(2);
-        }
-        let amplitudes = coef.chunks_exact(2).map(|c| c[0].hypot(c[1])).collect();
-        (10.0 * (signal / residual.max(1e-300)).log10(), amplitudes)
-    }
-
     #[test]
     fn random_tones_up_to_20_khz_keep_their_pitch_and_85_db_from_200_khz_to_the_device() {
         use core::f64::consts::PI;
-        let mut rng = Rng::from_env();
+        let mut rng = crate::testing::Rng::from_env();
         let wire = 200_000;
         for output in [48_000, 44_100] {
             for _ in 0..3 {
@@ -340,8 +260,14 @@ mod tests {
                 let out = convert(&mut converter, &input, None);
                 // Half a second, past the filter's start.
                 let start = output as usize / 10;
-                let (snr, amplitudes) =
-                    fit(&out[start..start + output as usize / 2], output, &freqs);
+                let crate::testing::ToneFit {
+                    snr_db: snr,
+                    amplitudes,
+                } = crate::testing::fit_tones(
+                    &out[start..start + output as usize / 2],
+                    output,
+                    &freqs,
+                );
                 std::eprintln!(
                     "200 kHz -> {output}: {freqs:.1?} Hz at {amplitudes:.4?}, SNR {snr:.1} dB"
                 );

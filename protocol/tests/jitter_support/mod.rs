@@ -8,27 +8,7 @@ use std::collections::BinaryHeap;
 
 use line_protocol::jitter::{JitterBuffer, JitterConfig, JitterStats};
 
-/// xorshift64*: a tiny seeded generator, so runs repeat exactly without extra dependencies.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use line_protocol::testing::{Rng, seed_from_env};
 
 /// The sender's audio.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,25 +29,6 @@ pub fn sequence_sample(index: u64) -> f32 {
     x ^= x >> 32;
     let value = (x as i16) / 4; // a quarter of full scale
     (f32::from(value) / 32767.0).max(-1.0)
-}
-
-/// A seed for the jitter of a test run: `LINE_TEST_SEED` if set, else drawn from the time, and
-/// printed either way so that a failing run can be repeated.
-pub fn seed_from_env() -> u64 {
-    #[cfg(not(target_arch = "wasm32"))]
-    let seed = std::env::var("LINE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    // No environment and no system clock in a browser.
-    #[cfg(target_arch = "wasm32")]
-    let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
-    eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-    seed
 }
 
 /// One simulated call: a sender, a network and a device pulling at a fixed period.
