@@ -15,7 +15,6 @@
 // sinc's cutoff is at 21.5 kHz); the seed is printed (LINE_E2E_SEED repeats it).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
@@ -25,10 +24,10 @@ import { stats, waitState, withParams } from './lib/page.mjs';
 import { analyze, clean, collect, startRecording } from './lib/record.mjs';
 import { recordResults } from './lib/results.mjs';
 import { seededRandom } from './lib/seed.mjs';
+import { runTonePeer } from './lib/tonepeer.mjs';
 import { writeTones } from './lib/wav.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
-const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 // The peer hangs up this long after it joined: the page's last block must end well before that
 // (with 40 s, twice in three runs the last block ended in the peer's hang-up, uncounted).
 const CALL_SECONDS = 45;
@@ -68,15 +67,8 @@ after(async () => {
 
 /** Runs the tone peer on `link` until it exits; resolves with its report. */
 function tonePeer(link, { tones, heard, json }) {
-  return new Promise((resolve, reject) => {
-    const args = ['tone-call', '--tones', tones.join(','), '--heard', heard.join(','),
-      '--secs', String(CALL_SECONDS), '--blocks', BLOCKS.join(','), '--block-secs', String(BLOCK_SECONDS), '--json', json];
-    const child = spawn(loadgen, args, { env: { ...process.env, LINE_PEER_LINK: link }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`tone peer exited ${code}:\n${out}`))));
-  });
+  const args = ['--secs', String(CALL_SECONDS), '--blocks', BLOCKS.join(','), '--block-secs', String(BLOCK_SECONDS), '--json', json];
+  return runTonePeer(link, { tones, heard, args });
 }
 
 for (const [label, params] of [['200k', 'studio=1'], ['48k', 'studio=1&mobile=1']]) {

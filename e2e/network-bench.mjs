@@ -7,7 +7,6 @@
 //
 //   node e2e/network-bench.mjs                 every profile, 200 and 48 kHz, 60 s each
 //   LINE_NETWORK_PROFILES=wifi LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
-import { spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,10 +15,10 @@ import { startNetwork } from './lib/netem.mjs';
 import { percentile, stats, waitState } from './lib/page.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { repoRoot, startServer } from './lib/server.mjs';
+import { runTonePeer } from './lib/tonepeer.mjs';
 import { writeTone } from './lib/wav.mjs';
 
 const OUT = path.join(repoRoot, 'target/bench');
-const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 const PROFILES = (process.env.LINE_NETWORK_PROFILES ?? 'lan,home,wifi,mobile').split(',');
 const SECONDS = Number(process.env.LINE_NETWORK_BENCH_SECONDS ?? 60);
 // The first seconds of a call are its jitter buffer learning the network: a call lasts minutes.
@@ -43,18 +42,13 @@ function chromiumIn(ns) {
   return script;
 }
 
-/** The native tone peer inside namespace `ns`, in the call until the browser hangs up. */
+/** The native tone peer inside the far namespace, in the call until the browser hangs up. */
 function tonePeer(network, link, { tones, heard, json }) {
-  const args = ['tone-call', '--tones', tones.join(','), '--heard', heard.join(','), '--secs', String(SECONDS + 60),
-    '--until-hang-up', '--timeline-secs', String(SAMPLE_MS / 1000), '--json', json];
-  const [command, argv] = network.inNamespace(network.far, [loadgen, ...args]);
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, argv, { env: { ...process.env, LINE_PEER_LINK: link }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`tone peer exited ${code}:\n${out}${err}`))));
+  return runTonePeer(link, {
+    tones,
+    heard,
+    args: ['--secs', String(SECONDS + 60), '--until-hang-up', '--timeline-secs', String(SAMPLE_MS / 1000), '--json', json],
+    wrap: (argv) => network.inNamespace(network.far, argv),
   });
 }
 

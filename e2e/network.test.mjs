@@ -14,7 +14,6 @@
 // come from a seed printed per run (LINE_E2E_SEED repeats it).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -22,10 +21,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startNetwork } from './lib/netem.mjs';
 import { recordResults } from './lib/results.mjs';
 import { seededRandom } from './lib/seed.mjs';
+import { runTonePeer } from './lib/tonepeer.mjs';
 import { repoRoot, startServer } from './lib/server.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
-const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 const PROFILES = (process.env.LINE_NETWORK_PROFILES ?? 'lan,home,wifi,mobile').split(',');
 // Extra parameters of the call link, e.g. `mobile=1` for a 48 kHz call (200 kHz without).
 const LINK_PARAMS = process.env.LINE_NETWORK_LINK_PARAMS ?? '';
@@ -71,19 +70,9 @@ const tone = () => Math.round((1000 + 19000 * random()) * 10) / 10;
 
 /** Runs a tone peer inside namespace `ns` until it exits; resolves with its report. */
 function tonePeer(ns, link, { tones, heard, secs, untilHangUp, json }) {
-  const args = ['tone-call', '--tones', tones.join(','), '--heard', heard.join(','), '--secs', String(secs),
-    '--blocks', '2', '--block-secs', '1', '--timeline-secs', String(WINDOW_S), '--json', json];
+  const args = ['--secs', String(secs), '--blocks', '2', '--block-secs', '1', '--timeline-secs', String(WINDOW_S), '--json', json];
   if (untilHangUp) args.push('--until-hang-up');
-  const [command, argv] = network.inNamespace(ns, [loadgen, ...args]);
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, argv, { env: { ...process.env, LINE_PEER_LINK: link }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`tone peer in ${ns} exited ${code}:\n${out}${err}`)));
-  });
+  return runTonePeer(link, { tones, heard, args, wrap: (argv) => network.inNamespace(ns, argv), label: `tone peer in ${ns}` });
 }
 
 /**

@@ -79,7 +79,7 @@ export async function startNetwork({ profile = 'lan', seed }) {
       return answer;
     },
     /** `argv` run inside namespace `ns`. */
-    inNamespace: (ns, argv) => ['ip', ['netns', 'exec', ns, ...argv]],
+    inNamespace: (ns, argv) => ['ip', 'netns', 'exec', ns, ...argv],
     stop: async () => {
       child.stdin.end();
       const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
