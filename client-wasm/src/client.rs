@@ -900,11 +900,14 @@ fn output_latency_ms(context: &AudioContext) -> f64 {
 }
 
 /// Whether the page runs in Firefox's engine: only Gecko names itself `Gecko/<date>` in its user
-/// agent; Chromium and WebKit say `like Gecko`.
+/// agent; Chromium and WebKit say `like Gecko`. Read once: the statistics ask ten times a second.
 fn is_gecko() -> bool {
-    web_sys::window()
-        .and_then(|w| w.navigator().user_agent().ok())
-        .is_some_and(|agent| agent.contains("Gecko/"))
+    static GECKO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *GECKO.get_or_init(|| {
+        web_sys::window()
+            .and_then(|w| w.navigator().user_agent().ok())
+            .is_some_and(|agent| agent.contains("Gecko/"))
+    })
 }
 
 fn is_cross_origin_isolated() -> bool {
