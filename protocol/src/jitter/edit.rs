@@ -129,6 +129,113 @@ impl SpliceFinder {
     }
 }
 
+/// Where the audio after a jump best continues the audio it replaces: the drop after a stall.
+/// The same coarse-then-fine search as [`SpliceFinder`] with the join's start fixed, so a drop at
+/// 200 kHz costs tens of thousands of multiply-adds, not a million. Buffers are allocated up
+/// front; the caller fills them with [`Self::buffers`].
+#[derive(Debug)]
+pub(crate) struct JumpSearch {
+    decimation: usize,
+    /// The audio the jump leaves: one cross-fade window.
+    from: Vec<f32>,
+    /// The audio it may land in: the reach plus a window.
+    to: Vec<f32>,
+    coarse_from: Vec<f32>,
+    coarse_to: Vec<f32>,
+}
+
+/// Below this many multiply-adds the search is exact: nothing to save.
+const EXACT_UP_TO: usize = 1 << 16;
+
+/// How many coarse winners are refined: a tone above the coarse rate's reach has a good join every
+/// period, and the finest alignment is found by looking near more than one.
+const REFINED: usize = 3;
+
+impl JumpSearch {
+    /// A search at `rate` over joins of `window` samples landing up to `reach` samples short of
+    /// the drop asked for.
+    pub(crate) fn new(rate: u32, window: usize, reach: usize) -> Self {
+        let decimation = (rate / COARSE_RATE).max(1) as usize;
+        JumpSearch {
+            decimation,
+            from: vec![0.0; window],
+            to: vec![0.0; reach + window],
+            coarse_from: vec![0.0; window / decimation],
+            coarse_to: vec![0.0; (reach + window) / decimation],
+        }
+    }
+
+    /// The cross-fade window, samples.
+    pub(crate) fn window(&self) -> usize {
+        self.from.len()
+    }
+
+    /// The longest reach, samples.
+    pub(crate) fn reach(&self) -> usize {
+        self.to.len() - self.from.len()
+    }
+
+    /// Where to put the audio before the jump and the `reach + window` samples it may land in.
+    pub(crate) fn buffers(&mut self, reach: usize) -> (&mut [f32], &mut [f32]) {
+        let window = self.from.len();
+        (&mut self.from, &mut self.to[..reach + window])
+    }
+
+    /// The lag `0..=reach` into the landing audio whose join costs least; ties go to the longest.
+    pub(crate) fn best(&mut self, reach: usize) -> usize {
+        let window = self.from.len();
+        let to = &self.to[..reach + window];
+        let cost = |k: usize| join_cost(&self.from, &to[k..k + window]);
+        let d = self.decimation;
+        if d == 1 || (reach + 1) * window <= EXACT_UP_TO || window < 2 * d {
+            return Self::least(0..=reach, cost);
+        }
+        // Coarse: block averages at about 25 kHz; keep the best few lags.
+        let (w, n) = (window / d, (reach + window) / d);
+        for (c, block) in self.coarse_from.iter_mut().zip(self.from.chunks_exact(d)) {
+            *c = block.iter().sum::<f32>() / d as f32;
+        }
+        for (c, block) in self.coarse_to[..n].iter_mut().zip(to.chunks_exact(d)) {
+            *c = block.iter().sum::<f32>() / d as f32;
+        }
+        let mut winners = [(f32::INFINITY, 0usize); REFINED];
+        for kc in (0..=(reach / d).min(n - w)).rev() {
+            let c = join_cost(&self.coarse_from[..w], &self.coarse_to[kc..kc + w]);
+            if c < winners[REFINED - 1].0 {
+                winners[REFINED - 1] = (c, kc * d);
+                winners.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+        }
+        // Fine: every lag within a coarse step of each winner, and the drop asked for itself.
+        let mut best = (cost(reach), reach);
+        for &(c, k) in &winners {
+            if c.is_finite() {
+                // Whole, even at the ends: above the coarse rate's reach the phase is found
+                // here, and 2d + 1 lags hold a period of anything the coarse search misses.
+                let lo = k.saturating_sub(d).min(reach.saturating_sub(2 * d));
+                let k = Self::least(lo..=(lo + 2 * d).min(reach), cost);
+                let here = cost(k);
+                if here < best.0 || (here == best.0 && k > best.1) {
+                    best = (here, k);
+                }
+            }
+        }
+        best.1
+    }
+
+    /// The lag in `lags` of least `cost`, the longest on ties.
+    fn least(lags: core::ops::RangeInclusive<usize>, cost: impl Fn(usize) -> f32) -> usize {
+        let mut best = (f32::INFINITY, *lags.end());
+        for k in lags.rev() {
+            let c = cost(k);
+            if c < best.0 {
+                best = (c, k);
+            }
+        }
+        best.1
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! so what reaches the device is the sender's audio sample for sample everywhere else.
 
 use super::conceal::{Concealer, Splice};
-use super::edit::join_cost;
+use super::edit::JumpSearch;
 use super::store::{Run, SampleRing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,24 +69,23 @@ pub(crate) struct Feeder {
     pub(crate) inserted_samples: u64,
     pub(crate) edit_dropped_samples: u64,
     pub(crate) edits: u64,
-    /// Where a drop after a stall may land: the audio before the jump, and the stretch its
-    /// join is looked for in ([`Self::drop_oldest`]).
-    jump_from: Vec<f32>,
-    jump_to: Vec<f32>,
+    /// Where a drop after a stall lands ([`Self::drop_oldest`]).
+    jump: JumpSearch,
 }
 
 impl Feeder {
-    /// `capacity`: store samples; `max_edit`: the longest insert; `jump_reach`: how much less
-    /// than asked a drop after a stall may take to join well; the rest as in `mod.rs`.
+    /// `capacity`: store samples; `max_edit`: the longest insert; `jump`: where a drop after a
+    /// stall joins, up to its reach short of what was asked; the rest as in `mod.rs`.
     pub(crate) fn new(
         capacity: usize,
         concealer: Concealer,
         splice: Splice,
         loss_allowance: u64,
         max_edit: usize,
-        jump_reach: usize,
+        jump: JumpSearch,
     ) -> Self {
-        let window = splice.len();
+        // A jump's join is judged over the window its cross-fade then covers.
+        debug_assert_eq!(jump.window(), splice.len());
         Feeder {
             store: SampleRing::new(capacity),
             concealer,
@@ -104,8 +103,7 @@ impl Feeder {
             inserted_samples: 0,
             edit_dropped_samples: 0,
             edits: 0,
-            jump_from: vec![0.0; window],
-            jump_to: vec![0.0; jump_reach + window],
+            jump,
         }
     }
 
@@ -262,24 +260,15 @@ impl Feeder {
 
     /// The drop of at most `n` and at least `n - reach` samples whose join costs least.
     fn best_jump(&mut self, n: u64) -> u64 {
-        let window = self.jump_from.len();
-        let reach = (self.jump_to.len() - window).min(n.saturating_sub(1) as usize);
+        let reach = self.jump.reach().min(n.saturating_sub(1) as usize);
         if reach == 0 {
             return n;
         }
         let shortest = n - reach as u64;
-        self.store.peek_at(0, &mut self.jump_from);
-        self.store
-            .peek_at(shortest, &mut self.jump_to[..reach + window]);
-        // The longest drop wins ties: it is the one asked for.
-        let (mut best, mut best_cost) = (reach, f32::INFINITY);
-        for k in (0..=reach).rev() {
-            let cost = join_cost(&self.jump_from, &self.jump_to[k..k + window]);
-            if cost < best_cost {
-                (best, best_cost) = (k, cost);
-            }
-        }
-        shortest + best as u64
+        let (from, to) = self.jump.buffers(reach);
+        self.store.peek_at(0, from);
+        self.store.peek_at(shortest, to);
+        shortest + self.jump.best(reach) as u64
     }
 }
 
@@ -287,25 +276,31 @@ impl Feeder {
 mod tests {
     use super::*;
 
-    const RATE: f64 = 48_000.0;
-    const SPLICE: usize = 96;
-    const REACH: usize = 576;
+    /// The cross-fade and the reach of a drop after a stall at `rate`, as the buffer sets them.
+    fn splice_and_reach(rate: u32) -> (usize, usize) {
+        (rate as usize / 500, rate as usize * 12 / 1000)
+    }
 
-    fn tone(freq: f64, n: usize) -> Vec<f32> {
+    fn tone(freq: f64, rate: u32, n: usize) -> Vec<f32> {
         (0..n)
-            .map(|i| (0.5 * (2.0 * core::f64::consts::PI * freq * i as f64 / RATE).sin()) as f32)
+            .map(|i| {
+                (0.5 * (2.0 * core::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin())
+                    as f32
+            })
             .collect()
     }
 
-    /// A feeder playing `audio`, its cursor at the start.
-    fn playing(audio: &[f32]) -> Feeder {
+    /// A feeder at `rate` playing `audio`, its cursor at the start.
+    fn playing(rate: u32, audio: &[f32]) -> Feeder {
+        let (splice, reach) = splice_and_reach(rate);
+        let frame = rate as usize / 100;
         let mut feeder = Feeder::new(
-            1 << 16,
-            Concealer::new(480, 1440),
-            Splice::new(SPLICE),
-            480,
-            1920,
-            REACH,
+            audio.len().next_power_of_two(),
+            Concealer::new(frame, 3 * frame),
+            Splice::new(splice),
+            frame as u64,
+            4 * frame,
+            JumpSearch::new(rate, splice, reach),
         );
         feeder.store.insert(0, audio);
         feeder.store.start_playing();
@@ -317,64 +312,86 @@ mod tests {
     fn a_drop_after_a_stall_lands_where_the_tone_goes_on_unbroken() {
         // Tones whose periods are not whole samples, drops of any length: the jump lands a
         // whole number of periods on (within a sample), so the cross-fade mixes two copies of
-        // one phase and the output stays the tone, never dipping. Some cases fixed, the rest
-        // drawn: any tone whose period fits the reach, any drop the audio holds.
+        // one phase and the output stays the tone, never dipping. At 48 kHz the search is
+        // exact; at 200 kHz coarse, then refined. Some cases fixed, the rest drawn: any tone
+        // in 90 Hz-20 kHz (a period fits the reach), any drop the audio holds.
         let mut rng = crate::testing::Rng::from_env();
         let fixed = [
-            (437.0, 9_001u64),
-            (1_234.5, 4_800),
-            (97.3, 20_000),
-            (3_001.0, 777),
+            (437.0, 0.1875),
+            (1_234.5, 0.1),
+            (97.3, 0.417),
+            (3_001.0, 0.0162),
+            (19_876.5, 0.05),
         ];
-        let drawn: Vec<(f64, u64)> = (0..8)
-            .map(|_| (rng.range(90.0, 4_000.0), rng.range(600.0, 36_000.0) as u64))
-            .collect();
-        for (freq, asked) in fixed.into_iter().chain(drawn) {
-            let audio = tone(freq, 40_000);
-            let mut feeder = playing(&audio);
-            let mut out = vec![0.0; 1_000];
-            feeder.fill(&mut out);
-            let dropped = feeder.drop_oldest(asked);
-            assert!(
-                dropped <= asked && dropped + REACH as u64 >= asked,
-                "{freq} Hz: {dropped}"
-            );
-            let mut after = vec![0.0; 2_000];
-            feeder.fill(&mut after);
-            let period = RATE / freq;
-            let off = (dropped as f64 / period)
-                .fract()
-                .min(1.0 - (dropped as f64 / period).fract());
-            assert!(
-                off * period < 1.0,
-                "{freq} Hz: dropped {dropped}, {:.2} samples off a period",
-                off * period
-            );
-            // No dip: in every stretch of a period the tone still peaks near its amplitude
-            // (a join half a period off would mix opposite phases and fall to nothing).
-            let span = period.ceil() as usize + 1;
-            let lowest = after
-                .windows(span)
-                .map(|w| w.iter().fold(0.0f32, |m, v| m.max(v.abs())))
-                .fold(f32::INFINITY, f32::min);
-            assert!(
-                lowest > 0.45,
-                "{freq} Hz: dropped {dropped}, dips to {lowest}"
-            );
-            // Past the cross-fade, what plays is the audio from where the drop landed.
-            let landed = 1_000 + dropped as usize;
-            for (k, v) in after.iter().enumerate().skip(SPLICE) {
+        for rate in [48_000u32, 200_000] {
+            let (splice, reach) = splice_and_reach(rate);
+            let drawn: Vec<(f64, f64)> = (0..10)
+                .map(|_| (rng.range(90.0, 20_000.0), rng.range(0.0125, 0.75)))
+                .collect();
+            for (freq, asked_s) in fixed.into_iter().chain(drawn) {
+                let asked = (asked_s * f64::from(rate)) as u64;
+                let lead = rate as usize / 48;
+                let audio = tone(freq, rate, rate as usize * 17 / 20);
+                let mut feeder = playing(rate, &audio);
+                let mut out = vec![0.0; lead];
+                feeder.fill(&mut out);
+                let dropped = feeder.drop_oldest(asked);
+                let case =
+                    format!("{rate} Hz, {freq:.1} Hz tone, {asked} asked, {dropped} dropped");
                 assert!(
-                    (v - audio[landed + k]).abs() < 1e-6,
-                    "{freq} Hz: sample {k}"
+                    dropped <= asked && dropped + reach as u64 >= asked,
+                    "{case}"
                 );
+                let mut after = vec![0.0; 2 * lead];
+                feeder.fill(&mut after);
+                let period = f64::from(rate) / freq;
+                let off = (dropped as f64 / period).fract();
+                let off = off.min(1.0 - off) * period;
+                assert!(off < 1.0, "{case}: {off:.2} samples off a period");
+                // No dip: in every stretch of a period the tone still peaks near its amplitude
+                // (a join half a period off would mix opposite phases and fall to nothing).
+                // Only where a period spans enough samples for its peak to show.
+                if period >= 8.0 {
+                    let span = period.ceil() as usize + 1;
+                    let lowest = after
+                        .windows(span)
+                        .map(|w| w.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+                        .fold(f32::INFINITY, f32::min);
+                    assert!(lowest > 0.45, "{case}: dips to {lowest}");
+                }
+                // As good a join as trying every lag, within 5 % of the audio's energy: half a
+                // sample of phase at 20 kHz, a dip of 0.1 dB in the cross-fade (a join out of
+                // phase costs as much as the audio itself).
+                let from = &audio[lead..lead + splice];
+                let energy: f32 = from.iter().map(|x| 2.0 * x * x).sum();
+                let join = |drop: usize| {
+                    crate::jitter::edit::join_cost(from, &audio[lead + drop..lead + drop + splice])
+                };
+                let shortest = asked as usize - reach.min(asked as usize - 1);
+                let exhaustive = (shortest..=asked as usize)
+                    .map(join)
+                    .fold(f32::INFINITY, f32::min);
+                let chosen = join(dropped as usize);
+                assert!(
+                    chosen <= exhaustive + 0.05 * energy,
+                    "{case}: join costs {:.4} of the energy, the best {:.4}",
+                    chosen / energy,
+                    exhaustive / energy
+                );
+                // Past the cross-fade, what plays is the audio from where the drop landed.
+                let landed = lead + dropped as usize;
+                for (k, v) in after.iter().enumerate().skip(splice) {
+                    assert!((v - audio[landed + k]).abs() < 1e-6, "{case}: sample {k}");
+                }
             }
         }
     }
 
     #[test]
     fn a_drop_in_silence_takes_what_was_asked() {
-        let mut feeder = playing(&vec![0.0; 30_000]);
-        assert_eq!(feeder.drop_oldest(12_345), 12_345);
+        for rate in [48_000, 200_000] {
+            let mut feeder = playing(rate, &vec![0.0; rate as usize]);
+            assert_eq!(feeder.drop_oldest(12_345), 12_345);
+        }
     }
 }

@@ -101,6 +101,7 @@ mod target;
 use conceal::{Concealer, Splice};
 use delay::DelayMeter;
 use drift::DriftEstimator;
+use edit::JumpSearch;
 use feeder::{Feeder, State};
 use latency::LatencyControl;
 use resample::RateConverter;
@@ -389,7 +390,7 @@ impl JitterBuffer {
             Splice::new(splice),
             config.frame_samples as u64,
             latency.max_edit(),
-            seconds(STALL_JOIN_REACH),
+            JumpSearch::new(config.wire_rate, splice, seconds(STALL_JOIN_REACH)),
         );
         Ok(JitterBuffer {
             wire_rate,
