@@ -30,7 +30,6 @@ pub mod js_ring;
 #[cfg(target_arch = "wasm32")]
 mod page;
 #[cfg(target_arch = "wasm32")]
-mod timers;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

@@ -21,11 +21,11 @@ use crate::engine::{Engine, Output, StartError, Wake};
 use crate::js_ring::JsRing;
 use crate::messages::{EngineConfig, ErrorCode, FromWorker, ToWorker};
 use crate::ring::{Consumer, Producer, WRITE_SLOT};
-use crate::timers::{Interval, Timeout};
+use gloo_timers::callback::{Interval, Timeout};
 
 /// How often the engine moves samples when it cannot follow the audio clock (no shared memory
 /// or no `Atomics.waitAsync`), in milliseconds (browsers clamp worker timers near 4 ms).
-const TICK_MS: i32 = 4;
+const TICK_MS: u32 = 4;
 /// Longest the engine sleeps without a wake from the audio thread (a suspended context), ms.
 const WAKE_TIMEOUT_MS: f64 = 20.0;
 
@@ -252,7 +252,11 @@ impl Shell {
         if let Some(at) = wanted {
             let ms = at.saturating_sub(now_us()).div_ceil(1000);
             let me = self.me.clone();
-            let timeout = Timeout::new(i32::try_from(ms).unwrap_or(i32::MAX), move || {
+            // setTimeout takes a signed 32-bit delay: anything longer would fire at once.
+            let ms = u32::try_from(ms)
+                .unwrap_or(u32::MAX)
+                .min(i32::MAX.unsigned_abs());
+            let timeout = Timeout::new(ms, move || {
                 with_me(&me, |s| {
                     // This timeout has fired: the next pump arms a new one if the engine still
                     // waits (a clock that read a hair early, say).
