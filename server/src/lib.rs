@@ -37,6 +37,7 @@ pub mod log_throttle;
 pub mod metrics;
 pub mod net;
 pub mod outbox;
+mod peer;
 pub mod per_client;
 pub mod redact;
 pub mod registry;

@@ -22,10 +22,11 @@ use crate::AppState;
 use crate::auth::key_matches;
 use crate::net::{ClientGroup, client_ip};
 use crate::outbox::Outbox;
+use crate::peer::Session;
 use crate::per_client::ClientSlot;
 use crate::redact::redact_uri;
 use crate::registry::{JoinError, Joiner};
-use crate::socket::{self, Session};
+use crate::socket;
 
 /// Bytes tungstenite reads from a socket at most at once (see `start_socket`).
 const READ_BUFFER_SIZE: usize = 8 * 1024;
