@@ -40,6 +40,7 @@ pub mod payload;
 pub mod pcm;
 pub mod replay;
 pub mod sframe;
+pub mod webtransport;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
