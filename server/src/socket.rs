@@ -1,6 +1,7 @@
-//! One WebSocket after the upgrade: a [`Reader`] for the shared read loop (which checks and
-//! forwards the client's frames), and a writer that drains this peer's [`Outbox`]. When the reader ends, the socket is closed with a
-//! code that says why, the line slot is freed, and the writer gets a bounded time to finish.
+//! One WebSocket after the upgrade: a reader for the shared read loop (which checks and
+//! forwards the client's frames), and a writer that drains this peer's [`Outbox`]. When the
+//! reader ends, the socket is closed with a code that says why, the line slot is freed, and the
+//! writer gets a bounded time to finish.
 
 use std::sync::Arc;
 use std::time::Duration;
