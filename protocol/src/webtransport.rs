@@ -159,6 +159,6 @@ mod tests {
             Record::new(RecordKind::Frame, &big).header(),
             Err(RecordError::TooLong(70_000))
         );
-        assert!(crate::MAX_FRAME_LEN < 65_536);
+        const { assert!(crate::MAX_FRAME_LEN < 65_536) };
     }
 }
