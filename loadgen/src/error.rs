@@ -33,6 +33,8 @@ pub enum LoadError {
     MissingApiKey,
     /// The server's CPU or memory could not be read from /proc.
     Proc(ProcError),
+    /// A WebTransport session could not be set up, or broke.
+    WebTransport(String),
 }
 
 impl fmt::Display for LoadError {
@@ -47,6 +49,7 @@ impl fmt::Display for LoadError {
             Self::Encrypt(e) => write!(f, "cannot encrypt a frame: {e}"),
             Self::MissingApiKey => f.write_str("a websocket target needs an api key"),
             Self::Proc(e) => write!(f, "{e}"),
+            Self::WebTransport(e) => write!(f, "webtransport: {e}"),
         }
     }
 }

@@ -128,12 +128,16 @@ enum Command {
 
 #[derive(Args)]
 struct RelayArgs {
-    /// Which relay: line, node-ws or tcp
+    /// Which relay: line, line-wt (line-server over WebTransport datagrams), node-ws or tcp
     #[arg(long, default_value = "line")]
     target: TargetKind,
-    /// Its address
+    /// Its address (for line-wt, its HTTP address: the UDP port comes from /webtransport)
     #[arg(long)]
     addr: SocketAddr,
+    /// Samples of 200 kHz audio per frame: 2000 (10 ms, 4 KB), or 500 (2.5 ms, 1 KB: what fits a
+    /// datagram, so line-wt's and line's figures can be set side by side)
+    #[arg(long, default_value_t = 2000)]
+    frame_samples: u32,
     /// Its pid, for CPU and memory from /proc
     #[arg(long)]
     server_pid: Option<u32>,
@@ -224,7 +228,7 @@ impl RampArgs {
 }
 
 fn target(kind: TargetKind, addr: SocketAddr) -> anyhow::Result<Target> {
-    if !kind.is_websocket() {
+    if !kind.needs_apikey() {
         return Ok(Target::tcp(addr));
     }
     let key = std::env::var(APIKEY_ENV)
@@ -237,6 +241,7 @@ fn target(kind: TargetKind, addr: SocketAddr) -> anyhow::Result<Target> {
 fn base(relay: &RelayArgs, timing: Timing) -> anyhow::Result<RunConfig> {
     let mut config = RunConfig::new(target(relay.target, relay.addr)?, 0, timing);
     config.server_pid = relay.server_pid;
+    config.shape.frame_samples = relay.frame_samples;
     Ok(config)
 }
 

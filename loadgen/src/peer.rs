@@ -1,5 +1,6 @@
 //! One simulated browser's connection to the relay: joining a line, then sending and receiving
-//! frames, over WebSocket (line-server, the Node baseline) or length-prefixed raw TCP.
+//! frames, over WebSocket (line-server, the Node baseline), WebTransport datagrams (line-server)
+//! or length-prefixed raw TCP.
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -12,8 +13,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use line_protocol::webtransport::{Record, RecordKind};
+use wtransport::tls::Sha256Digest;
+use wtransport::{ClientConfig, Connection, Endpoint, RecvStream};
+
 use crate::error::LoadError;
-use crate::target::Target;
+use crate::target::{Target, TargetKind};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -37,6 +42,7 @@ pub struct Peer {
 pub(crate) enum FrameSink {
     Ws(SplitSink<Ws, Message>),
     Tcp(OwnedWriteHalf, Vec<u8>),
+    Wt(Connection),
 }
 
 /// The receiving half of a peer's connection.
@@ -44,6 +50,17 @@ pub(crate) enum FrameSink {
 pub(crate) enum FrameSource {
     Ws(SplitStream<Ws>),
     Tcp(BufReader<OwnedReadHalf>),
+    Wt(WtSource),
+}
+
+/// A WebTransport session's receiving side: datagrams, and the relay's stream of records.
+#[derive(Debug)]
+pub(crate) struct WtSource {
+    connection: Connection,
+    stream: RecvStream,
+    buffered: Vec<u8>,
+    /// Whether the relay's stream ended (datagrams may still come).
+    stream_done: bool,
 }
 
 /// What arrived on a peer's connection.
@@ -60,11 +77,50 @@ impl Peer {
     /// id of its own. The first peer of a line is told `waiting`, the second `peer-joined`; a third
     /// is refused (line-server: [`LoadError::Refused`] 409, or 423 with another token).
     pub async fn join(target: &Target, line: LineId, token: &JoinToken) -> Result<Self, LoadError> {
-        if target.kind.is_websocket() {
-            Self::join_websocket(target, line, token).await
-        } else {
-            Self::join_tcp(target, line).await
+        match target.kind {
+            TargetKind::LineWebTransport => Self::join_webtransport(target, line, token).await,
+            kind if kind.is_websocket() => Self::join_websocket(target, line, token).await,
+            _ => Self::join_tcp(target, line).await,
         }
+    }
+
+    async fn join_webtransport(
+        target: &Target,
+        line: LineId,
+        token: &JoinToken,
+    ) -> Result<Self, LoadError> {
+        let key = target.apikey.as_ref().ok_or(LoadError::MissingApiKey)?;
+        let (port, hash) = webtransport_endpoint(target).await?;
+        let config = ClientConfig::builder()
+            .with_bind_default()
+            .with_server_certificate_hashes(hash.map(Sha256Digest::new))
+            .build();
+        let endpoint = Endpoint::client(config).map_err(LoadError::Connect)?;
+        let participant = ParticipantId::from_random(rand::random());
+        let url = format!(
+            "https://localhost:{port}{}?apikey={}&line={line}&join={token}&participant={participant}",
+            line_protocol::webtransport::PATH,
+            key.expose()
+        );
+        let wt_error = |e: &dyn std::fmt::Display| LoadError::WebTransport(e.to_string());
+        let connection = endpoint.connect(url).await.map_err(|e| wt_error(&e))?;
+        let stream = connection.accept_uni().await.map_err(|e| wt_error(&e))?;
+        let mut peer = Self {
+            sink: FrameSink::Wt(connection.clone()),
+            source: FrameSource::Wt(WtSource {
+                connection,
+                stream,
+                buffered: Vec::new(),
+                stream_done: false,
+            }),
+            joined: false,
+        };
+        match peer.source.next().await? {
+            Incoming::Control(RelayMessage::Waiting) => {}
+            Incoming::Control(RelayMessage::PeerJoined) => peer.joined = true,
+            other => return Err(LoadError::Unexpected(format!("{other:?} on joining"))),
+        }
+        Ok(peer)
     }
 
     async fn join_websocket(
@@ -126,7 +182,7 @@ impl Peer {
             return Ok(());
         }
         match &mut self.source {
-            FrameSource::Ws(_) => match self.source.next().await? {
+            FrameSource::Ws(_) | FrameSource::Wt(_) => match self.source.next().await? {
                 Incoming::Control(RelayMessage::PeerJoined) => {}
                 other => {
                     return Err(LoadError::Unexpected(format!(
@@ -161,6 +217,9 @@ impl FrameSink {
                 .send(Message::binary(frame))
                 .await
                 .map_err(LoadError::WebSocket),
+            Self::Wt(connection) => connection
+                .send_datagram(&frame)
+                .map_err(|e| LoadError::WebTransport(e.to_string())),
             Self::Tcp(write, buf) => {
                 buf.clear();
                 let len = u32::try_from(frame.len()).expect("frames are at most 32 KiB");
@@ -180,6 +239,7 @@ impl FrameSink {
             Self::Tcp(write, _) => {
                 let _ = write.shutdown().await;
             }
+            Self::Wt(connection) => connection.close(0u32.into(), b""),
         }
     }
 }
@@ -206,6 +266,7 @@ impl FrameSource {
                     Some(Ok(_)) => {}
                 }
             },
+            Self::Wt(source) => source.next().await,
             Self::Tcp(read) => {
                 let len = match read.read_u32().await {
                     Ok(len) => len as usize,
@@ -223,4 +284,94 @@ impl FrameSource {
             }
         }
     }
+}
+
+impl WtSource {
+    /// The next datagram or record; cancel-safe only between records, as the caller never
+    /// cancels it.
+    async fn next(&mut self) -> Result<Incoming, LoadError> {
+        loop {
+            if let Some((record, used)) =
+                Record::parse(&self.buffered).map_err(|e| LoadError::Unexpected(e.to_string()))?
+            {
+                let incoming = match record.kind {
+                    RecordKind::Frame => Some(Incoming::Frame(record.payload.to_vec())),
+                    RecordKind::Control => std::str::from_utf8(record.payload)
+                        .ok()
+                        .and_then(|text| RelayMessage::from_json(text).ok())
+                        .map(Incoming::Control),
+                    _ => None,
+                };
+                self.buffered.drain(..used);
+                match incoming {
+                    Some(incoming) => return Ok(incoming),
+                    None => continue,
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            tokio::select! {
+                datagram = self.connection.receive_datagram() => {
+                    return match datagram {
+                        Ok(datagram) => Ok(Incoming::Frame(datagram.payload().to_vec())),
+                        Err(_) => Err(LoadError::Closed),
+                    };
+                }
+                read = self.stream.read(&mut chunk), if !self.stream_done => match read {
+                    Ok(Some(n)) => self.buffered.extend_from_slice(&chunk[..n]),
+                    Ok(None) | Err(_) => self.stream_done = true,
+                },
+            }
+        }
+    }
+}
+
+/// The UDP port and (behind a proxy, or without TLS) the certificate hash the relay names at
+/// `GET /webtransport`, over plain HTTP as the load tests run the relay.
+async fn webtransport_endpoint(target: &Target) -> Result<(u16, Option<[u8; 32]>), LoadError> {
+    let key = target.apikey.as_ref().ok_or(LoadError::MissingApiKey)?;
+    let mut stream = TcpStream::connect(target.addr)
+        .await
+        .map_err(LoadError::Connect)?;
+    let request = format!(
+        "GET /webtransport?apikey={} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        key.expose(),
+        target.addr
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(LoadError::Io)?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .map_err(LoadError::Io)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(0);
+    if status != 200 {
+        return Err(LoadError::Refused { status });
+    }
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let port = body
+        .split("\"port\":")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| LoadError::Unexpected(format!("/webtransport said {body:?}")))?;
+    let hash = body
+        .split("\"certificate_hashes\":[\"")
+        .nth(1)
+        .and_then(|rest| rest.get(..64))
+        .map(|hex| {
+            let mut hash = [0u8; 32];
+            for (i, byte) in hash.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+            }
+            hash
+        });
+    Ok((port, hash))
 }

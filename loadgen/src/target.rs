@@ -17,6 +17,9 @@ pub enum TargetKind {
     NodeWs,
     /// The raw-TCP baseline: line id and newline, then 4-byte big-endian length-prefixed frames.
     Tcp,
+    /// line-server over WebTransport: frames as datagrams, control messages as records on the
+    /// relay's stream (the port and certificate hash from `GET /webtransport` at the address).
+    LineWebTransport,
 }
 
 impl TargetKind {
@@ -27,7 +30,14 @@ impl TargetKind {
             Self::Line => "line",
             Self::NodeWs => "node-ws",
             Self::Tcp => "tcp",
+            Self::LineWebTransport => "line-wt",
         }
+    }
+
+    /// Whether peers present the relay's API key.
+    #[must_use]
+    pub const fn needs_apikey(self) -> bool {
+        matches!(self, Self::Line | Self::NodeWs | Self::LineWebTransport)
     }
 
     /// Whether peers speak WebSocket (line-server's wire) to this relay.
@@ -51,7 +61,7 @@ impl fmt::Display for UnknownTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown target {:?}: expected line, node-ws or tcp",
+            "unknown target {:?}: expected line, line-wt, node-ws or tcp",
             self.0
         )
     }
@@ -67,6 +77,7 @@ impl FromStr for TargetKind {
             "line" => Ok(Self::Line),
             "node-ws" => Ok(Self::NodeWs),
             "tcp" => Ok(Self::Tcp),
+            "line-wt" => Ok(Self::LineWebTransport),
             other => Err(UnknownTarget(other.to_owned())),
         }
     }
@@ -135,7 +146,12 @@ mod tests {
 
     #[test]
     fn kinds_parse_and_print() {
-        for kind in [TargetKind::Line, TargetKind::NodeWs, TargetKind::Tcp] {
+        for kind in [
+            TargetKind::Line,
+            TargetKind::LineWebTransport,
+            TargetKind::NodeWs,
+            TargetKind::Tcp,
+        ] {
             assert_eq!(kind.name().parse::<TargetKind>(), Ok(kind));
         }
         assert!("udp".parse::<TargetKind>().is_err());

@@ -94,3 +94,42 @@ async fn tcp_baseline_carries_every_frame() {
     assert!(report.server.is_none());
     relay.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn line_server_carries_frames_as_datagrams() {
+    let key = line_server::apikey::ApiKey::generate();
+    let server =
+        line_server::Server::new(line_server::Config::new(key.clone())).expect("server starts");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let addr = listener.local_addr().expect("local addr");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp port 0");
+    let server = server.with_webtransport_socket(udp);
+    let stop = CancellationToken::new();
+    let serving = tokio::spawn(server.serve(listener, stop.clone().cancelled_owned()));
+
+    let target = Target::websocket(
+        TargetKind::LineWebTransport,
+        addr,
+        ApiKey::new(key.expose().to_owned()),
+    );
+    let calls = connect_calls(&target, CALLS).await.expect("calls connect");
+    // The same checks as a WebSocket: a third peer is refused before a session exists.
+    assert!(matches!(
+        Peer::join(&target, calls[0].line(), &calls[0].join_token()).await,
+        Err(LoadError::WebTransport(_))
+    ));
+    let report = run_calls(&config(target), calls)
+        .await
+        .expect("the run completes");
+    assert_eq!(report.frames_sent, (CALLS * 2 * 150) as u64, "{report:#?}");
+    // Datagrams may be lost, even on loopback when the machine is busy; none may be corrupted.
+    assert!(
+        report.frames_received * 20 >= report.frames_sent * 19,
+        "{report:#?}"
+    );
+    assert_eq!(report.frames_bad, 0);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), serving).await;
+}

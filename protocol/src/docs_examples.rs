@@ -209,6 +209,22 @@ fn wire_constants() -> BTreeMap<&'static str, u64> {
 
     let mut known: BTreeMap<&str, u64> = [
         ("MAX_FRAME_LEN", crate::MAX_FRAME_LEN as u64),
+        (
+            "webtransport::MAX_DATAGRAM_FRAME_LEN",
+            crate::webtransport::MAX_DATAGRAM_FRAME_LEN as u64,
+        ),
+        (
+            "webtransport::RECORD_HEADER_LEN",
+            crate::webtransport::RECORD_HEADER_LEN as u64,
+        ),
+        (
+            "webtransport::RecordKind::Control",
+            u64::from(crate::webtransport::RecordKind::Control.to_byte()),
+        ),
+        (
+            "webtransport::RecordKind::Frame",
+            u64::from(crate::webtransport::RecordKind::Frame.to_byte()),
+        ),
         ("leaf::LeafKey::LEN", LeafKey::LEN as u64),
         ("leaf::LeafKey::TEXT_LEN", LeafKey::TEXT_LEN as u64),
         ("audio::DEFAULT_RATE", u64::from(audio::DEFAULT_RATE)),

@@ -42,6 +42,7 @@ pub mod replay;
 pub mod sframe;
 #[cfg(all(feature = "std", any(test, feature = "test-support")))]
 pub mod testing;
+pub mod webtransport;
 
 /// The version of this crate, shown by clients and the server so a person can tell what runs.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

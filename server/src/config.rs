@@ -25,6 +25,8 @@ pub struct Config {
     pub assets: AssetSource,
     /// HTTPS/WSS, when set.
     pub tls: Option<TlsSettings>,
+    /// WebTransport over HTTP/3 on UDP, beside the WebSocket.
+    pub webtransport: WebTransport,
     /// Sizes and timeouts.
     pub limits: Limits,
 }
@@ -40,9 +42,23 @@ impl Config {
             trusted_proxies: Vec::new(),
             assets: AssetSource::Embedded,
             tls: None,
+            webtransport: WebTransport::SamePort,
             limits: Limits::default(),
         }
     }
+}
+
+/// Whether and where the server listens for WebTransport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebTransport {
+    /// Only WebSockets.
+    Off,
+    /// UDP on the same address and port number as the TCP listener.
+    #[default]
+    SamePort,
+    /// UDP on the TCP listener's address and this port.
+    Port(u16),
 }
 
 /// Why a duration flag does not parse.
@@ -127,6 +143,9 @@ pub struct Limits {
     /// outbox is empty, it writes. Small, so a stalled receiver's backlog sits in the outbox
     /// (bounded, drop-oldest) and not in a per-socket buffer.
     pub write_buffer: usize,
+    /// Bytes of datagrams QUIC may hold for one WebTransport peer before the relay waits; small,
+    /// so a slow receiver's backlog sits in its outbox (bounded, drop-oldest) as on WebSockets.
+    pub datagram_send_buffer: usize,
     /// Lines about refused requests (and failed accepts) logged per `refusal_log_interval`;
     /// the rest are counted and summed up in one line.
     pub refusal_log_lines: u32,
@@ -164,6 +183,8 @@ impl Default for Limits {
             max_wait_alone: Duration::from_secs(3 * 60 * 60),
             queue_budget: 64 * 1024 * 1024,
             write_buffer: 0,
+            // About three 1200-byte datagrams: each waits at most a few packets behind others.
+            datagram_send_buffer: 4 * 1024,
             refusal_log_lines: 20,
             refusal_log_interval: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(5),

@@ -37,14 +37,17 @@ pub mod log_throttle;
 pub mod metrics;
 pub mod net;
 pub mod outbox;
+mod peer;
 pub mod per_client;
 pub mod redact;
 pub mod registry;
 mod routes;
 pub mod socket;
 pub mod tls;
+mod webtransport;
+pub mod webtransport_identity;
 
-pub use config::{AssetSource, Config, Limits};
+pub use config::{AssetSource, Config, Limits, WebTransport};
 pub use routes::CONTENT_SECURITY_POLICY;
 
 use accept::{AcceptError, CappedAcceptor, Http1Only};
@@ -56,6 +59,7 @@ use outbox::QueueBudget;
 use per_client::PerClientCap;
 use registry::Registry;
 use tls::{TlsError, TlsSettings};
+use webtransport_identity::IdentitySource;
 
 /// Why the server cannot start.
 #[derive(Debug)]
@@ -143,12 +147,18 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     pub(crate) sockets: TaskTracker,
     pub(crate) tls: bool,
+    /// The UDP port of the WebTransport endpoint, once it listens.
+    pub(crate) webtransport_port: std::sync::OnceLock<u16>,
+    /// The hash pages pin, when the endpoint's certificate was made here.
+    pub(crate) pinned_hash: webtransport_identity::PinnedHash,
 }
 
 /// The relay: routes, lines, metrics and, when configured, TLS.
 pub struct Server {
     state: Arc<AppState>,
     tls: Option<(RustlsConfig, TlsSettings)>,
+    /// A UDP socket for WebTransport bound by the caller, instead of the configured port.
+    webtransport_socket: Option<std::net::UdpSocket>,
 }
 
 impl fmt::Debug for Server {
@@ -201,9 +211,65 @@ impl Server {
             shutdown: CancellationToken::new(),
             sockets: TaskTracker::new(),
             tls: tls.is_some(),
+            webtransport_port: std::sync::OnceLock::new(),
+            pinned_hash: webtransport_identity::PinnedHash::default(),
             config,
         });
-        Ok(Self { state, tls })
+        Ok(Self {
+            state,
+            tls,
+            webtransport_socket: None,
+        })
+    }
+
+    /// Serves WebTransport on `socket` (bound by the caller, say on port 0) instead of the port
+    /// [`Config::webtransport`] names, unless that is [`WebTransport::Off`].
+    #[must_use]
+    pub fn with_webtransport_socket(mut self, socket: std::net::UdpSocket) -> Self {
+        self.webtransport_socket = Some(socket);
+        self
+    }
+
+    /// Where WebTransport's certificate comes from: the HTTPS files, or one made here for the
+    /// site's host name.
+    fn identity_source(&self) -> IdentitySource {
+        match &self.tls {
+            Some((_, settings)) => IdentitySource::Files(settings.clone()),
+            None => {
+                let site_host = self
+                    .state
+                    .config
+                    .site_url
+                    .as_deref()
+                    .and_then(|url| url.parse::<axum::http::Uri>().ok())
+                    .and_then(|uri| uri.host().map(str::to_owned));
+                let mut names: Vec<String> = site_host.into_iter().collect();
+                names.push("localhost".into());
+                IdentitySource::SelfSigned { names }
+            }
+        }
+    }
+
+    /// The UDP socket WebTransport listens on, if it is on.
+    fn bind_webtransport(
+        &mut self,
+        tcp: SocketAddr,
+    ) -> Result<Option<std::net::UdpSocket>, ServerError> {
+        let port = match self.state.config.webtransport {
+            WebTransport::Off => return Ok(None),
+            WebTransport::SamePort => tcp.port(),
+            WebTransport::Port(port) => port,
+        };
+        if let Some(socket) = self.webtransport_socket.take() {
+            return Ok(Some(socket));
+        }
+        let addr = SocketAddr::new(tcp.ip(), port);
+        std::net::UdpSocket::bind(addr).map(Some).map_err(|e| {
+            ServerError::Io(std::io::Error::new(
+                e.kind(),
+                format!("udp {addr} for webtransport: {e}"),
+            ))
+        })
     }
 
     /// The HTTP routes, for serving with something else than [`Server::serve`].
@@ -233,7 +299,7 @@ impl Server {
     /// stops accepting, and returns once sockets and requests have ended or
     /// [`Limits::shutdown_grace`] has passed.
     pub async fn serve<F>(
-        self,
+        mut self,
         listener: std::net::TcpListener,
         shutdown: F,
     ) -> Result<(), ServerError>
@@ -241,6 +307,9 @@ impl Server {
         F: Future<Output = ()> + Send,
     {
         listener.set_nonblocking(true)?;
+        let tcp = listener.local_addr()?;
+        let webtransport_socket = self.bind_webtransport(tcp)?;
+        let identity_source = self.identity_source();
         if let Some(size) = self.state.config.limits.socket_send_buffer {
             // Accepted sockets inherit the listener's buffer size.
             socket2::SockRef::from(&listener).set_send_buffer_size(size)?;
@@ -284,6 +353,24 @@ impl Server {
             ),
         };
         tokio::spawn(housekeeping(Arc::clone(&self.state), stop_watcher.clone()));
+        let webtransport = match webtransport_socket {
+            Some(socket) => {
+                let serving = webtransport::serve(
+                    Arc::clone(&self.state),
+                    socket,
+                    identity_source,
+                    tcp.port(),
+                    self.state.shutdown.clone(),
+                );
+                Some(tokio::spawn(async move {
+                    // WebSockets go on without it: say so, loudly, once.
+                    if let Err(e) = serving.await {
+                        tracing::error!(error = %e, "webtransport stopped");
+                    }
+                }))
+            }
+            None => None,
+        };
         // A debug build reads the embedded files from disk and compresses slowly: it compresses
         // each file when it is first asked for instead.
         if !cfg!(debug_assertions) {
@@ -315,6 +402,9 @@ impl Server {
             .is_err()
         {
             tracing::warn!("some sockets did not close in time");
+        }
+        if let Some(task) = webtransport {
+            let _ = tokio::time::timeout_at(deadline, task).await;
         }
         // Plain HTTP requests in flight get the rest of the grace period.
         let _ = tokio::time::timeout_at(deadline + Duration::from_millis(100), serving).await;

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use line_server::apikey::ApiKey;
 use line_server::net::IpNet;
 use line_server::tls::{self, TlsSettings};
-use line_server::{AssetSource, Config, Limits, Server};
+use line_server::{AssetSource, Config, Limits, Server, WebTransport};
 use tracing_subscriber::EnvFilter;
 
 /// line: end-to-end-encrypted voice calls between two browsers, relayed by this server.
@@ -46,6 +46,13 @@ struct Args {
     /// Seconds between checks of the certificate files for renewal.
     #[arg(long, env = "TLS_RELOAD_SECS", default_value_t = 60)]
     tls_reload_secs: u64,
+    /// The UDP port for WebTransport over HTTP/3 (the audio as datagrams). Default: the same
+    /// number as PORT. Open it in the firewall; behind a proxy, forward it straight here.
+    #[arg(long, env = "WEBTRANSPORT_PORT")]
+    webtransport_port: Option<u16>,
+    /// Serve only WebSockets, no WebTransport (nothing listens on UDP).
+    #[arg(long, env = "NO_WEBTRANSPORT", conflicts_with = "webtransport_port")]
+    no_webtransport: bool,
     /// More origins (comma-separated, e.g. https://a.example,https://b.example) allowed to open a
     /// WebSocket, besides SITEURL's origin and the server's own host.
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -167,6 +174,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .clone()
             .map_or(AssetSource::Embedded, AssetSource::Dir),
         tls,
+        webtransport: match (args.no_webtransport, args.webtransport_port) {
+            (true, _) => WebTransport::Off,
+            (false, Some(port)) => WebTransport::Port(port),
+            (false, None) => WebTransport::SamePort,
+        },
         limits: Limits {
             max_lines: args.max_lines,
             connections_per_client: args.max_connections_per_ip,

@@ -10,7 +10,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::header::{CONTENT_TYPE, HeaderName, STRICT_TRANSPORT_SECURITY};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, STRICT_TRANSPORT_SECURITY};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -18,14 +18,15 @@ use axum::routing::get;
 use line_protocol::join::{JoinToken, ParticipantId, status};
 use line_protocol::line_id::LineId;
 
-use crate::AppState;
 use crate::auth::key_matches;
 use crate::net::{ClientGroup, client_ip};
 use crate::outbox::Outbox;
+use crate::peer::Session;
 use crate::per_client::ClientSlot;
 use crate::redact::redact_uri;
 use crate::registry::{JoinError, Joiner};
-use crate::socket::{self, Session};
+use crate::socket;
+use crate::{AppState, webtransport_identity};
 
 /// Bytes tungstenite reads from a socket at most at once (see `start_socket`).
 const READ_BUFFER_SIZE: usize = 8 * 1024;
@@ -48,6 +49,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     let static_client = Router::new().route("/", get(asset)).fallback(asset);
     Router::new()
         .route("/ws", get(ws))
+        .route("/webtransport", get(webtransport))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .merge(static_client)
@@ -124,10 +126,10 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Why `/ws` refuses a request: a status and a short plain-text reason.
-struct Refusal {
-    status: StatusCode,
-    reason: &'static str,
+/// Why `/ws` (or a WebTransport session) is refused: a status and a short plain-text reason.
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: &'static str,
 }
 
 impl Refusal {
@@ -138,7 +140,7 @@ impl Refusal {
     }
 
     /// The refusal for a line the socket cannot join.
-    fn join(error: JoinError) -> Self {
+    pub(crate) fn join(error: JoinError) -> Self {
         match error {
             JoinError::LineFull => {
                 Self::new(status::LINE_FULL, "this line already has two people on it")
@@ -160,7 +162,7 @@ impl Refusal {
 }
 
 /// What the checks before an upgrade let through.
-struct Admitted {
+pub(crate) struct Admitted {
     line: LineId,
     joiner: Joiner,
     client_slot: ClientSlot,
@@ -215,9 +217,54 @@ async fn ws(
     refusal.into_response(&state)
 }
 
+/// `GET /webtransport?apikey=<KEY>`: where to open a WebTransport session and, when the server
+/// made its own certificate for it, the SHA-256 the page passes as `serverCertificateHashes`.
+/// The key is asked for so that only the people with the link learn even that much.
+async fn webtransport(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
+    let ip = client_ip(peer, &headers, &state.config.trusted_proxies);
+    let params = query.map(|Query(q)| q).unwrap_or_default();
+    if let Err(refusal) = check_key(&state, ip, &params) {
+        return (refusal.status, format!("{}\n", refusal.reason)).into_response();
+    }
+    let Some(port) = state.webtransport_port.get() else {
+        return (
+            StatusCode::NOT_FOUND,
+            "webtransport is off on this server\n",
+        )
+            .into_response();
+    };
+    let hashes = state
+        .pinned_hash
+        .get()
+        .map(|hash| format!("\"{}\"", webtransport_identity::hex(hash)))
+        .unwrap_or_default();
+    (
+        [
+            (CONTENT_TYPE, "application/json"),
+            // The hash changes when the certificate is renewed: always ask again.
+            (CACHE_CONTROL, "no-store"),
+        ],
+        format!(
+            "{{\"port\":{port},\"path\":\"{}\",\"certificate_hashes\":[{hashes}]}}\n",
+            crate::webtransport::PATH
+        ),
+    )
+        .into_response()
+}
+
 /// Anyone can make the server refuse requests: these lines are throttled (the counts are in
 /// `/metrics`, and a housekeeping timer logs how many lines were left out).
-fn log_refusal(state: &AppState, ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
+pub(crate) fn log_refusal(
+    state: &AppState,
+    ip: IpAddr,
+    params: &HashMap<String, String>,
+    outcome: &str,
+) {
     let outcome = format!("refused {outcome}");
     if state.refusal_log.admit(Instant::now()) {
         tracing::info!(peer = %ip, outcome, "connection refused");
@@ -227,21 +274,32 @@ fn log_refusal(state: &AppState, ip: IpAddr, params: &HashMap<String, String>, o
 
 /// A line id names a call, and with it someone could hold the line while it is empty: only at
 /// debug. Anything else a client put there is never logged, in case it pasted a key.
-fn log_line(ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
+pub(crate) fn log_line(ip: IpAddr, params: &HashMap<String, String>, outcome: &str) {
     if let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) {
         tracing::debug!(peer = %ip, %line, outcome, "connection received on line");
     }
 }
 
-/// The checks before an upgrade, in order; the first that fails decides the status.
-fn check(
+/// The checks before an upgrade (or a WebTransport session), in order; the first that fails
+/// decides the status.
+pub(crate) fn check(
     state: &AppState,
     ip: IpAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
 ) -> Result<Admitted, Refusal> {
-    // The key first: a right key always passes, so nobody who shares an address with a scanner
-    // (a carrier or office NAT) is locked out; the limiter only slows wrong keys.
+    check_key(state, ip, params)?;
+    check_after_key(state, ip, headers, params)
+}
+
+/// The API key, compared in constant time. A right key always passes, so nobody who shares an
+/// address with a scanner (a carrier or office NAT) is locked out; the limiter only slows wrong
+/// keys.
+fn check_key(
+    state: &AppState,
+    ip: IpAddr,
+    params: &HashMap<String, String>,
+) -> Result<(), Refusal> {
     if !key_matches(
         &state.config.apikey,
         params.get("apikey").map(String::as_str),
@@ -259,6 +317,16 @@ fn check(
             Refusal::new(status::API_KEY_REFUSED, "missing or wrong api key")
         });
     }
+    Ok(())
+}
+
+/// The origin, the line and the joiner, after the key.
+fn check_after_key(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Admitted, Refusal> {
     if !state.origins.allows(headers) {
         return Err(Refusal::new(status::ORIGIN_REFUSED, "origin not allowed"));
     }
@@ -283,6 +351,29 @@ fn check(
     })
 }
 
+/// Takes a slot on the admitted line, with a fresh outbox: the peer is on the line from here,
+/// whichever transport carries it.
+pub(crate) fn join_session(
+    state: &AppState,
+    ip: IpAddr,
+    admitted: Admitted,
+) -> Result<Session, JoinError> {
+    let limits = state.config.limits;
+    let outbox = Arc::new(Outbox::new(limits.queue, Arc::clone(&state.queue_budget)));
+    let membership = state
+        .registry
+        .join(admitted.line, &admitted.joiner, Arc::clone(&outbox))?;
+    Ok(Session {
+        metrics: Arc::clone(&state.metrics),
+        limits,
+        shutdown: state.shutdown.clone(),
+        peer: ip,
+        membership,
+        outbox,
+        client_slot: admitted.client_slot,
+    })
+}
+
 /// Takes the line slot and upgrades.
 fn start_socket(
     state: &Arc<AppState>,
@@ -291,20 +382,7 @@ fn start_socket(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, Refusal> {
     let limits = state.config.limits;
-    let outbox = Arc::new(Outbox::new(limits.queue, Arc::clone(&state.queue_budget)));
-    let membership = state
-        .registry
-        .join(admitted.line, &admitted.joiner, Arc::clone(&outbox))
-        .map_err(Refusal::join)?;
-    let session = Session {
-        metrics: Arc::clone(&state.metrics),
-        limits,
-        shutdown: state.shutdown.clone(),
-        peer: ip,
-        membership,
-        outbox,
-        client_slot: admitted.client_slot,
-    };
+    let session = join_session(state, ip, admitted).map_err(Refusal::join)?;
     let tracker = state.sockets.clone();
     Ok(upgrade
         .max_message_size(limits.max_frame_len)

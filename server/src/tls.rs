@@ -218,7 +218,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// What identifies one version of the files on disk.
-fn stamp(settings: &TlsSettings) -> Option<[(SystemTime, u64); 2]> {
+pub(crate) fn stamp(settings: &TlsSettings) -> Option<[(SystemTime, u64); 2]> {
     let one = |p: &Path| {
         let meta = std::fs::metadata(p).ok()?;
         Some((meta.modified().ok()?, meta.len()))

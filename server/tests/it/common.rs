@@ -41,6 +41,8 @@ pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A server running on a port-0 listener.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
+    /// The WebTransport endpoint (UDP, its own port 0).
+    pub(crate) wt_addr: SocketAddr,
     pub(crate) key: ApiKey,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) stop: CancellationToken,
@@ -65,10 +67,15 @@ pub(crate) fn start(config: Config) -> TestServer {
     let metrics = server.metrics();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
     let addr = listener.local_addr().expect("local addr");
+    // A port of its own: the TCP port's number may be taken on UDP.
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp port 0");
+    let wt_addr = udp.local_addr().expect("local addr");
+    let server = server.with_webtransport_socket(udp);
     let stop = CancellationToken::new();
     let task = tokio::spawn(server.serve(listener, stop.clone().cancelled_owned()));
     TestServer {
         addr,
+        wt_addr,
         key,
         metrics,
         stop,

@@ -10,3 +10,4 @@ mod relay;
 mod robustness;
 mod static_client;
 mod tls;
+mod webtransport;

@@ -1,0 +1,469 @@
+//! WebTransport over HTTP/3: the same lines as `/ws`, with frames in QUIC datagrams, so a lost
+//! packet delays only its own frame instead of every frame behind it.
+//!
+//! A session request (an extended CONNECT to [`PATH`] with the `/ws` query) passes the same
+//! checks as a WebSocket upgrade before it is accepted; the peer then takes a slot in the same
+//! registry, so one person on WebTransport and one on a WebSocket share a line. Frames arrive as
+//! datagrams and go through the same read loop ([`crate::peer`]); what the relay sends goes out
+//! as datagrams, and control messages (and frames too large for a datagram) as records on one
+//! unidirectional stream. docs/PROTOCOL.md section 6.3 has the binding as clients see it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::http::header::{HOST, ORIGIN};
+use axum::http::{HeaderMap, HeaderValue, Uri};
+use line_protocol::control::RelayMessage;
+use line_protocol::join::status;
+use line_protocol::webtransport::{Record, RecordKind};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+use wtransport::endpoint::{IncomingSession, SessionRequest};
+use wtransport::error::ConnectionError;
+use wtransport::proto::datagram::Datagram;
+use wtransport::proto::ids::QStreamId;
+use wtransport::{Connection, Endpoint, SendStream, ServerConfig, VarInt};
+
+use crate::AppState;
+use crate::config::Limits;
+use crate::metrics::Metrics;
+use crate::outbox::{Next, Outbox, Outgoing};
+use crate::peer::{End, Read, Reader, Session, Stats, Watch, log_end, read_loop};
+use crate::routes::{self, Refusal};
+use crate::webtransport_identity::IdentitySource;
+
+pub(crate) use line_protocol::webtransport::PATH;
+
+/// How often the certificate is looked at for renewal.
+const RENEW_CHECK: Duration = Duration::from_secs(60);
+
+/// The endpoint's QUIC settings: QUIC's own keepalive and idle timeout stand in for the
+/// WebSocket's pings, and its datagram send buffer is small so a slow receiver's backlog stays in
+/// the outbox (bounded, drop-oldest, within the shared budget).
+fn transport_config(limits: &Limits) -> wtransport::quinn::TransportConfig {
+    let mut transport = wtransport::quinn::TransportConfig::default();
+    transport
+        .max_idle_timeout(limits.idle_timeout.try_into().ok())
+        .keep_alive_interval(Some(limits.ping_interval))
+        .datagram_send_buffer_size(limits.datagram_send_buffer)
+        // The reader takes datagrams as they come; this absorbs a burst of a few dozen frames.
+        .datagram_receive_buffer_size(Some(64 * 1024))
+        // HTTP/3 needs a few streams of the client's (the CONNECT request, its control and
+        // QPACK streams); line's clients open no more, and what one reads nobody reads, so a
+        // client that opens more gets little room to fill.
+        .max_concurrent_bidi_streams(4u8.into())
+        .max_concurrent_uni_streams(8u8.into())
+        .stream_receive_window(wtransport::quinn::VarInt::from_u32(16 * 1024))
+        .receive_window(wtransport::quinn::VarInt::from_u32(128 * 1024));
+    transport
+}
+
+/// Runs the endpoint on `socket`: accepts sessions, renews the certificate, and after `stop`
+/// waits for the sessions to close before it closes the endpoint.
+pub(crate) async fn serve(
+    state: Arc<AppState>,
+    socket: std::net::UdpSocket,
+    source: IdentitySource,
+    https_port: u16,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let local = socket.local_addr()?;
+    let limits = state.config.limits;
+    let mut issued = source
+        .issue()
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let endpoint = Endpoint::server(
+        ServerConfig::builder()
+            .with_bind_socket(socket)
+            .with_custom_transport(issued.identity.clone_identity(), transport_config(&limits))
+            .build(),
+    )?;
+    state.pinned_hash.set(issued.pinned_hash);
+    let _ = state.webtransport_port.set(local.port());
+    tracing::info!(
+        port = local.port(),
+        pinned = issued.pinned_hash.is_some(),
+        "webtransport listening"
+    );
+    let mut renew = tokio::time::interval(RENEW_CHECK);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stamps = source.stamps();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = renew.tick() => {
+                let changed = source.stamps() != stamps;
+                if !(changed || source.due(issued.at, SystemTime::now())) {
+                    continue;
+                }
+                match source.issue().await {
+                    Ok(next) => {
+                        let config = ServerConfig::builder()
+                            .with_bind_address(local)
+                            .with_custom_transport(next.identity.clone_identity(), transport_config(&limits))
+                            .build();
+                        // Sessions already open keep the certificate they were made with.
+                        endpoint.reload_config(config, false)?;
+                        state.pinned_hash.set(next.pinned_hash);
+                        stamps = source.stamps();
+                        issued = next;
+                        tracing::info!("webtransport certificate renewed");
+                    }
+                    // A half-written pair of files loads at the next look.
+                    Err(e) => tracing::warn!(error = %e, "webtransport certificate not renewed"),
+                }
+            }
+            incoming = endpoint.accept() => {
+                let span = tracing::info_span!(
+                    "webtransport",
+                    peer = %incoming.remote_address().ip().to_canonical()
+                );
+                let tracker = state.sockets.clone();
+                tracker.spawn(handle(Arc::clone(&state), incoming, https_port).instrument(span));
+            }
+        }
+    }
+    // Each session closes itself on shutdown with its code and reason; the endpoint outlives
+    // them until their close has gone out.
+    state.sockets.wait().await;
+    endpoint.close(VarInt::from_u32(0), b"");
+    let _ = tokio::time::timeout(limits.close_grace, endpoint.wait_idle()).await;
+    Ok(())
+}
+
+/// One incoming QUIC connection, from handshake to the end of its session.
+async fn handle(state: Arc<AppState>, incoming: IncomingSession, https_port: u16) {
+    let timeout = state.config.limits.header_timeout;
+    let request = match tokio::time::timeout(timeout, incoming).await {
+        Ok(Ok(request)) => request,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "webtransport handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("no webtransport session request within the header timeout");
+            return;
+        }
+    };
+    let ip = request.remote_address().ip().to_canonical();
+    let (path, params) = split_path(request.path());
+    if path != PATH {
+        request.not_found().await;
+        return;
+    }
+    let headers = origin_headers(&request, https_port);
+    let admitted = match routes::check(&state, ip, &headers, &params) {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
+            routes::log_refusal(&state, ip, &params, refusal.status.as_str());
+            state.metrics.upgrade_refused(refusal.status.as_u16());
+            refuse(request, &refusal).await;
+            return;
+        }
+    };
+    let connection = match request.accept().await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::debug!(error = %e, "webtransport session not established");
+            return;
+        }
+    };
+    let control = match open_control(&connection).await {
+        Some(control) => control,
+        None => return,
+    };
+    // The slot is taken only now that the session is up, so a session that fails to start never
+    // tells the other person `peer-joined`; the line may have filled since the check.
+    match routes::join_session(&state, ip, admitted) {
+        Ok(session) => {
+            tracing::info!(peer = %ip, outcome = "session", "connection received");
+            routes::log_line(ip, &params, "session");
+            run(connection, control, session).await;
+        }
+        Err(error) => {
+            let refusal = Refusal::join(error);
+            routes::log_refusal(&state, ip, &params, refusal.status.as_str());
+            state.metrics.upgrade_refused(refusal.status.as_u16());
+            let mut control = control;
+            let _ = close_with(
+                &connection,
+                &mut control,
+                refusal.status.as_u16(),
+                refusal.reason,
+                state.config.limits.close_grace,
+            )
+            .await;
+        }
+    }
+}
+
+/// The path and its query parameters, as `/ws` reads them.
+fn split_path(path_and_query: &str) -> (String, HashMap<String, String>) {
+    let Ok(uri) = path_and_query.parse::<Uri>() else {
+        return (String::new(), HashMap::new());
+    };
+    let params = Query::<HashMap<String, String>>::try_from_uri(&uri)
+        .map(|Query(q)| q)
+        .unwrap_or_default();
+    (uri.path().to_owned(), params)
+}
+
+/// The request's `Origin`, and as `Host` the HTTPS listener's address under the name the client
+/// used: the page comes from the HTTPS port, so that is the origin that counts as the server's
+/// own.
+fn origin_headers(request: &SessionRequest, https_port: u16) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(origin) = request.origin().and_then(|o| HeaderValue::from_str(o).ok()) {
+        headers.insert(ORIGIN, origin);
+    }
+    let authority = request.authority();
+    let host = authority
+        .parse::<axum::http::uri::Authority>()
+        .map(|a| a.host().to_owned())
+        .unwrap_or_default();
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{https_port}")
+    } else {
+        format!("{host}:{https_port}")
+    };
+    if let Ok(host) = HeaderValue::from_str(&host) {
+        headers.insert(HOST, host);
+    }
+    headers
+}
+
+/// Refuses a session request before it exists. HTTP/3 can carry any status, but the library
+/// sends only 403, 404 and 429, and a browser shows a page none of them anyway: a client asks
+/// `/ws` with the same query to learn which (docs/PROTOCOL.md section 6.3).
+async fn refuse(request: SessionRequest, refusal: &Refusal) {
+    if refusal.status.as_u16() == status::TOO_MANY {
+        request.too_many_requests().await;
+    } else {
+        request.forbidden().await;
+    }
+}
+
+async fn open_control(connection: &Connection) -> Option<SendStream> {
+    match connection.open_uni().await {
+        Ok(opening) => match opening.await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot open the control stream");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot open the control stream");
+            None
+        }
+    }
+}
+
+/// Writes one record to the relay's stream.
+async fn write_record(stream: &mut SendStream, kind: RecordKind, payload: &[u8]) -> bool {
+    let Ok(header) = Record::new(kind, payload).header() else {
+        return false;
+    };
+    stream.write_all(&header).await.is_ok() && stream.write_all(payload).await.is_ok()
+}
+
+/// Tells the client why (an `error` record), lets that record arrive, and closes the session
+/// with `code`.
+async fn close_with(
+    connection: &Connection,
+    control: &mut SendStream,
+    code: u16,
+    reason: &str,
+    grace: Duration,
+) -> bool {
+    let error = RelayMessage::Error {
+        code,
+        reason: reason.to_owned(),
+    };
+    let written = write_record(control, RecordKind::Control, error.to_json().as_bytes()).await;
+    // A closed connection discards what is in flight: wait (briefly) until the client has it.
+    let _ = tokio::time::timeout(grace, control.finish()).await;
+    connection.close(
+        VarInt::from_u32(code.into()),
+        close_reason(reason).as_bytes(),
+    );
+    written
+}
+
+/// QUIC carries a reason of any length; a short one keeps the close in one packet.
+fn close_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
+/// The session's datagrams as a [`Reader`].
+struct WtReader<'a>(&'a Connection);
+
+impl Reader for WtReader<'_> {
+    async fn read(&mut self) -> Read {
+        match self.0.receive_datagram().await {
+            Ok(datagram) => Read::Frame(datagram.payload()),
+            Err(e) => Read::End(end_of(&e)),
+        }
+    }
+}
+
+/// Why a connection ended, as the read loop tells it.
+fn end_of(error: &ConnectionError) -> End {
+    match error {
+        ConnectionError::ApplicationClosed(_) => End::ClientClosed,
+        ConnectionError::TimedOut => End::Idle,
+        _ => End::Gone,
+    }
+}
+
+/// Runs one accepted session to its end.
+async fn run(connection: Connection, control: SendStream, session: Session) {
+    let Session {
+        metrics,
+        limits,
+        shutdown,
+        membership,
+        outbox,
+        client_slot,
+        ..
+    } = session;
+    tracing::debug!(line = %membership.line_id(), "session on line");
+    metrics.connection_opened();
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let writer_done = CancellationToken::new();
+    let mut writer = tokio::spawn(write_loop(
+        connection.clone(),
+        control,
+        Arc::clone(&outbox),
+        limits.close_grace,
+        Arc::clone(&metrics),
+        Arc::clone(&stats),
+        writer_done.clone(),
+    ));
+    let end = read_loop(
+        &mut WtReader(&connection),
+        Watch {
+            membership: &membership,
+            limits: &limits,
+            metrics: &metrics,
+            stats: &stats,
+            shutdown: &shutdown,
+            writer_done: &writer_done,
+            // QUIC's idle timeout (the same 30 s) ends a session whose client went silent.
+            idle_timeout: None,
+        },
+    )
+    .await;
+    if end.by_server() {
+        metrics.closed_by_server();
+    }
+    drop(membership);
+    match end.closing(&limits) {
+        Some(closing) if !matches!(end, End::ClientClosed | End::Idle) => {
+            outbox.close(closing);
+            let deadline = Instant::now() + limits.close_grace * 2;
+            if tokio::time::timeout_at(deadline, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+                connection.close(VarInt::from_u32(0), b"");
+            }
+        }
+        // The client closed, or QUIC gave up on it: there is nobody to tell.
+        _ => writer.abort(),
+    }
+    metrics.connection_closed();
+    drop(client_slot);
+    log_end(started, &stats, &outbox, &end);
+}
+
+/// The H3 datagram header for this session: its quarter stream id.
+fn datagram_prefix(connection: &Connection) -> Vec<u8> {
+    let qstream = QStreamId::from_session_id(connection.session_id());
+    let len = Datagram::header_size(qstream);
+    let mut prefix = vec![0u8; len];
+    let written = Datagram::new(qstream, &[])
+        .write(&mut prefix)
+        .expect("the header fits its own size");
+    prefix.truncate(written);
+    prefix
+}
+
+/// Drains this peer's outbox: frames as datagrams when they fit, everything else as records.
+async fn write_loop(
+    connection: Connection,
+    mut control: SendStream,
+    outbox: Arc<Outbox>,
+    grace: Duration,
+    metrics: Arc<Metrics>,
+    stats: Arc<Stats>,
+    done: CancellationToken,
+) {
+    let _done = done.drop_guard();
+    let prefix = datagram_prefix(&connection);
+    loop {
+        match outbox.pop() {
+            Next::Send(Outgoing::Frame(frame)) => {
+                let len = frame.len();
+                let fits = connection.max_datagram_size().is_some_and(|max| len <= max);
+                let sent = if fits {
+                    let mut datagram = Vec::with_capacity(prefix.len() + len);
+                    datagram.extend_from_slice(&prefix);
+                    datagram.extend_from_slice(&frame);
+                    // Waits while QUIC's small datagram buffer is full (congestion control
+                    // paces it), so the backlog stays in the outbox, which drops the oldest.
+                    connection
+                        .quic_connection()
+                        .send_datagram_wait(Bytes::from(datagram))
+                        .await
+                        .is_ok()
+                } else {
+                    write_record(&mut control, RecordKind::Frame, &frame).await
+                };
+                if !sent {
+                    return;
+                }
+                stats.sent(&metrics, len);
+            }
+            Next::Send(Outgoing::Control(text)) => {
+                if !write_record(&mut control, RecordKind::Control, text.as_bytes()).await {
+                    return;
+                }
+            }
+            Next::Close(closing) => {
+                if closing.explain {
+                    close_with(
+                        &connection,
+                        &mut control,
+                        closing.code,
+                        &closing.reason,
+                        grace,
+                    )
+                    .await;
+                } else {
+                    connection.close(
+                        VarInt::from_u32(closing.code.into()),
+                        close_reason(&closing.reason).as_bytes(),
+                    );
+                }
+                return;
+            }
+            Next::Empty => outbox.ready().await,
+        }
+    }
+}
