@@ -353,6 +353,8 @@ impl Server {
             ),
         };
         tokio::spawn(housekeeping(Arc::clone(&self.state), stop_watcher.clone()));
+        // Until the endpoint listens, `/webtransport` would answer that it is off.
+        let (ready, listening) = tokio::sync::oneshot::channel();
         let webtransport = match webtransport_socket {
             Some(socket) => {
                 let serving = webtransport::serve(
@@ -361,6 +363,7 @@ impl Server {
                     identity_source,
                     tcp.port(),
                     self.state.shutdown.clone(),
+                    ready,
                 );
                 Some(tokio::spawn(async move {
                     // WebSockets go on without it: say so, loudly, once.
@@ -369,7 +372,10 @@ impl Server {
                     }
                 }))
             }
-            None => None,
+            None => {
+                drop(ready);
+                None
+            }
         };
         // A debug build reads the embedded files from disk and compresses slowly: it compresses
         // each file when it is first asked for instead.
@@ -377,6 +383,8 @@ impl Server {
             let assets = Arc::clone(&self.state.assets);
             tokio::spawn(async move { assets.warm_up().await });
         }
+        // Either it listens or it could not start (the sender dropped): HTTP may begin.
+        let _ = listening.await;
         let mut serving = tokio::spawn(serving);
         let _stop_watcher = stop_watcher.drop_guard();
         tokio::select! {

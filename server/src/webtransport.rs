@@ -63,13 +63,15 @@ fn transport_config(limits: &Limits) -> wtransport::quinn::TransportConfig {
 }
 
 /// Runs the endpoint on `socket`: accepts sessions, renews the certificate, and after `stop`
-/// waits for the sessions to close before it closes the endpoint.
+/// waits for the sessions to close before it closes the endpoint. `ready` is sent once the
+/// endpoint listens and `/webtransport` can say where (dropped unsent if it cannot start).
 pub(crate) async fn serve(
     state: Arc<AppState>,
     socket: std::net::UdpSocket,
     source: IdentitySource,
     https_port: u16,
     stop: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) -> std::io::Result<()> {
     let local = socket.local_addr()?;
     let limits = state.config.limits;
@@ -85,6 +87,7 @@ pub(crate) async fn serve(
     )?;
     state.pinned_hash.set(issued.pinned_hash);
     let _ = state.webtransport_port.set(local.port());
+    let _ = ready.send(());
     tracing::info!(
         port = local.port(),
         pinned = issued.pinned_hash.is_some(),
