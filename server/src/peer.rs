@@ -215,6 +215,20 @@ fn forward(frame: Bytes, membership: &Membership, metrics: &Metrics, stats: &Sta
 }
 
 /// The relay's only look at a frame: its size and SFrame header.
+/// A close's reason, cut to 123 bytes at a character boundary: what a WebSocket close frame
+/// holds, and on QUIC it keeps the close in one packet.
+pub(crate) fn close_reason(reason: &str) -> &str {
+    const MAX: usize = 123;
+    if reason.len() <= MAX {
+        return reason;
+    }
+    let mut end = MAX;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason[..end]
+}
+
 pub(crate) fn check_frame(frame: &[u8], max_len: usize) -> Result<(), (u16, String)> {
     if frame.len() > max_len {
         return Err((
@@ -266,6 +280,14 @@ pub(crate) fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_close_frame() {
+        assert_eq!(close_reason("short"), "short");
+        let long = "é".repeat(100);
+        let cut = close_reason(&long);
+        assert!(cut.len() <= 123 && long.starts_with(cut));
+    }
 
     fn frame(payload_len: usize) -> Vec<u8> {
         let mut out = vec![0u8; Header::MAX_LEN];

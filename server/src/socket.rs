@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use crate::metrics::Metrics;
 use crate::outbox::{Next, Outbox, Outgoing};
-use crate::peer::{End, Read, Reader, Session, Stats, Watch, log_end, read_loop};
+use crate::peer::{End, Read, Reader, Session, Stats, Watch, close_reason, log_end, read_loop};
 
 /// Close codes the relay uses (the wire crate owns them).
 pub use line_protocol::control::close_code;
@@ -131,19 +131,6 @@ async fn run_inner(socket: WebSocket, session: Session) {
     log_end(started, &stats, &outbox, &end);
 }
 
-/// A close frame's reason holds at most 123 bytes; cut at a character boundary.
-fn close_reason(reason: &str) -> &str {
-    const MAX: usize = 123;
-    if reason.len() <= MAX {
-        return reason;
-    }
-    let mut end = MAX;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
-}
-
 /// Reads and discards until the client's close frame or the end of the stream.
 async fn drain(stream: &mut SplitStream<WebSocket>) {
     while let Some(Ok(message)) = stream.next().await {
@@ -227,18 +214,5 @@ async fn write_loop(
         if sink.feed(message).await.is_err() {
             return;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_reasons_fit_a_close_frame() {
-        assert_eq!(close_reason("short"), "short");
-        let long = "é".repeat(100);
-        let cut = close_reason(&long);
-        assert!(cut.len() <= 123 && long.starts_with(cut));
     }
 }

@@ -32,7 +32,7 @@ use crate::AppState;
 use crate::config::Limits;
 use crate::metrics::Metrics;
 use crate::outbox::{Next, Outbox, Outgoing};
-use crate::peer::{End, Read, Reader, Session, Stats, Watch, log_end, read_loop};
+use crate::peer::{End, Read, Reader, Session, Stats, Watch, close_reason, log_end, read_loop};
 use crate::routes::{self, Refusal};
 use crate::webtransport_identity::IdentitySource;
 
@@ -296,19 +296,6 @@ async fn close_with(
         close_reason(reason).as_bytes(),
     );
     written
-}
-
-/// QUIC carries a reason of any length; a short one keeps the close in one packet.
-fn close_reason(reason: &str) -> &str {
-    const MAX: usize = 123;
-    if reason.len() <= MAX {
-        return reason;
-    }
-    let mut end = MAX;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    &reason[..end]
 }
 
 /// The session's datagrams as a [`Reader`].
