@@ -28,9 +28,11 @@ import { runTonePeer } from './lib/tonepeer.mjs';
 import { writeTones } from './lib/wav.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
-// The peer hangs up this long after it joined: the page's last block must end well before that
-// (with 40 s, twice in three runs the last block ended in the peer's hang-up, uncounted).
-const CALL_SECONDS = 45;
+// The peer stays in the call until the page hangs up, at most this long after it joined: the
+// page's blocks count from its own recording's start, later than the peer's join by however long
+// the page took to reach the call and start the tap, so a peer leaving on its own clock could cut
+// the page's last block short.
+const CALL_SECONDS = 120;
 const BLOCKS = [5, 15, 20, 25, 30, 35];
 const BLOCK_SECONDS = 2;
 const AMPLITUDE = 0.4;
@@ -67,7 +69,7 @@ after(async () => {
 
 /** Runs the tone peer on `link` until it exits; resolves with its report. */
 function tonePeer(link, { tones, heard, json }) {
-  const args = ['--secs', String(CALL_SECONDS), '--blocks', BLOCKS.join(','), '--block-secs', String(BLOCK_SECONDS), '--json', json];
+  const args = ['--secs', String(CALL_SECONDS), '--until-hang-up', '--blocks', BLOCKS.join(','), '--block-secs', String(BLOCK_SECONDS), '--json', json];
   return runTonePeer(link, { tones, heard, args });
 }
 
@@ -89,8 +91,10 @@ for (const [label, params] of [['200k', 'studio=1'], ['48k', 'studio=1&mobile=1'
         await waitState(p, 'in-call', 15_000);
         await startRecording(p.page, BLOCKS, BLOCK_SECONDS);
         const recorded = await collect(p.page, BLOCKS.length, (BLOCKS.at(-1) + BLOCK_SECONDS + 10) * 1000);
-        const peerReport = await peer;
         const final = await stats(p);
+        // The peer joined first, so its own blocks ended before the page's.
+        await p.page.click('#hangup');
+        const peerReport = await peer;
         // What a context asked for nothing gets here: the device's rate.
         const deviceRate = await p.page.evaluate(async () => {
           const probe = new AudioContext();
