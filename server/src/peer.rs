@@ -1,7 +1,8 @@
 //! One peer on a line, whatever carries it (a WebSocket or a WebTransport session): the checks on
 //! each frame it sends, forwarding to the other peer's [`Outbox`], the timers and events that end
-//! it, and the close each ending calls for. A transport supplies a [`Reader`] for what the client
-//! sends and its own writer that drains this peer's outbox; everything else is here, once.
+//! it, and the close each ending calls for. A [`Transport`] supplies what the client sends, a
+//! writer that drains this peer's outbox, and how it says goodbye; [`run_session`] does the rest,
+//! once for both.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use line_protocol::header::Header;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -133,6 +135,94 @@ pub(crate) trait Reader {
     async fn read(&mut self) -> Read;
 }
 
+/// What a transport's writer needs: the outbox it drains and where it counts what it sent.
+pub(crate) struct WriterParts {
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stats: Arc<Stats>,
+    /// Cancelled when the writer ends, which ends the read loop too.
+    pub(crate) done: CancellationToken,
+}
+
+/// A connection that carries one peer.
+pub(crate) trait Transport: Reader {
+    /// `None` when the transport detects dead clients itself (QUIC's idle timeout).
+    fn idle_timeout(&self, limits: &Limits) -> Option<Duration>;
+
+    /// Starts the task that drains the outbox onto the wire.
+    fn start_writer(&mut self, parts: WriterParts) -> JoinHandle<()>;
+
+    /// Ends the connection after the read loop ended: tells the client why where there is a
+    /// client to tell, and gives the writer a bounded time to deliver it.
+    async fn close(&mut self, ending: Ending<'_>);
+}
+
+/// How a session ended, for its transport's [`Transport::close`].
+pub(crate) struct Ending<'a> {
+    pub(crate) end: &'a End,
+    /// What to tell the client, when anything: queue it on the outbox.
+    pub(crate) closing: Option<Closing>,
+    pub(crate) outbox: &'a Outbox,
+    pub(crate) writer: &'a mut JoinHandle<()>,
+    pub(crate) limits: &'a Limits,
+}
+
+/// Runs one peer on `transport` from its first frame to its last log line.
+pub(crate) async fn run_session<T: Transport>(mut transport: T, session: Session) {
+    let Session {
+        metrics,
+        limits,
+        shutdown,
+        membership,
+        outbox,
+        client_slot,
+        ..
+    } = session;
+    metrics.connection_opened();
+    let started = Instant::now();
+    let stats = Arc::new(Stats::default());
+    let writer_done = CancellationToken::new();
+    let mut writer = transport.start_writer(WriterParts {
+        outbox: Arc::clone(&outbox),
+        limits,
+        metrics: Arc::clone(&metrics),
+        stats: Arc::clone(&stats),
+        done: writer_done.clone(),
+    });
+    let idle_timeout = transport.idle_timeout(&limits);
+    let end = read_loop(
+        &mut transport,
+        Watch {
+            membership: &membership,
+            limits: &limits,
+            metrics: &metrics,
+            stats: &stats,
+            shutdown: &shutdown,
+            writer_done: &writer_done,
+            idle_timeout,
+        },
+    )
+    .await;
+    if end.by_server() {
+        metrics.closed_by_server();
+    }
+    // Free the slot now, so the other peer hears `peer-left` without waiting for our close.
+    drop(membership);
+    transport
+        .close(Ending {
+            end: &end,
+            closing: end.closing(&limits),
+            outbox: &outbox,
+            writer: &mut writer,
+            limits: &limits,
+        })
+        .await;
+    metrics.connection_closed();
+    drop(client_slot);
+    log_end(started, &stats, &outbox, &end);
+}
+
 /// Everything the read loop watches besides the client.
 pub(crate) struct Watch<'a> {
     pub(crate) membership: &'a Membership,
@@ -251,7 +341,7 @@ pub(crate) fn check_frame(frame: &[u8], max_len: usize) -> Result<(), (u16, Stri
 }
 
 /// The last log line of a peer.
-pub(crate) fn log_end(started: Instant, stats: &Stats, outbox: &Outbox, end: &End) {
+fn log_end(started: Instant, stats: &Stats, outbox: &Outbox, end: &End) {
     tracing::info!(
         duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         frames_in = stats.frames_in.load(Ordering::Relaxed),

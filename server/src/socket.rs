@@ -1,9 +1,8 @@
-//! One WebSocket after the upgrade: a reader for the shared read loop (which checks and
-//! forwards the client's frames), and a writer that drains this peer's [`Outbox`]. When the
-//! reader ends, the socket is closed with a code that says why, the line slot is freed, and the
-//! writer gets a bounded time to finish.
+//! One WebSocket after the upgrade, as a `Transport` for the shared session (`peer::run_session`):
+//! a reader for the read loop (which checks and forwards the client's frames), a writer that
+//! drains this peer's outbox and pings, and a close that waits for the client's answer, so that
+//! it reads why it was closed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -11,23 +10,28 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use line_protocol::control::RelayMessage;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::metrics::Metrics;
-use crate::outbox::{Next, Outbox, Outgoing};
-use crate::peer::{End, Read, Reader, Session, Stats, Watch, close_reason, log_end, read_loop};
+use crate::config::Limits;
+use crate::outbox::{Next, Outgoing};
+use crate::peer::{
+    End, Ending, Read, Reader, Session, Transport, WriterParts, close_reason, run_session,
+};
 
 /// Close codes the relay uses (the wire crate owns them).
 pub use line_protocol::control::close_code;
 
-/// The WebSocket's reading half as a [`Reader`].
-struct WsReader<'a>(&'a mut SplitStream<WebSocket>);
+/// An upgraded WebSocket as a [`Transport`]: its writing half goes to the writer task.
+struct WsTransport {
+    sink: Option<SplitSink<WebSocket, Message>>,
+    stream: SplitStream<WebSocket>,
+}
 
-impl Reader for WsReader<'_> {
+impl Reader for WsTransport {
     async fn read(&mut self) -> Read {
-        let message = match self.0.next().await {
+        let message = match self.stream.next().await {
             None => return Read::End(End::Gone),
             Some(Err(e)) => {
                 return Read::End(match too_big(e) {
@@ -49,6 +53,45 @@ impl Reader for WsReader<'_> {
     }
 }
 
+impl Transport for WsTransport {
+    fn idle_timeout(&self, limits: &Limits) -> Option<Duration> {
+        Some(limits.idle_timeout)
+    }
+
+    fn start_writer(&mut self, parts: WriterParts) -> JoinHandle<()> {
+        let sink = self.sink.take().expect("the writer starts once");
+        tokio::spawn(write_loop(sink, parts))
+    }
+
+    async fn close(&mut self, ending: Ending<'_>) {
+        let Ending {
+            end,
+            closing,
+            outbox,
+            writer,
+            limits,
+        } = ending;
+        let Some(closing) = closing else {
+            writer.abort();
+            return;
+        };
+        let deadline = Instant::now() + limits.close_grace;
+        outbox.close(closing);
+        // Keep reading until the client answers our close frame: dropping the TCP connection
+        // first could reset it before the client has read why it was closed.
+        if !matches!(end, End::ClientClosed) {
+            let _ = tokio::time::timeout_at(deadline, drain(&mut self.stream)).await;
+        }
+        if tokio::time::timeout_at(deadline, &mut *writer)
+            .await
+            .is_err()
+        {
+            // A peer that does not read cannot receive its close frame; stop trying.
+            writer.abort();
+        }
+    }
+}
+
 /// Runs one upgraded socket to its end.
 pub(crate) async fn run(socket: WebSocket, session: Session) {
     let line = session.membership.line_id();
@@ -56,79 +99,15 @@ pub(crate) async fn run(socket: WebSocket, session: Session) {
     async move {
         // Line ids only at debug (see `routes::ws`).
         tracing::debug!(%line, "socket on line");
-        run_inner(socket, session).await;
+        let (sink, stream) = socket.split();
+        let transport = WsTransport {
+            sink: Some(sink),
+            stream,
+        };
+        run_session(transport, session).await;
     }
     .instrument(span)
     .await;
-}
-
-async fn run_inner(socket: WebSocket, session: Session) {
-    let Session {
-        metrics,
-        limits,
-        shutdown,
-        membership,
-        outbox,
-        client_slot,
-        ..
-    } = session;
-    metrics.connection_opened();
-    let started = Instant::now();
-    let stats = Arc::new(Stats::default());
-    let (sink, mut stream) = socket.split();
-    let writer_done = CancellationToken::new();
-    let mut writer = tokio::spawn(write_loop(
-        sink,
-        Arc::clone(&outbox),
-        limits.ping_interval,
-        Arc::clone(&metrics),
-        Arc::clone(&stats),
-        writer_done.clone(),
-    ));
-
-    let end = read_loop(
-        &mut WsReader(&mut stream),
-        Watch {
-            membership: &membership,
-            limits: &limits,
-            metrics: &metrics,
-            stats: &stats,
-            shutdown: &shutdown,
-            writer_done: &writer_done,
-            idle_timeout: Some(limits.idle_timeout),
-        },
-    )
-    .await;
-
-    let closing = end.closing(&limits);
-    if end.by_server() {
-        metrics.closed_by_server();
-    }
-    // Free the slot now, so the other peer hears `peer-left` without waiting for our close.
-    drop(membership);
-    let deadline = Instant::now() + limits.close_grace;
-    match closing {
-        Some(closing) => {
-            let reply_expected = !matches!(end, End::ClientClosed);
-            outbox.close(closing);
-            // Keep reading until the client answers our close frame: dropping the TCP connection
-            // first could reset it before the client has read why it was closed.
-            if reply_expected {
-                let _ = tokio::time::timeout_at(deadline, drain(&mut stream)).await;
-            }
-            if tokio::time::timeout_at(deadline, &mut writer)
-                .await
-                .is_err()
-            {
-                // A peer that does not read cannot receive its close frame; stop trying.
-                writer.abort();
-            }
-        }
-        None => writer.abort(),
-    }
-    metrics.connection_closed();
-    drop(client_slot);
-    log_end(started, &stats, &outbox, &end);
 }
 
 /// Reads and discards until the client's close frame or the end of the stream.
@@ -151,14 +130,15 @@ fn too_big(error: axum::Error) -> Option<String> {
     }
 }
 
-async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
-    outbox: Arc<Outbox>,
-    ping_interval: Duration,
-    metrics: Arc<Metrics>,
-    stats: Arc<Stats>,
-    done: CancellationToken,
-) {
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, parts: WriterParts) {
+    let WriterParts {
+        outbox,
+        limits,
+        metrics,
+        stats,
+        done,
+    } = parts;
+    let ping_interval = limits.ping_interval;
     let _done = done.drop_guard();
     let mut next_ping = Instant::now() + ping_interval;
     loop {

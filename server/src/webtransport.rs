@@ -19,6 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri};
 use line_protocol::control::RelayMessage;
 use line_protocol::join::status;
 use line_protocol::webtransport::{Record, RecordKind};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -30,9 +31,10 @@ use wtransport::{Connection, Endpoint, SendStream, ServerConfig, VarInt};
 
 use crate::AppState;
 use crate::config::Limits;
-use crate::metrics::Metrics;
-use crate::outbox::{Next, Outbox, Outgoing};
-use crate::peer::{End, Read, Reader, Session, Stats, Watch, close_reason, log_end, read_loop};
+use crate::outbox::{Next, Outgoing};
+use crate::peer::{
+    End, Ending, Read, Reader, Session, Transport, WriterParts, close_reason, run_session,
+};
 use crate::routes::{self, Refusal};
 use crate::webtransport_identity::IdentitySource;
 
@@ -298,14 +300,55 @@ async fn close_with(
     written
 }
 
-/// The session's datagrams as a [`Reader`].
-struct WtReader<'a>(&'a Connection);
+/// An accepted session as a [`Transport`]: frames arrive as datagrams; the writer owns the
+/// control stream.
+struct WtTransport {
+    connection: Connection,
+    control: Option<SendStream>,
+}
 
-impl Reader for WtReader<'_> {
+impl Reader for WtTransport {
     async fn read(&mut self) -> Read {
-        match self.0.receive_datagram().await {
+        match self.connection.receive_datagram().await {
             Ok(datagram) => Read::Frame(datagram.payload()),
             Err(e) => Read::End(end_of(&e)),
+        }
+    }
+}
+
+impl Transport for WtTransport {
+    fn idle_timeout(&self, _limits: &Limits) -> Option<Duration> {
+        // QUIC's idle timeout (the same 30 s) ends a session whose client went silent.
+        None
+    }
+
+    fn start_writer(&mut self, parts: WriterParts) -> JoinHandle<()> {
+        let control = self.control.take().expect("the writer starts once");
+        tokio::spawn(write_loop(self.connection.clone(), control, parts))
+    }
+
+    async fn close(&mut self, ending: Ending<'_>) {
+        let Ending {
+            end,
+            closing,
+            outbox,
+            writer,
+            limits,
+        } = ending;
+        match closing {
+            Some(closing) if !matches!(end, End::ClientClosed | End::Idle) => {
+                outbox.close(closing);
+                let deadline = Instant::now() + limits.close_grace * 2;
+                if tokio::time::timeout_at(deadline, &mut *writer)
+                    .await
+                    .is_err()
+                {
+                    writer.abort();
+                    self.connection.close(VarInt::from_u32(0), b"");
+                }
+            }
+            // The client closed, or QUIC gave up on it: there is nobody to tell.
+            _ => writer.abort(),
         }
     }
 }
@@ -321,65 +364,12 @@ fn end_of(error: &ConnectionError) -> End {
 
 /// Runs one accepted session to its end.
 async fn run(connection: Connection, control: SendStream, session: Session) {
-    let Session {
-        metrics,
-        limits,
-        shutdown,
-        membership,
-        outbox,
-        client_slot,
-        ..
-    } = session;
-    tracing::debug!(line = %membership.line_id(), "session on line");
-    metrics.connection_opened();
-    let started = Instant::now();
-    let stats = Arc::new(Stats::default());
-    let writer_done = CancellationToken::new();
-    let mut writer = tokio::spawn(write_loop(
-        connection.clone(),
-        control,
-        Arc::clone(&outbox),
-        limits.close_grace,
-        Arc::clone(&metrics),
-        Arc::clone(&stats),
-        writer_done.clone(),
-    ));
-    let end = read_loop(
-        &mut WtReader(&connection),
-        Watch {
-            membership: &membership,
-            limits: &limits,
-            metrics: &metrics,
-            stats: &stats,
-            shutdown: &shutdown,
-            writer_done: &writer_done,
-            // QUIC's idle timeout (the same 30 s) ends a session whose client went silent.
-            idle_timeout: None,
-        },
-    )
-    .await;
-    if end.by_server() {
-        metrics.closed_by_server();
-    }
-    drop(membership);
-    match end.closing(&limits) {
-        Some(closing) if !matches!(end, End::ClientClosed | End::Idle) => {
-            outbox.close(closing);
-            let deadline = Instant::now() + limits.close_grace * 2;
-            if tokio::time::timeout_at(deadline, &mut writer)
-                .await
-                .is_err()
-            {
-                writer.abort();
-                connection.close(VarInt::from_u32(0), b"");
-            }
-        }
-        // The client closed, or QUIC gave up on it: there is nobody to tell.
-        _ => writer.abort(),
-    }
-    metrics.connection_closed();
-    drop(client_slot);
-    log_end(started, &stats, &outbox, &end);
+    tracing::debug!(line = %session.membership.line_id(), "session on line");
+    let transport = WtTransport {
+        connection,
+        control: Some(control),
+    };
+    run_session(transport, session).await;
 }
 
 /// The H3 datagram header for this session: its quarter stream id.
@@ -395,15 +385,15 @@ fn datagram_prefix(connection: &Connection) -> Vec<u8> {
 }
 
 /// Drains this peer's outbox: frames as datagrams when they fit, everything else as records.
-async fn write_loop(
-    connection: Connection,
-    mut control: SendStream,
-    outbox: Arc<Outbox>,
-    grace: Duration,
-    metrics: Arc<Metrics>,
-    stats: Arc<Stats>,
-    done: CancellationToken,
-) {
+async fn write_loop(connection: Connection, mut control: SendStream, parts: WriterParts) {
+    let WriterParts {
+        outbox,
+        limits,
+        metrics,
+        stats,
+        done,
+    } = parts;
+    let grace = limits.close_grace;
     let _done = done.drop_guard();
     let prefix = datagram_prefix(&connection);
     loop {
