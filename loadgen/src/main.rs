@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use line_loadgen::compare::{self, CompareConfig, Relay};
 use line_loadgen::ramp::{self, RampConfig};
-use line_loadgen::tone_call::{self, ToneCallConfig};
+use line_loadgen::tone_call::{self, ToneCallConfig, Transport};
 use line_loadgen::{ApiKey, RunConfig, Target, TargetKind, Timing, fidelity, memory, report};
 use serde::Serialize;
 
@@ -109,6 +109,10 @@ enum Command {
         /// Take the engine's counters every this many seconds after the other side joined, into the report's timeline
         #[arg(long)]
         timeline_secs: Option<f64>,
+        /// What carries the frames: a WebSocket, or WebTransport datagrams (every frame must
+        /// fit one: at 200 kHz put &frame=2.5 in the link)
+        #[arg(long, value_enum, default_value_t = Transport::WebSocket)]
+        transport: Transport,
         /// Write the report as JSON here
         #[arg(long)]
         json: Option<PathBuf>,
@@ -351,6 +355,7 @@ async fn main() -> anyhow::Result<()> {
             block_secs,
             until_hang_up,
             timeline_secs,
+            transport,
             json,
         } => {
             let link = std::env::var(LINK_ENV)
@@ -375,6 +380,7 @@ async fn main() -> anyhow::Result<()> {
                 timeline_every: timeline_secs
                     .map(|s| seconds(s, "--timeline-secs"))
                     .transpose()?,
+                transport,
             };
             let report = tone_call::run(&config).await?;
             write_json(json.as_ref(), &report)?;

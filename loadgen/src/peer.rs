@@ -2,6 +2,8 @@
 //! frames, over WebSocket (line-server, the Node baseline), WebTransport datagrams (line-server)
 //! or length-prefixed raw TCP.
 
+use std::collections::VecDeque;
+
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use line_protocol::control::RelayMessage;
@@ -61,6 +63,8 @@ pub(crate) struct WtSource {
     buffered: Vec<u8>,
     /// Whether the relay's stream ended (datagrams may still come).
     stream_done: bool,
+    /// Frames that arrived while joining, before the relay's first message.
+    early: VecDeque<Vec<u8>>,
 }
 
 /// What arrived on a peer's connection.
@@ -105,22 +109,30 @@ impl Peer {
         let wt_error = |e: &dyn std::fmt::Display| LoadError::WebTransport(e.to_string());
         let connection = endpoint.connect(url).await.map_err(|e| wt_error(&e))?;
         let stream = connection.accept_uni().await.map_err(|e| wt_error(&e))?;
-        let mut peer = Self {
-            sink: FrameSink::Wt(connection.clone()),
-            source: FrameSource::Wt(WtSource {
-                connection,
-                stream,
-                buffered: Vec::new(),
-                stream_done: false,
-            }),
-            joined: false,
+        let mut source = WtSource {
+            connection: connection.clone(),
+            stream,
+            buffered: Vec::new(),
+            stream_done: false,
+            early: VecDeque::new(),
         };
-        match peer.source.next().await? {
-            Incoming::Control(RelayMessage::Waiting) => {}
-            Incoming::Control(RelayMessage::PeerJoined) => peer.joined = true,
-            other => return Err(LoadError::Unexpected(format!("{other:?} on joining"))),
-        }
-        Ok(peer)
+        // Datagrams race the relay's stream: the other peer's first frames may come before
+        // `peer-joined` does. They are kept for the caller, in order.
+        let mut early = VecDeque::new();
+        let joined = loop {
+            match source.next().await? {
+                Incoming::Frame(frame) => early.push_back(frame),
+                Incoming::Control(RelayMessage::Waiting) => break false,
+                Incoming::Control(RelayMessage::PeerJoined) => break true,
+                other => return Err(LoadError::Unexpected(format!("{other:?} on joining"))),
+            }
+        };
+        source.early = early;
+        Ok(Self {
+            sink: FrameSink::Wt(connection),
+            source: FrameSource::Wt(source),
+            joined,
+        })
     }
 
     async fn join_websocket(
@@ -202,6 +214,11 @@ impl Peer {
         }
         self.joined = true;
         Ok(())
+    }
+
+    /// Whether the relay said, on joining, that the other peer is already on the line.
+    pub(crate) const fn partner_present(&self) -> bool {
+        self.joined
     }
 
     pub(crate) fn split(self) -> (FrameSink, FrameSource) {
@@ -290,6 +307,9 @@ impl WtSource {
     /// The next datagram or record; cancel-safe only between records, as the caller never
     /// cancels it.
     async fn next(&mut self) -> Result<Incoming, LoadError> {
+        if let Some(frame) = self.early.pop_front() {
+            return Ok(Incoming::Frame(frame));
+        }
         loop {
             if let Some((record, used)) =
                 Record::parse(&self.buffered).map_err(|e| LoadError::Unexpected(e.to_string()))?

@@ -10,9 +10,10 @@
 use std::f64::consts::PI;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::StreamExt as _;
 use line_client::call::{Call, CallConfig};
 use line_client::link::{Fragment, Link};
 use line_client::messages::Stats;
@@ -20,11 +21,14 @@ use line_client::uplink::Uplink;
 use line_protocol::control::RelayMessage;
 use line_protocol::join::ParticipantId;
 use line_protocol::leaf::LeafKey;
+use line_protocol::webtransport::MAX_DATAGRAM_FRAME_LEN;
 use serde::Serialize;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite;
 
 use crate::error::LoadError;
 use crate::fidelity::{self, Fidelity};
+use crate::peer::{FrameSink, FrameSource, Incoming, Peer};
+use crate::target::{ApiKey, Target, TargetKind};
 
 /// How often the peer captures and plays, like an audio thread with a 2.5 ms buffer.
 const QUANTUM: Duration = Duration::from_micros(2_500);
@@ -53,6 +57,22 @@ pub struct ToneCallConfig {
     /// Take the engine's counters this often after the other side joined, for a timeline of the
     /// call (none: no timeline).
     pub timeline_every: Option<Duration>,
+    /// What carries the frames to the relay.
+    pub transport: Transport,
+}
+
+/// What carries a tone call's frames, as a page chooses between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// A WebSocket (`/ws`): every frame in order, over TCP.
+    #[default]
+    #[value(name = "websocket")]
+    WebSocket,
+    /// WebTransport datagrams (`/wt`): a lost frame is only that frame. Every frame must fit a
+    /// datagram (at 200 kHz, 2.5 ms frames: `&frame=2.5` in the link).
+    #[value(name = "webtransport")]
+    WebTransport,
 }
 
 impl core::fmt::Debug for ToneCallConfig {
@@ -183,6 +203,8 @@ pub struct ToneCallReport {
     pub timeline: Vec<TimelinePoint>,
     /// Whether the other side hung up first (only with `until_hang_up`).
     pub peer_hung_up: bool,
+    /// What carried the frames.
+    pub transport: Transport,
     /// The engine's statistics at the end.
     pub stats: Stats,
 }
@@ -219,6 +241,62 @@ fn ws_url(link: &Link, leaf: &LeafKey, participant: &ParticipantId) -> Result<St
     ))
 }
 
+/// Joins the call link's line over `transport`: the two halves of the connection, and whether
+/// the other side is already there.
+async fn connect(
+    link: &Link,
+    leaf: &LeafKey,
+    transport: Transport,
+) -> Result<(FrameSink, FrameSource, bool), LoadError> {
+    match transport {
+        Transport::WebSocket => {
+            let participant = ParticipantId::from_random(rand::random());
+            let (ws, _) = tokio_tungstenite::connect_async(ws_url(link, leaf, &participant)?)
+                .await
+                .map_err(|e| match e {
+                    tungstenite::Error::Http(response) => LoadError::Refused {
+                        status: response.status().as_u16(),
+                    },
+                    other => LoadError::WebSocket(other),
+                })?;
+            let (sink, stream) = ws.split();
+            // The relay's first message (`waiting` or `peer-joined`) arrives in the call's loop.
+            Ok((FrameSink::Ws(sink), FrameSource::Ws(stream), false))
+        }
+        Transport::WebTransport => {
+            let apikey = link.api_key.clone().ok_or(LoadError::MissingApiKey)?;
+            let target = Target::websocket(
+                TargetKind::LineWebTransport,
+                link_addr(link).await?,
+                ApiKey::new(apikey),
+            );
+            let peer = Peer::join(&target, leaf.line_id(), &leaf.join_token()).await?;
+            let present = peer.partner_present();
+            let (sink, source) = peer.split();
+            Ok((sink, source, present))
+        }
+    }
+}
+
+/// The address of the link's host, where the relay's HTTP and `/webtransport` are.
+async fn link_addr(link: &Link) -> Result<SocketAddr, LoadError> {
+    let authority = link
+        .base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .ok_or_else(|| LoadError::Unexpected("a link without a host".into()))?;
+    let authority = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    tokio::net::lookup_host(&authority)
+        .await
+        .map_err(LoadError::Connect)?
+        .next()
+        .ok_or_else(|| LoadError::Unexpected(format!("{authority} resolves to nothing")))
+}
+
 /// Calls the other side of `config.link` and records what it hears.
 pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
     let link =
@@ -239,17 +317,8 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
         },
         leaf.clone(),
     );
-    let participant = ParticipantId::from_random(rand::random());
-    let (ws, _) = tokio_tungstenite::connect_async(ws_url(&link, &leaf, &participant)?)
-        .await
-        .map_err(|e| match e {
-            tungstenite::Error::Http(response) => LoadError::Refused {
-                status: response.status().as_u16(),
-            },
-            other => LoadError::WebSocket(other),
-        })?;
-    let (sink, mut stream) = ws.split();
-    let mut uplink = Sender::start(sink, Uplink::new(rate, link.frame.micros()));
+    let (sink, mut source, partner_present) = connect(&link, &leaf, config.transport).await?;
+    let mut uplink = Sender::start(sink, Uplink::new(rate, link.frame.micros()), config.transport);
     call.connected(wall_clock_us(), rand::random());
 
     let start = Instant::now();
@@ -264,6 +333,10 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
     let mut next_block = 0;
     let mut timeline = Vec::new();
     let mut peer_hung_up = false;
+    if partner_present {
+        call.peer_joined();
+        joined = Some(0);
+    }
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -293,23 +366,18 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
                 }
                 played = due;
             }
-            message = stream.next() => match message {
-                None | Some(Ok(Message::Close(_))) => return Err(LoadError::Closed),
-                Some(Err(e)) => return Err(LoadError::WebSocket(e)),
-                Some(Ok(Message::Binary(bytes))) => call.receive(wall_clock_us(), &bytes),
-                Some(Ok(Message::Text(text))) => match RelayMessage::from_json(&text) {
-                    Ok(RelayMessage::PeerJoined) => {
-                        call.peer_joined();
-                        joined.get_or_insert(played);
-                    }
-                    Ok(RelayMessage::PeerLeft) if config.until_hang_up && joined.is_some() => {
-                        peer_hung_up = true;
-                        break;
-                    }
-                    Ok(RelayMessage::PeerLeft) => return Err(LoadError::Unexpected("the other side left".into())),
-                    _ => {}
-                },
-                Some(Ok(_)) => {}
+            incoming = source.next() => match incoming? {
+                Incoming::Frame(bytes) => call.receive(wall_clock_us(), &bytes),
+                Incoming::Control(RelayMessage::PeerJoined) => {
+                    call.peer_joined();
+                    joined.get_or_insert(played);
+                }
+                Incoming::Control(RelayMessage::PeerLeft) if config.until_hang_up && joined.is_some() => {
+                    peer_hung_up = true;
+                    break;
+                }
+                Incoming::Control(RelayMessage::PeerLeft) => return Err(LoadError::Unexpected("the other side left".into())),
+                Incoming::Control(_) => {}
             },
         }
         uplink.send_all(&mut call).await?;
@@ -334,6 +402,7 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
             .collect(),
         timeline,
         peer_hung_up,
+        transport: config.transport,
         stats: call.stats(),
     })
 }
@@ -350,22 +419,20 @@ struct Sender {
 }
 
 impl Sender {
-    fn start<S>(mut sink: S, uplink: Uplink) -> Self
-    where
-        S: futures_util::Sink<Message, Error = tungstenite::Error> + Unpin + Send + 'static,
-    {
+    fn start(mut sink: FrameSink, uplink: Uplink, transport: Transport) -> Self {
         let (queue, mut frames) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let buffered = Arc::new(AtomicU64::new(0));
         let written = Arc::clone(&buffered);
         let task = tokio::spawn(async move {
             while let Some(bytes) = frames.recv().await {
-                let n = bytes.len() as u64;
-                sink.send(Message::binary(bytes))
-                    .await
-                    .map_err(LoadError::WebSocket)?;
-                written.fetch_sub(n, Ordering::Relaxed);
+                let n = bytes.len();
+                if transport == Transport::WebTransport && n > MAX_DATAGRAM_FRAME_LEN {
+                    return Err(LoadError::FrameExceedsDatagram { len: n });
+                }
+                sink.send(bytes).await?;
+                written.fetch_sub(n as u64, Ordering::Relaxed);
             }
-            let _ = sink.close().await;
+            sink.close().await;
             Ok(())
         });
         Self {
