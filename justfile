@@ -59,7 +59,7 @@ e2e:
     cargo build --release --locked -p line-loadgen
     node --test --test-concurrency=1 --test-timeout=300000 e2e/call.test.mjs e2e/browsers.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
 
-# Impaired networks, behaviour only (root; about 90 s, after `just build`): a real call between two native tone peers through the real server, across line-netem's lan, home, wifi and mobile profiles and a 2 s outage in each; figures under "network" in target/e2e/results.json
+# Impaired networks, behaviour only (root; about 3 minutes, after `just build`): a real call between two native tone peers through the real server, over a WebSocket and over WebTransport datagrams, across line-netem's lan, home, wifi and mobile profiles and a 2 s outage in each; figures under "network" in target/e2e/results.json
 test-network:
     cargo build --release --locked -p line-loadgen -p line-netem
     node --test --test-concurrency=1 --test-timeout=300000 e2e/network.test.mjs

@@ -5,7 +5,8 @@
 // the audio crosses the impaired link once, as TCP segments that it delays, jitters, drops and
 // rate-limits, and the peers' real TCP stacks retransmit.
 //
-// For each profile (lan, home, wifi, mobile): a call of CALL_SECONDS, the link taken down for
+// For each profile (lan, home, wifi, mobile) and each transport (a WebSocket; WebTransport
+// datagrams, with frames that fit one): a call of CALL_SECONDS, the link taken down for
 // OUTAGE_MS in its middle. Both peers must finish the call (neither side's connection fails), no
 // frame may fail decryption, audio must flow before the outage (most of its windows carry real,
 // not concealed, audio), stop during it (the outage did happen), and flow again within
@@ -26,6 +27,7 @@ import { repoRoot, startServer } from './lib/server.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
 const PROFILES = (process.env.LINE_NETWORK_PROFILES ?? 'lan,home,wifi,mobile').split(',');
+const TRANSPORTS = (process.env.LINE_NETWORK_TRANSPORTS ?? 'websocket,webtransport').split(',');
 // Extra parameters of the call link, e.g. `mobile=1` for a 48 kHz call (200 kHz without).
 const LINK_PARAMS = process.env.LINE_NETWORK_LINK_PARAMS ?? '';
 // Long enough after the outage for a recovery of MAX_RECOVERY_S to be seen, and a second of audio after it.
@@ -69,8 +71,8 @@ after(async () => {
 const tone = () => Math.round((1000 + 19000 * random()) * 10) / 10;
 
 /** Runs a tone peer inside namespace `ns` until it exits; resolves with its report. */
-function tonePeer(ns, link, { tones, heard, secs, untilHangUp, json }) {
-  const args = ['--secs', String(secs), '--blocks', '2', '--block-secs', '1', '--timeline-secs', String(WINDOW_S), '--json', json];
+function tonePeer(ns, link, { tones, heard, secs, untilHangUp, transport, json }) {
+  const args = ['--secs', String(secs), '--blocks', '2', '--block-secs', '1', '--timeline-secs', String(WINDOW_S), '--transport', transport, '--json', json];
   if (untilHangUp) args.push('--until-hang-up');
   return runTonePeer(link, { tones, heard, args, wrap: (argv) => network.inNamespace(ns, argv), label: `tone peer in ${ns}` });
 }
@@ -127,21 +129,33 @@ function summary(report, outageStart, outageEnd) {
   };
 }
 
-for (const profile of PROFILES) {
-  describe(`network profile ${profile}`, () => {
-    test(`a call across "${profile}" survives, carries audio, and recovers after a ${OUTAGE_MS} ms outage`, async () => {
+/**
+ * The call link's parameters for `transport`: over datagrams every frame must fit one, so a
+ * 200 kHz call there uses 2.5 ms frames (a 48 kHz call's 10 ms frames fit as they are).
+ */
+function linkParams(transport) {
+  const params = new URLSearchParams(LINK_PARAMS);
+  if (transport === 'webtransport' && !params.has('frame') && params.get('mobile') !== '1') params.set('frame', '2.5');
+  const text = params.toString();
+  return text ? `&${text}` : '';
+}
+
+for (const [profile, transport] of PROFILES.flatMap((p) => TRANSPORTS.map((t) => [p, t]))) {
+  const name = transport === 'websocket' ? profile : `${profile} over ${transport}`;
+  describe(`network profile ${name}`, () => {
+    test(`a call across "${profile}" over ${transport} survives, carries audio, and recovers after a ${OUTAGE_MS} ms outage`, async () => {
       const set = await network.command(`profile ${profile}`);
       const [nearTone, farTone] = [tone(), tone()];
       const leaf = `leaf_${randomBytes(32).toString('base64url')}`;
-      const link = `http://${network.farAddr}:${PORT}/line.html?apikey=${server.apikey}${LINK_PARAMS ? `&${LINK_PARAMS}` : ''}#${leaf}`;
+      const link = `http://${network.farAddr}:${PORT}/line.html?apikey=${server.apikey}${linkParams(transport)}#${leaf}`;
       const startStats = await network.command('stats');
       const near = tonePeer(network.near, link, {
-        tones: [nearTone], heard: [farTone], secs: CALL_SECONDS, untilHangUp: false,
-        json: path.join(OUT, `network-${profile}-near.json`),
+        tones: [nearTone], heard: [farTone], secs: CALL_SECONDS, untilHangUp: false, transport,
+        json: path.join(OUT, `network-${profile}-${transport}-near.json`),
       });
       const far = tonePeer(network.far, link, {
-        tones: [farTone], heard: [nearTone], secs: CALL_SECONDS + 10, untilHangUp: true,
-        json: path.join(OUT, `network-${profile}-far.json`),
+        tones: [farTone], heard: [nearTone], secs: CALL_SECONDS + 10, untilHangUp: true, transport,
+        json: path.join(OUT, `network-${profile}-${transport}-far.json`),
       });
       // Both are awaited whatever happens, so that a failure of one is reported with the other's.
       const settled = Promise.allSettled([near, far]);
@@ -161,23 +175,23 @@ for (const profile of PROFILES) {
       const nearHears = summary(nearReport, outageStart, outageEnd);
       const farHears = summary(farReport, outageStart, outageEnd);
       const brief = ({ beforeWindows, duringWindows, ...rest }) => rest;
-      results.profiles[profile] = { profile: set.is, rate: nearReport.rate, link: link_, nearHears: brief(nearHears), farHears: brief(farHears) };
-      console.log(`network ${profile}: ${JSON.stringify(results.profiles[profile])}`);
+      results.profiles[name] = { profile: set.is, transport, rate: nearReport.rate, frameMs: nearReport.stats.frameMs, link: link_, nearHears: brief(nearHears), farHears: brief(farHears) };
+      console.log(`network ${name}: ${JSON.stringify(results.profiles[name])}`);
 
-      assert.ok(farReport.peerHungUp, `${profile}: the far peer's call ended before the near one hung up`);
+      assert.ok(farReport.peerHungUp, `${name}: the far peer's call ended before the near one hung up`);
       for (const [who, r, s] of [['near', nearReport, nearHears], ['far', farReport, farHears]]) {
-        assert.equal(r.stats.decryptFailures, 0, `${profile}: the ${who} peer failed to decrypt frames`);
+        assert.equal(r.stats.decryptFailures, 0, `${name}: the ${who} peer failed to decrypt frames`);
         assert.ok(r.timeline.length > 0 && r.timeline[0].unixMs < outageStart - 2000,
-          `${profile}: the ${who} peer's call had not begun 2 s before the outage`);
+          `${name}: the ${who} peer's call had not begun 2 s before the outage`);
         const before = s.beforeWindows;
         assert.ok(before.filter((w) => w.flowing).length > before.length / 2,
-          `${profile}: the ${who} peer heard audio in only ${s.flowingBefore} windows before the outage: ${JSON.stringify(before)}`);
+          `${name}: the ${who} peer heard audio in only ${s.flowingBefore} windows before the outage: ${JSON.stringify(before)}`);
         assert.ok(s.duringWindows.length >= 4 && s.duringWindows.every((w) => !w.flowing),
-          `${profile}: the ${who} peer went on hearing audio through the outage: ${JSON.stringify(s.duringWindows)}`);
+          `${name}: the ${who} peer went on hearing audio through the outage: ${JSON.stringify(s.duringWindows)}`);
         assert.ok(s.recoveryS !== null && s.recoveryS <= MAX_RECOVERY_S,
-          `${profile}: the ${who} peer's audio did not flow again within ${MAX_RECOVERY_S} s of the outage (${s.recoveryS} s)`);
+          `${name}: the ${who} peer's audio did not flow again within ${MAX_RECOVERY_S} s of the outage (${s.recoveryS} s)`);
       }
-      assert.ok(link_.up.outage_dropped > 0 && link_.down.outage_dropped > 0, `${profile}: the outage dropped nothing`);
+      assert.ok(link_.up.outage_dropped > 0 && link_.down.outage_dropped > 0, `${name}: the outage dropped nothing`);
     });
   });
 }

@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use line_protocol::webtransport::{Record, RecordKind};
+use wtransport::endpoint::endpoint_side;
+use wtransport::quinn::congestion::BbrConfig;
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream};
 
@@ -23,6 +25,12 @@ use crate::error::LoadError;
 use crate::target::{Target, TargetKind};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What QUIC may hold of datagrams not yet sent: a few frames, as line-server keeps.
+const DATAGRAM_SEND_BUFFER: usize = 4 * 1024;
+
+/// How long a closed WebTransport session may take to tell the relay.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the raw-TCP baseline sends both peers once they are paired.
 const TCP_PAIRED: &[u8] = b"paired\n";
@@ -44,7 +52,17 @@ pub struct Peer {
 pub(crate) enum FrameSink {
     Ws(SplitSink<Ws, Message>),
     Tcp(OwnedWriteHalf, Vec<u8>),
-    Wt(Connection),
+    /// The session, and its endpoint, which must outlive the close (see [`FrameSink::close`]).
+    Wt(Connection, ClientEndpoint),
+}
+
+/// A WebTransport client endpoint (which has no `Debug` of its own).
+pub(crate) struct ClientEndpoint(Endpoint<endpoint_side::Client>);
+
+impl std::fmt::Debug for ClientEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientEndpoint")
+    }
 }
 
 /// The receiving half of a peer's connection.
@@ -95,14 +113,25 @@ impl Peer {
     ) -> Result<Self, LoadError> {
         let key = target.apikey.as_ref().ok_or(LoadError::MissingApiKey)?;
         let (port, hash) = webtransport_endpoint(target).await?;
-        let config = ClientConfig::builder()
+        let mut config = ClientConfig::builder()
             .with_bind_default()
             .with_server_certificate_hashes(hash.map(Sha256Digest::new))
             .build();
+        // Real-time audio: a frame QUIC cannot send soon is better dropped than queued (quinn
+        // holds 1 MiB by default, seconds of audio when its congestion window is short).
+        let mut transport = wtransport::quinn::TransportConfig::default();
+        transport.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+        // As line-server does (see its transport config): loss is not congestion.
+        transport.congestion_controller_factory(std::sync::Arc::new(BbrConfig::default()));
+        config
+            .quic_config_mut()
+            .transport_config(std::sync::Arc::new(transport));
         let endpoint = Endpoint::client(config).map_err(LoadError::Connect)?;
         let participant = ParticipantId::from_random(rand::random());
+        // The relay's UDP port on the host its HTTP answered at, as a page finds it.
+        let host = std::net::SocketAddr::new(target.addr.ip(), port);
         let url = format!(
-            "https://localhost:{port}{}?apikey={}&line={line}&join={token}&participant={participant}",
+            "https://{host}{}?apikey={}&line={line}&join={token}&participant={participant}",
             line_protocol::webtransport::PATH,
             key.expose()
         );
@@ -129,7 +158,7 @@ impl Peer {
         };
         source.early = early;
         Ok(Self {
-            sink: FrameSink::Wt(connection),
+            sink: FrameSink::Wt(connection, ClientEndpoint(endpoint)),
             source: FrameSource::Wt(source),
             joined,
         })
@@ -234,7 +263,7 @@ impl FrameSink {
                 .send(Message::binary(frame))
                 .await
                 .map_err(LoadError::WebSocket),
-            Self::Wt(connection) => connection
+            Self::Wt(connection, _) => connection
                 .send_datagram(&frame)
                 .map_err(|e| LoadError::WebTransport(e.to_string())),
             Self::Tcp(write, buf) => {
@@ -256,7 +285,13 @@ impl FrameSink {
             Self::Tcp(write, _) => {
                 let _ = write.shutdown().await;
             }
-            Self::Wt(connection) => connection.close(0u32.into(), b""),
+            Self::Wt(connection, endpoint) => {
+                connection.close(0u32.into(), b"");
+                // QUIC sends its close once, and again only for packets that arrive after it:
+                // an endpoint dropped at once could not, and on a lossy path the relay would
+                // learn of the close only from its idle timeout, 30 s later.
+                let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.0.wait_idle()).await;
+            }
         }
     }
 }

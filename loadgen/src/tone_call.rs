@@ -8,9 +8,9 @@
 //! quantum at a time, recording blocks of it for [`crate::fidelity::analyze`].
 
 use std::f64::consts::PI;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
@@ -318,7 +318,11 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
         leaf.clone(),
     );
     let (sink, mut source, partner_present) = connect(&link, &leaf, config.transport).await?;
-    let mut uplink = Sender::start(sink, Uplink::new(rate, link.frame.micros()), config.transport);
+    let mut uplink = Sender::start(
+        sink,
+        Uplink::new(rate, link.frame.micros()),
+        config.transport,
+    );
     call.connected(wall_clock_us(), rand::random());
 
     let start = Instant::now();
