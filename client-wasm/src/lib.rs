@@ -6,7 +6,7 @@
 //! and the worker through the shared rings of [`ring`].
 //!
 //! The plain-Rust parts ([`call`], [`engine`], [`link`], [`liveness`], [`ring`], [`resample`],
-//! [`qr`], [`messages`], [`playback_fill`], [`uplink`]) build and test natively: every decision of
+//! [`qr`], [`messages`], [`playback_fill`], [`uplink`], [`webtransport`]) build and test natively: every decision of
 //! the engine lives there. The browser glue, which only moves bytes, samples and events, builds
 //! only for wasm32.
 
@@ -20,6 +20,7 @@ pub mod qr;
 pub mod resample;
 pub mod ring;
 pub mod uplink;
+pub mod webtransport;
 
 #[cfg(target_arch = "wasm32")]
 mod audio_io;
@@ -30,6 +31,7 @@ pub mod js_ring;
 #[cfg(target_arch = "wasm32")]
 mod page;
 #[cfg(target_arch = "wasm32")]
+mod webtransport_io;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 
