@@ -8,9 +8,10 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { launchPerson } from './lib/browser.mjs';
 import { launchFirefox } from './lib/firefox.mjs';
-import { checkHearing, measureFlow } from './lib/calls.mjs';
+import { checkHearing, flowFigures, measureFlow } from './lib/calls.mjs';
 import { hear, stats, waitState, withParams } from './lib/page.mjs';
 import { startPulse } from './lib/pulse.mjs';
+import { recordResults } from './lib/results.mjs';
 import { freePort, repoRoot, startServer } from './lib/server.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { writeTone } from './lib/wav.mjs';
@@ -33,6 +34,7 @@ writeTone(wavB, { freq: TONE_B, amplitude: AMPLITUDE });
 
 let server, pulse;
 const people = [];
+const results = {}; // figures for results.json, under "webtransport"
 
 /** Chromium as one person; `executablePath`: another way to start it (in a namespace). */
 async function chromium(name, wav, { executablePath } = {}) {
@@ -119,6 +121,7 @@ after(async () => {
   await hangUpAll();
   await server?.stop();
   await pulse?.stop();
+  recordResults({ webtransport: results });
 });
 
 describe('WebTransport', () => {
@@ -134,8 +137,8 @@ describe('WebTransport', () => {
     assert.equal(sa.wireRate, 200_000);
     await bothHear(a, b);
     const m = await checkFlow(a, b);
-    console.log(`webtransport call: A->B ${JSON.stringify(m.ab)}, B->A ${JSON.stringify(m.ba)}, ` +
-      `mouth to ear p50 ${m.latA.length ? m.latA.sort((x, y) => x - y)[m.latA.length >> 1].toFixed(1) : '-'} ms`);
+    results['chromium-200k'] = flowFigures(m);
+    console.log(`webtransport call: ${JSON.stringify({ ab: m.ab, ba: m.ba, mouthToEarMs: results['chromium-200k'].mouthToEarMs })}`);
     // The page shows which.
     await a.page.waitForFunction(() => document.querySelector('[data-stat="transport"]').textContent.startsWith('WebTransport'));
     await hangUpAll();
@@ -151,7 +154,35 @@ describe('WebTransport', () => {
     // B's 10 ms frames at 200 kHz (4 KB) reach A on the relay's stream, not in datagrams.
     assert.equal(sb.frameMs, 10);
     await bothHear(a, b);
-    await checkFlow(a, b);
+    results['mixed-200k'] = flowFigures(await checkFlow(a, b));
+    await hangUpAll();
+  }));
+
+  test('the server killed mid-call and started again: both reconnect over WebTransport, audio flows within 5 s', () => guarded(async () => {
+    const a = await chromium('restart-A', wavA);
+    const b = await chromium('restart-B', wavB);
+    await call(a, b);
+    assert.equal((await transportOf(a)).transport, 'webtransport');
+    // Gone without a word: no error record, no close.
+    const port = new URL(server.link).port;
+    server.kill();
+    await waitState(a, 'reconnecting', 10_000);
+    await waitState(b, 'reconnecting', 10_000);
+    const restarted = Date.now();
+    // A new server, with a new certificate of its own: the pages fetch its hash again.
+    server = await startServer({ port: Number(port), apikey: server.apikey, webtransport: true });
+    await waitState(a, 'in-call', 10_000);
+    await waitState(b, 'in-call', 10_000);
+    const before = [(await stats(a)).framesReceived, (await stats(b)).framesReceived];
+    await a.page.waitForFunction((n) => window.line.stats().framesReceived > n + 40, before[0], { timeout: 10_000 });
+    await b.page.waitForFunction((n) => window.line.stats().framesReceived > n + 40, before[1], { timeout: 10_000 });
+    const seconds = (Date.now() - restarted) / 1000;
+    results.reconnectSeconds = seconds;
+    assert.ok(seconds <= 5, `audio flowed again ${seconds} s after the restart`);
+    const [sa, sb] = [await stats(a), await stats(b)];
+    assert.deepEqual([sa.transport, sb.transport], ['webtransport', 'webtransport']);
+    assert.ok(sa.reconnects >= 1 && sb.reconnects >= 1, `reconnects ${sa.reconnects}, ${sb.reconnects}`);
+    await bothHear(a, b);
     await hangUpAll();
   }));
 
@@ -178,7 +209,7 @@ describe('WebTransport', () => {
       const a = await chromium('blocked-A', wavA, { executablePath: launcher });
       const b = await chromium('blocked-B', wavB, { executablePath: launcher });
       const joinSeconds = await call(a, b, { link: blocked.link });
-      console.log(`UDP blocked: in call ${joinSeconds} s after the click, over a WebSocket`);
+      results.udpBlockedJoinSeconds = joinSeconds;
       assert.equal((await transportOf(a)).transport, 'websocket');
       assert.equal((await transportOf(b)).transport, 'websocket');
       // 2 s for WebTransport, then a WebSocket on loopback.
@@ -204,7 +235,7 @@ describe('WebTransport', () => {
     // 48 kHz: what Firefox calls run at in the browsers suite.
     const joinSeconds = await call(a, b, { paramsA: 'studio=1&mobile=1' });
     const sb = await transportOf(b);
-    console.log(`${b.version}: ${sb.transport}, in call ${joinSeconds} s after the click`);
+    results.firefox = { version: b.version, transport: sb.transport, joinSeconds };
     if (sb.transport === 'webtransport') {
       assert.equal(sb.frameMs, 10, '10 ms at 48 kHz fits a datagram');
     } else {
