@@ -14,6 +14,7 @@ import { startPulse } from './lib/pulse.mjs';
 import { recordResults } from './lib/results.mjs';
 import { freePort, repoRoot, startServer } from './lib/server.mjs';
 import { seededRandom } from './lib/seed.mjs';
+import { findToneRun, keyEncodings, tonePcm } from './lib/wire.mjs';
 import { writeTone } from './lib/wav.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
@@ -32,13 +33,44 @@ const wavB = path.join(OUT, `tone-${TONE_B}.wav`);
 writeTone(wavA, { freq: TONE_A, amplitude: AMPLITUDE });
 writeTone(wavB, { freq: TONE_B, amplitude: AMPLITUDE });
 
-let server, pulse;
+let server, pulse, lastShared;
 const people = [];
 const results = {}; // figures for results.json, under "webtransport"
+
+/**
+ * The privacy tap for datagrams, run in the engine's worker before the call starts: QUIC encrypts
+ * what goes on the wire, so the tap records what the page hands its WebTransport instead, which
+ * is what the relay gets: every datagram written (each a frame), and each session's URL.
+ */
+function tapWebTransport() {
+  const tap = { datagrams: [], urls: [] };
+  self.lineTap = tap;
+  const write = WritableStreamDefaultWriter.prototype.write;
+  WritableStreamDefaultWriter.prototype.write = function (chunk) {
+    if (chunk instanceof Uint8Array && tap.datagrams.length < 20_000) tap.datagrams.push(Uint8Array.from(chunk));
+    return write.call(this, chunk);
+  };
+  const Original = self.WebTransport;
+  self.WebTransport = function (url, options) {
+    tap.urls.push(String(url));
+    return new Original(url, options);
+  };
+}
+
+/** What the tap recorded in `p`'s worker: the datagrams (Buffers) and session URLs. */
+async function tapped(p) {
+  const [worker] = p.page.workers();
+  const { datagrams, urls } = await worker.evaluate(() => ({
+    datagrams: self.lineTap.datagrams.map((d) => btoa(String.fromCharCode(...d))),
+    urls: self.lineTap.urls,
+  }));
+  return { datagrams: datagrams.map((d) => Buffer.from(d, 'base64')), urls };
+}
 
 /** Chromium as one person; `executablePath`: another way to start it (in a namespace). */
 async function chromium(name, wav, { executablePath } = {}) {
   const p = await launchPerson(name, { wav, executablePath });
+  p.page.on('worker', (worker) => worker.evaluate(tapWebTransport).catch(() => {}));
   p.mic = { freqs: [wav === wavA ? TONE_A : TONE_B], amplitude: AMPLITUDE };
   people.push(p);
   return p;
@@ -66,6 +98,7 @@ async function call(a, b, { paramsA = 'studio=1', paramsB = '', link = server.li
   const shared = await a.page.inputValue('#share-link');
   await a.page.click('#join');
   await waitState(a, 'waiting');
+  lastShared = shared;
   await b.page.goto(paramsB ? withParams(shared, paramsB) : shared);
   await waitState(b, 'ready');
   const clicked = Date.now();
@@ -138,6 +171,24 @@ describe('WebTransport', () => {
     await bothHear(a, b);
     const m = await checkFlow(a, b);
     results['chromium-200k'] = flowFigures(m);
+    // What the relay got in datagrams: frames within a datagram's bound, no leaf, no audio.
+    const leaf = Buffer.from(lastShared.split('#leaf_')[1], 'base64url');
+    const plain = tonePcm({ freq: TONE_A, rate: 200_000, amplitude: AMPLITUDE, count: 500 });
+    assert.ok(findToneRun(plain, { freq: TONE_A, rate: 200_000, amplitude: AMPLITUDE }), 'the search finds a 2.5 ms frame of plain PCM');
+    for (const [p, tone] of [[a, TONE_A], [b, TONE_B]]) {
+      const { datagrams, urls } = await tapped(p);
+      assert.ok(datagrams.length > 1000, `${p.name}'s tap saw the frames (${datagrams.length})`);
+      assert.ok(urls.length >= 1 && urls.every((u) => u.includes('/wt?')), `${p.name} opened ${urls}`);
+      const longest = Math.max(...datagrams.map((d) => d.length));
+      assert.ok(longest <= 1100, `${p.name} sent a ${longest}-byte datagram`);
+      for (const part of [...datagrams, ...urls.map((u) => Buffer.from(u))]) {
+        for (const enc of keyEncodings(leaf)) assert.equal(part.indexOf(enc), -1, `${p.name}: a leaf went to the relay`);
+      }
+      for (const d of datagrams) {
+        assert.equal(findToneRun(d, { freq: tone, rate: 200_000, amplitude: AMPLITUDE }), null,
+          `${p.name}: a run of its ${tone} Hz tone went out in a datagram`);
+      }
+    }
     console.log(`webtransport call: ${JSON.stringify({ ab: m.ab, ba: m.ba, mouthToEarMs: results['chromium-200k'].mouthToEarMs })}`);
     // The page shows which.
     await a.page.waitForFunction(() => document.querySelector('[data-stat="transport"]').textContent.startsWith('WebTransport'));
