@@ -39,7 +39,9 @@ async fn every_response_carries_the_security_headers() {
             assert_eq!(response.header(name), Some(value), "{name} on {path}");
         }
         // The policy, with the WebTransport endpoint on the host asked for beside the page.
-        let csp = response.header("content-security-policy").expect("a policy");
+        let csp = response
+            .header("content-security-policy")
+            .expect("a policy");
         let (before, after) = csp
             .split_once("connect-src 'self' https://127.0.0.1:")
             .unwrap_or_else(|| panic!("no WebTransport source on {path}: {csp}"));
