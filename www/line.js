@@ -74,6 +74,7 @@ function showLink() {
   $('qr').innerHTML = qrSvg(link.mobileShareUrl);
 }
 
+const TRANSPORT = { webtransport: 'WebTransport (UDP)', websocket: 'WebSocket (TCP)' };
 function fmtRate(hz) { return hz ? `${(hz / 1000).toLocaleString()} kHz` : '–'; }
 function fmtBits(bps) { return `${(bps / 1e6).toFixed(2)} Mbit/s`; }
 function fmtMs(ms) { return ms ? `${ms.toFixed(1)} ms` : '–'; }
@@ -100,6 +101,7 @@ function showStats(s) {
     const el = document.querySelector(`[data-stat="${key}"]`);
     if (el.textContent !== text) el.textContent = text;
   };
+  set('transport', `${TRANSPORT[s.transport] ?? '–'}, ${s.frameMs} ms frames`);
   set('rates', `${fmtRate(s.wireRate)} / ${fmtRate(s.peerRate)}`);
   set('bitrate', `${fmtBits(s.sendBitrate)} / ${fmtBits(s.receiveBitrate)}`);
   set('rttMs', fmtMs(s.rttMs));
@@ -136,7 +138,7 @@ async function join() {
   try {
     await client.join({
       apiKey: link.apiKey, leaf: link.leaf, rate: link.rate, frameMs: link.frameMs,
-      studio: $('studio').checked,
+      studio: $('studio').checked, transport: link.transport,
     });
   } catch (e) {
     const retry = { label: 'Try again', run: () => { clearError(); setState('ready'); } };

@@ -16,11 +16,12 @@ use std::collections::VecDeque;
 
 use line_protocol::audio::{CHANNELS, FrameDuration};
 use line_protocol::binding::{Binding, OpenError};
+use line_protocol::header::Header;
 use line_protocol::jitter::{JitterBuffer, JitterConfig};
 use line_protocol::leaf::LeafKey;
-use line_protocol::payload::{Audio, Bye, Hello, Payload, Ping};
+use line_protocol::payload::{AUDIO_HEADER_LEN, Audio, Bye, Hello, Payload, Ping};
 use line_protocol::pcm;
-use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender};
+use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender, TAG_LEN};
 
 use crate::messages::Stats;
 use crate::resample::Resampler;
@@ -33,6 +34,20 @@ const PING_INTERVAL_US: u64 = 1_000_000;
 const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 3;
 /// The client name sent in Hello.
 const CLIENT_NAME: &str = "line-web";
+
+/// The longest frame duration, no longer than `wanted`, whose audio frames at `rate` Hz are at
+/// most `max_len` bytes whatever their header, or `None` when even the shortest is longer. On
+/// datagrams, where a frame must fit one (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes 2.5 ms frames
+/// and 48 kHz 10 ms; above about 208 kHz no frame fits.
+#[must_use]
+pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<FrameDuration> {
+    let overhead = Header::MAX_LEN + AUDIO_HEADER_LEN + TAG_LEN;
+    FrameDuration::ALL
+        .into_iter()
+        .filter(|d| d.micros() <= wanted.micros())
+        .filter(|d| overhead + 2 * CHANNELS as usize * d.samples(rate) <= max_len)
+        .max_by_key(|d| d.micros())
+}
 
 /// What the call needs to know about this side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,6 +201,13 @@ impl Call {
             input_peak: 0.0,
             output_peak: 0.0,
         }
+    }
+
+    /// Frames of `frame` from the next connection on (its Hello says so): a transport may carry
+    /// only frames up to a size.
+    pub fn set_frame(&mut self, frame: FrameDuration) {
+        self.config.frame = frame;
+        self.stats.frame_ms = frame.millis();
     }
 
     /// A new connection with a fresh 64-bit `kid`: new sender keys, and a Hello to send first.
@@ -782,6 +804,47 @@ mod tests {
             "the late frame's place, and only it, was made up: {stats:?}"
         );
         assert_eq!(stats.underruns, 0, "{stats:?}");
+    }
+
+    #[test]
+    fn datagram_frames_are_the_longest_that_fit() {
+        use line_protocol::webtransport::MAX_DATAGRAM_FRAME_LEN as MAX;
+        let fit = |rate, wanted| frame_within(rate, wanted, MAX);
+        assert_eq!(
+            fit(200_000, FrameDuration::Ms10),
+            Some(FrameDuration::Ms2_5)
+        );
+        assert_eq!(fit(48_000, FrameDuration::Ms20), Some(FrameDuration::Ms10));
+        assert_eq!(fit(48_000, FrameDuration::Ms5), Some(FrameDuration::Ms5));
+        assert_eq!(fit(96_000, FrameDuration::Ms10), Some(FrameDuration::Ms5));
+        assert_eq!(
+            fit(208_000, FrameDuration::Ms10),
+            Some(FrameDuration::Ms2_5)
+        );
+        assert_eq!(fit(210_000, FrameDuration::Ms10), None);
+        assert_eq!(fit(384_000, FrameDuration::Ms2_5), None);
+        // What the sender makes at 200 kHz in 2.5 ms, with the longest header, fits.
+        let mut a = Call::new(
+            CallConfig {
+                wire_rate: 200_000,
+                frame: FrameDuration::Ms10,
+                context_rate: 200_000,
+            },
+            LeafKey::from_random([7; 32]),
+        );
+        a.set_frame(FrameDuration::Ms2_5);
+        a.connected(0, u64::MAX);
+        a.peer_joined();
+        greet(&mut a, 2);
+        while a.poll_transmit().is_some() {}
+        a.capture(10_000, &[0.3; 2_000]);
+        let sizes: Vec<usize> = std::iter::from_fn(|| a.poll_transmit())
+            .filter(|o| o.is_audio)
+            .map(|o| o.bytes.len())
+            .collect();
+        assert_eq!(sizes.len(), 4, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= MAX), "{sizes:?}");
+        assert_eq!(a.stats().frame_ms, 2.5);
     }
 
     #[test]

@@ -53,6 +53,9 @@ export interface JoinOptions {
   frameMs?: number;
   /** Turn off echo cancellation, noise suppression and auto gain (for headphones). */
   studio?: boolean;
+  /** "auto" (default): WebTransport where the browser and the server have it, else a WebSocket;
+   *  "websocket": a WebSocket only (for networks that mishandle UDP). */
+  transport?: "auto" | "websocket";
   /** Base URL of worklet.js and worker.js (default: the page's base URL). */
   assets?: string;
   /** Run the AudioContext at this rate (8000..=384000) instead of the device's own; the engine
@@ -74,6 +77,8 @@ export interface LineStats {
   muted: boolean; reconnects: number; callSeconds: number;
   playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;
   uplinkBacklogMs: number;
+  /** What carries the frames: null before the first connection. */
+  transport: "webtransport" | "websocket" | null;
 }
 
 /** Events: "state" {state}, "peer-joined", "peer-left", "error" {code, message, fatal}, "stats" LineStats. */
@@ -156,6 +161,8 @@ struct Join {
     rate: u32,
     frame: FrameDuration,
     studio: bool,
+    /// Whether WebTransport may be tried (`transport` is not `"websocket"`).
+    webtransport: bool,
     assets: String,
     /// The AudioContext's rate when it should differ from the device's.
     context_rate: Option<u32>,
@@ -194,6 +201,8 @@ enum JoinError {
     BadRate(f64),
     /// `frameMs` not 2.5, 5, 10 or 20.
     BadFrame,
+    /// `transport` neither `"auto"` nor `"websocket"`.
+    BadTransport(String),
     /// `server` or `assets` is not a URL.
     BadAddress(String),
     /// No `navigator.mediaDevices` (an insecure page).
@@ -223,6 +232,9 @@ impl fmt::Display for JoinError {
                 write!(f, "line supports {MIN_RATE} to {MAX_RATE} Hz, not {rate}")
             }
             Self::BadFrame => f.write_str("frame length must be 2.5, 5, 10 or 20 ms"),
+            Self::BadTransport(t) => {
+                write!(f, "transport must be \"auto\" or \"websocket\", not {t:?}")
+            }
             Self::BadAddress(url) => write!(f, "{url:?} is not a web address"),
             Self::NoMediaDevices => {
                 f.write_str("this page cannot use a microphone here (it needs https)")
@@ -251,7 +263,9 @@ impl JoinError {
             Self::NoApiKey => ErrorCode::NoApiKey,
             Self::NoLeaf => ErrorCode::NoLeaf,
             Self::BadLeaf(_) => ErrorCode::BadLeaf,
-            Self::BadRate(_) | Self::BadFrame | Self::BadAddress(_) => ErrorCode::BadLink,
+            Self::BadRate(_) | Self::BadFrame | Self::BadTransport(_) | Self::BadAddress(_) => {
+                ErrorCode::BadLink
+            }
             Self::NoMediaDevices | Self::MicMissing => ErrorCode::MicMissing,
             Self::MicDenied => ErrorCode::MicDenied,
             Self::Mic(_) | Self::Audio(_) | Self::AudioStuck => ErrorCode::AudioFailed,
@@ -301,6 +315,11 @@ impl Join {
         }
         let frame = FrameDuration::from_millis(get(options, "frameMs").as_f64().unwrap_or(10.0))
             .ok_or(JoinError::BadFrame)?;
+        let webtransport = match text("transport").as_deref() {
+            None | Some("auto") => true,
+            Some("websocket") => false,
+            Some(other) => return Err(JoinError::BadTransport(other.to_owned())),
+        };
         let context_rate = match get(options, "contextRate").as_f64() {
             None => None,
             Some(r)
@@ -320,6 +339,7 @@ impl Join {
             rate: rate as u32,
             frame,
             studio: get(options, "studio").is_truthy(),
+            webtransport,
             assets: text("assets").unwrap_or_else(base_url),
             context_rate,
         })
@@ -327,6 +347,7 @@ impl Join {
 
     /// `(ws_url, check_url)` for this line, as `participant`: the id every connection of this
     /// call presents, so that after a network change the new connection takes its slot back.
+    /// The WebTransport session has the same query (docs/PROTOCOL.md section 6.3).
     fn urls(&self, participant: ParticipantId) -> Result<(String, String), JoinError> {
         let url = web_sys::Url::new_with_base("/ws", &self.server)
             .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
@@ -345,6 +366,21 @@ impl Join {
         };
         url.set_protocol(scheme);
         Ok((url.href(), check))
+    }
+
+    /// Where the server says where its WebTransport endpoint is, unless the person asked for
+    /// WebSockets only.
+    fn webtransport_url(&self) -> Result<Option<String>, JoinError> {
+        if !self.webtransport {
+            return Ok(None);
+        }
+        let url = web_sys::Url::new_with_base("/webtransport", &self.server)
+            .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
+        url.set_search(&format!(
+            "apikey={}",
+            String::from(js_sys::encode_uri_component(&self.api_key))
+        ));
+        Ok(Some(url.href()))
     }
 }
 
@@ -676,6 +712,7 @@ impl Inner {
     async fn start(self: Rc<Self>, join: Result<Join, JoinError>) -> Result<(), JoinError> {
         let join = join?;
         let (ws_url, check_url) = join.urls(participant_on(join.leaf.line_id()))?;
+        let webtransport_url = join.webtransport_url()?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
         let worker_url = resolve("worker.js", &join.assets)?;
         // The microphone first: its prompt is what a person answers, and a refusal needs no audio.
@@ -687,6 +724,7 @@ impl Inner {
         let config = EngineConfig {
             ws_url,
             check_url,
+            webtransport_url,
             leaf: join.leaf.to_string(),
             wire_rate: join.rate,
             frame_us: join.frame.micros(),

@@ -11,11 +11,12 @@
 //!
 //! ```
 //! use line_client::engine::{Engine, Output};
-//! use line_client::messages::{CallState, EngineConfig, FromWorker};
+//! use line_client::messages::{CallState, EngineConfig, FromWorker, Transport};
 //!
 //! let config = EngineConfig {
 //!     ws_url: "ws://127.0.0.1:7777/ws".into(),
 //!     check_url: "http://127.0.0.1:7777/ws".into(),
+//!     webtransport_url: None,
 //!     leaf: "leaf_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8".into(),
 //!     wire_rate: 48_000,
 //!     frame_us: 10_000,
@@ -28,7 +29,7 @@
 //! let mut engine = Engine::new(&config, 0, 7).expect("a good config");
 //! let state = FromWorker::State { state: CallState::Connecting };
 //! assert_eq!(engine.poll_output(), Some(Output::Page(state)));
-//! assert_eq!(engine.poll_output(), Some(Output::Connect));
+//! assert_eq!(engine.poll_output(), Some(Output::Connect(Transport::WebSocket)));
 //! // The socket fails before it opens: the engine asks the server why.
 //! engine.handle_close(1_000_000, 1006);
 //! assert_eq!(
@@ -45,10 +46,11 @@ use line_protocol::audio::{FrameDuration, rate_is_supported};
 use line_protocol::control::{RelayMessage, close_code};
 use line_protocol::join::status;
 use line_protocol::leaf::{LeafKey, LeafKeyError};
+use line_protocol::webtransport::MAX_DATAGRAM_FRAME_LEN;
 
-use crate::call::{Call, CallConfig, CallEvent, Outgoing};
+use crate::call::{Call, CallConfig, CallEvent, Outgoing, frame_within};
 use crate::liveness::{Liveness, Verdict};
-use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker};
+use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, Transport};
 use crate::playback_fill::PlaybackFill;
 use crate::uplink::{Uplink, too_slow_message};
 
@@ -64,6 +66,11 @@ pub const TOO_MANY_RETRY_US: u64 = 30_000_000;
 pub const REFUSALS_BEFORE_NOTICE: u32 = 3;
 /// New outgoing drops that make the engine say again that the uplink is too slow.
 pub const DROPS_PER_NOTICE: u64 = 10;
+/// How long a WebTransport session may take to be ready before the engine falls back to a
+/// WebSocket, milliseconds (the worker races it; UDP that is blocked never answers).
+pub const WEBTRANSPORT_READY_MS: u32 = 2_000;
+/// The close code of a connection that ended without one (a browser's 1006).
+const ABNORMAL_CLOSE: u16 = 1006;
 
 /// The delay before reconnect attempt `attempt` (0 for the first): 0.5, 1, 2, 4, 8, 8 ... s,
 /// plus `jitter` (0..1) of a quarter more, so two sides cut off together do not retry in lockstep.
@@ -122,15 +129,17 @@ impl StartError {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Output {
-    /// Open a new WebSocket to the line, then report [`Engine::handle_open`] or
-    /// [`Engine::handle_close`].
-    Connect,
+    /// Open a new connection to the line over this transport, then report
+    /// [`Engine::handle_open`], or [`Engine::handle_close`] (a WebSocket) or
+    /// [`Engine::handle_webtransport_failed`] (a WebTransport session that did not become ready
+    /// within [`WEBTRANSPORT_READY_MS`]).
+    Connect(Transport),
     /// Give the current socket up at once: remove its handlers and close it, so that no late
     /// event of it (a 4409 once the next socket takes the slot back) reaches the engine.
     DropSocket,
     /// Close the current socket with this code, after sending what is queued.
     Close {
-        /// The WebSocket close code.
+        /// The WebSocket close code (on WebTransport, the session's close code).
         code: u16,
         /// The close reason.
         reason: &'static str,
@@ -154,7 +163,8 @@ pub struct Wake<'a> {
     /// Samples the audio thread found missing in the playback ring, in all.
     pub playback_xruns: u64,
     /// Bytes the open socket still held from earlier wakes (`bufferedAmount`), before anything
-    /// is sent at this wake; `None` while no socket is open.
+    /// is sent at this wake; `None` while no socket is open, and on WebTransport, whose
+    /// datagrams the browser drops rather than queues when the path is full.
     pub socket_buffered: Option<u64>,
 }
 
@@ -212,6 +222,20 @@ pub struct Engine {
     /// Whether the socket keeps up with the audio, judged over time.
     uplink: Uplink,
     socket: Socket,
+    /// What the current (or pending) connection uses.
+    connecting: Transport,
+    /// The frame the link asks for, and the one datagrams carry (`None`: the wire rate has no
+    /// frame that fits one, or WebTransport is not to be tried).
+    link_frame: FrameDuration,
+    datagram_frame: Option<FrameDuration>,
+    /// Whether a WebTransport session failed to become ready in this call: its reconnects then
+    /// go straight to a WebSocket rather than wait for UDP again.
+    webtransport_failed: bool,
+    /// What carried the frames of the last connection that opened, for the stats.
+    transport: Option<Transport>,
+    /// The code of the relay's last `error` message on this connection: WebTransport reports no
+    /// close code of the relay's, so this says why the relay ended the session.
+    relay_error: Option<u16>,
     run: Run,
     state: CallState,
     /// When to connect again, if a reconnect is due.
@@ -273,6 +297,10 @@ impl Engine {
             leaf,
         );
         call.set_muted(config.muted);
+        let datagram_frame = config
+            .webtransport_url
+            .as_ref()
+            .and_then(|_| frame_within(config.wire_rate, frame, MAX_DATAGRAM_FRAME_LEN));
         let mut engine = Self {
             call,
             wire_rate: config.wire_rate,
@@ -283,6 +311,12 @@ impl Engine {
             fill: PlaybackFill::default(),
             uplink: Uplink::new(config.wire_rate, config.frame_us),
             socket: Socket::None,
+            connecting: Transport::WebSocket,
+            link_frame: frame,
+            datagram_frame,
+            webtransport_failed: false,
+            transport: None,
+            relay_error: None,
             run: Run::Running,
             state: CallState::Connecting,
             reconnect_at: None,
@@ -307,9 +341,7 @@ impl Engine {
         engine.page(FromWorker::State {
             state: CallState::Connecting,
         });
-        engine.outputs.push_back(Output::Connect);
-        engine.socket = Socket::Connecting;
-        engine.liveness.connecting(now_us);
+        engine.connect(now_us);
         Ok(engine)
     }
 
@@ -377,10 +409,40 @@ impl Engine {
         if self.reconnect_at.is_some_and(|at| now_us >= at) {
             self.reconnect_at = None;
             if self.running() && self.socket == Socket::None {
-                self.socket = Socket::Connecting;
-                self.liveness.connecting(now_us);
-                self.outputs.push_back(Output::Connect);
+                self.connect(now_us);
             }
+        }
+    }
+
+    /// Asks for a new connection: over WebTransport when the server may offer it and it has not
+    /// failed in this call, else over a WebSocket.
+    fn connect(&mut self, now_us: u64) {
+        let transport = if self.datagram_frame.is_some() && !self.webtransport_failed {
+            Transport::WebTransport
+        } else {
+            Transport::WebSocket
+        };
+        self.socket = Socket::Connecting;
+        self.connecting = transport;
+        self.relay_error = None;
+        self.liveness.connecting(now_us);
+        self.outputs.push_back(Output::Connect(transport));
+    }
+
+    /// The WebTransport session asked for did not become ready (no WebTransport at the server,
+    /// UDP blocked, a refusal, or [`WEBTRANSPORT_READY_MS`] passed): connect over a WebSocket
+    /// at once, and for the rest of the call. A refusal (a wrong key, a full line) then comes
+    /// back on the WebSocket with its reason.
+    pub fn handle_webtransport_failed(&mut self, now_us: u64) {
+        if self.socket != Socket::Connecting || self.connecting != Transport::WebTransport {
+            return;
+        }
+        self.webtransport_failed = true;
+        if self.running() {
+            self.connect(now_us);
+        } else {
+            self.socket = Socket::None;
+            self.page(FromWorker::Closed);
         }
     }
 
@@ -397,6 +459,13 @@ impl Engine {
             return;
         }
         self.socket = Socket::Open;
+        self.transport = Some(self.connecting);
+        let frame = match self.connecting {
+            Transport::WebTransport => self.datagram_frame.unwrap_or(self.link_frame),
+            Transport::WebSocket => self.link_frame,
+        };
+        self.call.set_frame(frame);
+        self.uplink = Uplink::new(self.wire_rate, frame.micros());
         self.liveness.opened();
         if self.ever_open {
             self.reconnects += 1;
@@ -404,7 +473,6 @@ impl Engine {
         self.ever_open = true;
         self.attempts = 0;
         self.refused_upgrades = 0;
-        self.uplink.reset();
         self.call.connected(now_us, kid);
     }
 
@@ -426,7 +494,11 @@ impl Engine {
     /// A text message arrived: the relay's JSON.
     pub fn handle_text(&mut self, now_us: u64, text: &str) {
         self.liveness.heard(now_us, false);
-        match RelayMessage::from_json(text) {
+        let message = RelayMessage::from_json(text);
+        if let Ok(RelayMessage::Error { code, .. }) = &message {
+            self.relay_error = Some(*code);
+        }
+        match message {
             Ok(RelayMessage::Waiting) => {
                 self.liveness.in_call(now_us, false);
                 self.set_state(now_us, CallState::Waiting);
@@ -455,6 +527,14 @@ impl Engine {
             // A message type from a newer relay is ignored: the protocol's forward-compatible rule.
             Ok(_) | Err(_) => {}
         }
+    }
+
+    /// The current WebTransport session ended. Browsers do not report the relay's close code
+    /// (it closes the QUIC connection, not the session), so the code is the one of the relay's
+    /// `error` record before it, or 1006 (lost) without one.
+    pub fn handle_ended(&mut self, now_us: u64) {
+        let code = self.relay_error.take().unwrap_or(ABNORMAL_CLOSE);
+        self.handle_close(now_us, code);
     }
 
     /// The current socket closed with `code` (1006 when it never opened).
@@ -736,6 +816,7 @@ impl Engine {
         stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
         stats.output_latency_ms = self.output_latency_ms;
         stats.uplink_backlog_ms = self.uplink.take_peak_backlog_ms();
+        stats.transport = self.transport;
         let dropped = stats.frames_dropped;
         self.page(FromWorker::Stats(Box::new(stats)));
         // Drops on a network judged slow mean the uplink cannot carry this rate; say so, at most
@@ -805,6 +886,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use crate::messages::Stats;
     use line_protocol::leaf::LeafKey;
 
     use super::*;
@@ -818,6 +900,7 @@ mod tests {
         EngineConfig {
             ws_url: "ws://line.test/ws".into(),
             check_url: "http://line.test/ws".into(),
+            webtransport_url: None,
             leaf: LEAF.into(),
             wire_rate: RATE,
             frame_us: 10_000,
@@ -836,7 +919,10 @@ mod tests {
     /// An engine whose first socket is open at `now`.
     fn open_engine(now: u64) -> Engine {
         let mut engine = Engine::new(&config(), now, 0x5eed).expect("a good config");
-        assert_eq!(drain(&mut engine).last(), Some(&Output::Connect));
+        assert_eq!(
+            drain(&mut engine).last(),
+            Some(&Output::Connect(Transport::WebSocket))
+        );
         engine.handle_open(now, 0xA);
         engine
     }
@@ -971,7 +1057,7 @@ mod tests {
         engine.handle_timeout(at - 1);
         assert_eq!(drain(&mut engine), []);
         engine.handle_timeout(at);
-        assert_eq!(drain(&mut engine), [Output::Connect]);
+        assert_eq!(drain(&mut engine), [Output::Connect(Transport::WebSocket)]);
         assert_eq!(engine.poll_timeout(), None);
         // That one fails before opening: ask the server why; unreachable, so the next delay is
         // twice as long.
@@ -1261,7 +1347,7 @@ mod tests {
         assert!((3_400_000..=3_520_000).contains(&now), "{now}");
         assert_eq!(engine.poll_timeout(), Some(now));
         engine.handle_timeout(now);
-        assert_eq!(drain(&mut engine), [Output::Connect]);
+        assert_eq!(drain(&mut engine), [Output::Connect(Transport::WebSocket)]);
     }
 
     #[test]
@@ -1275,7 +1361,7 @@ mod tests {
         assert!(outputs.contains(&state(CallState::Reconnecting)));
         assert_eq!(engine.poll_timeout(), Some(10_000));
         engine.handle_timeout(10_000);
-        assert_eq!(drain(&mut engine), [Output::Connect]);
+        assert_eq!(drain(&mut engine), [Output::Connect(Transport::WebSocket)]);
         engine.handle_open(20_000, 0xA2);
         engine.handle_text(20_000, r#"{"type":"peer-joined"}"#);
         peer.peer_joined();
@@ -1472,5 +1558,132 @@ mod tests {
             checked += 1;
         }
         assert!(checked >= 30, "{checked} of {} clicks checked", heard.len());
+    }
+
+    fn webtransport_config(wire_rate: u32) -> EngineConfig {
+        EngineConfig {
+            webtransport_url: Some("http://line.test/webtransport?apikey=k".into()),
+            wire_rate,
+            ..config()
+        }
+    }
+
+    fn stats_of(outputs: &[Output]) -> Option<&Stats> {
+        outputs.iter().rev().find_map(|o| match o {
+            Output::Page(FromWorker::Stats(stats)) => Some(&**stats),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn webtransport_is_tried_first_and_a_failure_falls_back_for_the_call() {
+        let mut engine = Engine::new(&webtransport_config(RATE), 0, 7).expect("a good config");
+        assert_eq!(
+            drain(&mut engine).last(),
+            Some(&Output::Connect(Transport::WebTransport))
+        );
+        // A WebSocket's close is not the session's failure, and vice versa.
+        engine.handle_webtransport_failed(2 * S);
+        assert_eq!(
+            drain(&mut engine),
+            [Output::Connect(Transport::WebSocket)],
+            "at once, no backoff"
+        );
+        engine.handle_webtransport_failed(2 * S);
+        assert_eq!(drain(&mut engine), [], "not on a WebSocket");
+        engine.handle_open(2 * S, 0xA);
+        wake(&mut engine, 3 * S, &[], 0);
+        let outputs = drain(&mut engine);
+        let stats = stats_of(&outputs).expect("stats");
+        assert_eq!(stats.transport, Some(Transport::WebSocket));
+        assert_eq!(stats.frame_ms, 10.0);
+        // A lost connection reconnects over the WebSocket: UDP failed in this call already.
+        engine.handle_close(4 * S, 1006);
+        engine.handle_timeout(20 * S);
+        assert_eq!(
+            drain(&mut engine).last(),
+            Some(&Output::Connect(Transport::WebSocket))
+        );
+    }
+
+    #[test]
+    fn on_webtransport_frames_fit_a_datagram_and_reconnects_try_it_again() {
+        let mut engine = Engine::new(&webtransport_config(200_000), 0, 7).expect("a good config");
+        drain(&mut engine);
+        engine.handle_open(S, 0xA);
+        let _peer = in_call(&mut engine, S);
+        // 40 ms at the context's 48 kHz: 16 frames of 2.5 ms at 200 kHz.
+        wake(&mut engine, S + 10_000, &[0.25; 1_920], 0);
+        let sizes: Vec<usize> = std::iter::from_fn(|| engine.poll_transmit())
+            .filter(|o| o.is_audio)
+            .map(|o| o.bytes.len())
+            .collect();
+        assert!((15..=16).contains(&sizes.len()), "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n <= MAX_DATAGRAM_FRAME_LEN),
+            "{sizes:?}"
+        );
+        let outputs = drain(&mut engine);
+        let stats = stats_of(&outputs).expect("stats");
+        assert_eq!(stats.transport, Some(Transport::WebTransport));
+        assert_eq!(stats.frame_ms, 2.5);
+        // The relay ends the session after an error record: its code decides, here a retry.
+        engine.handle_text(
+            2 * S,
+            r#"{"type":"error","code":1001,"reason":"shutting down"}"#,
+        );
+        engine.handle_ended(2 * S);
+        assert_eq!(engine.state(), CallState::Reconnecting);
+        let at = engine.poll_timeout().expect("a reconnect is due");
+        drain(&mut engine);
+        engine.handle_timeout(at);
+        assert_eq!(
+            drain(&mut engine),
+            [Output::Connect(Transport::WebTransport)],
+            "it worked before: UDP goes on"
+        );
+    }
+
+    #[test]
+    fn a_session_taken_over_ends_the_call_as_on_a_websocket() {
+        let mut engine = Engine::new(&webtransport_config(RATE), 0, 7).expect("a good config");
+        drain(&mut engine);
+        engine.handle_open(S, 0xA);
+        engine.handle_text(
+            2 * S,
+            r#"{"type":"error","code":4409,"reason":"replaced by a newer connection"}"#,
+        );
+        engine.handle_ended(2 * S);
+        let outputs = drain(&mut engine);
+        assert!(
+            outputs.iter().any(error(ErrorCode::TakenOver, true)),
+            "{outputs:?}"
+        );
+        assert!(!engine.running());
+    }
+
+    #[test]
+    fn rates_without_a_datagram_frame_stay_on_websockets() {
+        let mut engine = Engine::new(&webtransport_config(384_000), 0, 7).expect("a good config");
+        assert_eq!(
+            drain(&mut engine).last(),
+            Some(&Output::Connect(Transport::WebSocket))
+        );
+        let mut engine = Engine::new(&config(), 0, 7).expect("a good config");
+        assert_eq!(
+            drain(&mut engine).last(),
+            Some(&Output::Connect(Transport::WebSocket)),
+            "no WebTransport address: WebSocket only"
+        );
+    }
+
+    #[test]
+    fn hanging_up_while_the_session_opens_still_says_closed() {
+        let mut engine = Engine::new(&webtransport_config(RATE), 0, 7).expect("a good config");
+        drain(&mut engine);
+        engine.hang_up(S);
+        drain(&mut engine);
+        engine.handle_webtransport_failed(2 * S);
+        assert_eq!(drain(&mut engine), [Output::Page(FromWorker::Closed)]);
     }
 }

@@ -1,13 +1,13 @@
 //! line's browser client: the call engine, compiled to WebAssembly and driven by `www/line.html`.
 //!
 //! Three threads (see docs/CLIENT.md): the page's main thread holds `LineClient`, the public
-//! facade an app uses; a dedicated module Worker runs the engine (WebSocket, SFrame, jitter buffer,
-//! resampling, stats); an AudioWorklet shim in JavaScript moves samples between the audio thread
-//! and the worker through the shared rings of [`ring`].
+//! facade an app uses; a dedicated module Worker runs the engine (WebSocket or WebTransport,
+//! SFrame, jitter buffer, resampling, stats); an AudioWorklet shim in JavaScript moves samples
+//! between the audio thread and the worker through the shared rings of [`ring`].
 //!
 //! The plain-Rust parts ([`call`], [`engine`], [`link`], [`liveness`], [`ring`], [`resample`],
-//! [`qr`], [`messages`], [`playback_fill`], [`uplink`]) build and test natively: every decision of
-//! the engine lives there. The browser glue, which only moves bytes, samples and events, builds
+//! [`qr`], [`messages`], [`playback_fill`], [`uplink`], [`webtransport`]) build and test
+//! natively: every decision of the engine lives there. The browser glue, which only moves bytes, samples and events, builds
 //! only for wasm32.
 
 pub mod call;
@@ -20,6 +20,7 @@ pub mod qr;
 pub mod resample;
 pub mod ring;
 pub mod uplink;
+pub mod webtransport;
 
 #[cfg(target_arch = "wasm32")]
 mod audio_io;
@@ -30,6 +31,7 @@ pub mod js_ring;
 #[cfg(target_arch = "wasm32")]
 mod page;
 #[cfg(target_arch = "wasm32")]
+mod webtransport_io;
 #[cfg(target_arch = "wasm32")]
 mod worker;
 

@@ -1,4 +1,4 @@
-//! The call link: `line.html?apikey=KEY&mobile=1&rate=N&frame=MS&studio=1#leaf_...`.
+//! The call link: `line.html?apikey=KEY&mobile=1&rate=N&frame=MS&studio=1&transport=websocket#leaf_...`.
 //!
 //! Plain Rust, so every rule is tested natively. The query carries what the server may see (the API
 //! key and audio settings); the fragment carries the leaf key, which browsers never send to a server.
@@ -49,6 +49,8 @@ pub struct Link {
     pub studio: bool,
     /// `&mobile=1`.
     pub mobile: bool,
+    /// `&transport=websocket`: never try WebTransport (`auto`, the default, prefers it).
+    pub websocket_only: bool,
     /// What the fragment asks for.
     pub fragment: Fragment,
 }
@@ -66,6 +68,8 @@ pub enum LinkError {
     },
     /// `&frame=` is not 2.5, 5, 10 or 20.
     Frame,
+    /// `&transport=` is neither `auto` nor `websocket`.
+    Transport,
     /// A flag (`mobile`, `studio`) that is neither `0` nor `1`.
     Flag {
         /// The parameter's name.
@@ -84,6 +88,7 @@ impl fmt::Display for LinkError {
                 "the link asks for {rate} Hz; line supports {MIN_RATE} to {MAX_RATE} Hz"
             ),
             Self::Frame => f.write_str("the link's frame length must be 2.5, 5, 10 or 20 ms"),
+            Self::Transport => f.write_str("the link's transport must be auto or websocket"),
             Self::Flag { name } => write!(f, "the link's {name} setting must be 0 or 1"),
             Self::Fragment => f.write_str(
                 "the part of the link after # is not a leaf key; ask for the link again",
@@ -112,6 +117,7 @@ impl Link {
             frame: FrameDuration::DEFAULT,
             studio: false,
             mobile: false,
+            websocket_only: false,
             fragment: parse_fragment(fragment)?,
         };
         let mut rate = None;
@@ -128,6 +134,13 @@ impl Link {
                         .ok()
                         .and_then(FrameDuration::from_millis)
                         .ok_or(LinkError::Frame)?;
+                }
+                "transport" => {
+                    link.websocket_only = match value {
+                        "auto" | "" => false,
+                        "websocket" => true,
+                        _ => return Err(LinkError::Transport),
+                    };
                 }
                 // Unknown parameters are left for whoever added them.
                 _ => {}
@@ -211,8 +224,20 @@ mod tests {
         assert_eq!(link.rate, 200_000);
         assert_eq!(link.frame, FrameDuration::Ms10);
         assert_eq!(link.frame.samples(link.rate), 2000);
-        assert!(!link.studio && !link.mobile);
+        assert!(!link.studio && !link.mobile && !link.websocket_only);
         assert_eq!(link.fragment, Fragment::Generate);
+    }
+
+    #[test]
+    fn transport_websocket_turns_webtransport_off() {
+        let parse = |q: &str| Link::parse(&format!("{PAGE}?apikey=k&{q}"));
+        assert!(parse("transport=websocket").unwrap().websocket_only);
+        assert!(!parse("transport=auto").unwrap().websocket_only);
+        assert_eq!(parse("transport=udp"), Err(LinkError::Transport));
+        assert_eq!(
+            LinkError::Transport.to_string(),
+            "the link's transport must be auto or websocket"
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub struct EngineConfig {
     pub ws_url: String,
     /// The same address over http(s), fetched after a failed connect to learn the server's status.
     pub check_url: String,
+    /// `http(s)://host/webtransport?apikey=...`, where the server says where its WebTransport
+    /// endpoint listens; `None` for WebSocket only (the link asks for it, or the browser has no
+    /// WebTransport).
+    #[serde(default)]
+    pub webtransport_url: Option<String>,
     /// The leaf key's text form (`leaf_...`). It crosses only to our own worker.
     pub leaf: String,
     /// Wire sample rate this side sends, Hz.
@@ -29,6 +34,28 @@ pub struct EngineConfig {
     pub shared: bool,
     /// Start muted.
     pub muted: bool,
+}
+
+/// What carries the call's frames to the relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Transport {
+    /// A WebSocket (TCP): every browser, every network that passes HTTPS.
+    WebSocket,
+    /// WebTransport over HTTP/3 (UDP), frames as datagrams: a lost packet costs one frame.
+    WebTransport,
+}
+
+impl Transport {
+    /// The name used in the stats (`websocket`, `webtransport`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::WebTransport => "webtransport",
+        }
+    }
 }
 
 /// From the page to the worker.
@@ -287,6 +314,8 @@ pub struct Stats {
     /// Most audio the socket still held from earlier wakes when the engine woke, over the last
     /// interval, milliseconds: how far the uplink lags.
     pub uplink_backlog_ms: f64,
+    /// What carries the frames now, or carried them last (`null` before the first connection).
+    pub transport: Option<Transport>,
 }
 
 #[cfg(test)]
@@ -367,5 +396,16 @@ mod tests {
         let json = serde_json::to_string(&Stats::default()).unwrap();
         assert!(json.contains("\"mouthToEarMs\":0.0"));
         assert!(json.contains("\"decryptFailures\":0"));
+        assert!(json.contains("\"transport\":null"));
+        let json = serde_json::to_string(&Stats {
+            transport: Some(Transport::WebTransport),
+            ..Stats::default()
+        })
+        .unwrap();
+        assert!(json.contains("\"transport\":\"webtransport\""));
+        assert_eq!(
+            serde_json::to_string(&Transport::WebSocket).unwrap(),
+            format!("\"{}\"", Transport::WebSocket.as_str())
+        );
     }
 }

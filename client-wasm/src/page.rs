@@ -23,6 +23,8 @@ export interface LinkInfo {
   studio: boolean;
   /** `&mobile=1`. */
   mobile: boolean;
+  /** `&transport=`: "websocket" never tries WebTransport; "auto" (the default) prefers it. */
+  transport: "auto" | "websocket";
   /** The leaf key (`leaf_...`), or null when the link has none. */
   leaf: string | null;
   /** Whether this page just generated the leaf (the link came with `#generate_leaf`). */
@@ -51,6 +53,7 @@ struct LinkInfoData {
     frame_ms: f64,
     studio: bool,
     mobile: bool,
+    transport: &'static str,
     leaf: Option<String>,
     generated: bool,
     share_url: Option<String>,
@@ -142,6 +145,11 @@ pub fn read_link() -> Result<LinkInfo, JsValue> {
         frame_ms: link.frame.millis(),
         studio: link.studio,
         mobile: link.mobile,
+        transport: if link.websocket_only {
+            "websocket"
+        } else {
+            "auto"
+        },
         share_url: text.as_deref().map(|t| link.share_url(t)),
         mobile_share_url: text.as_deref().map(|t| link.mobile_share_url(t)),
         line_id: leaf.as_ref().map(|l| l.line_id().to_string()),

@@ -3,10 +3,11 @@
 //! `www/worker.js` loads this module in a dedicated module Worker and calls [`start_worker`]. The
 //! page then posts [`ToWorker::Start`] with the shared rings; from then on the audio never touches
 //! the main thread, so a stalled page does not glitch the call. This module only moves things:
-//! samples between the rings and the engine, bytes between the WebSocket and the engine, messages
+//! samples between the rings and the engine, bytes between the connection (a WebSocket or a
+//! WebTransport session, [`crate::webtransport_io`]) and the engine, messages
 //! to the page, timers; every decision is the engine's, tested natively.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
 
 use js_sys::{ArrayBuffer, Atomics, Int32Array, Object, Promise, Reflect, Uint8Array};
@@ -17,10 +18,11 @@ use web_sys::{
 };
 
 use crate::audio_io::{CaptureSource, PlaybackSink, port_fallback};
-use crate::engine::{Engine, Output, StartError, Wake};
+use crate::engine::{Engine, Output, StartError, WEBTRANSPORT_READY_MS, Wake};
 use crate::js_ring::JsRing;
-use crate::messages::{EngineConfig, ErrorCode, FromWorker, ToWorker};
+use crate::messages::{EngineConfig, ErrorCode, FromWorker, ToWorker, Transport};
 use crate::ring::{Consumer, Producer, WRITE_SLOT};
+use crate::webtransport_io::{self, Incoming, Session};
 use gloo_timers::callback::{Interval, Timeout};
 
 /// How often the engine moves samples when it cannot follow the audio clock (no shared memory
@@ -28,6 +30,9 @@ use gloo_timers::callback::{Interval, Timeout};
 const TICK_MS: u32 = 4;
 /// Longest the engine sleeps without a wake from the audio thread (a suspended context), ms.
 const WAKE_TIMEOUT_MS: f64 = 20.0;
+/// Datagrams that may wait in the browser's queue before audio is dropped: 120 ms of 2.5 ms
+/// frames, the most a WebSocket's backlog may hold too (`uplink::CAP_US`).
+const DATAGRAM_BACKLOG: f64 = 48.0;
 
 thread_local! {
     /// The worker's one engine and its message handler, for the worker's lifetime.
@@ -147,6 +152,25 @@ impl Drop for Socket {
     }
 }
 
+/// The engine's connection to the relay.
+enum Connection {
+    WebSocket(Socket),
+    /// A WebTransport session on its way (the endpoint's address, the handshake): the flag is
+    /// set when the engine asked to close it before it was ready.
+    Opening(Rc<Cell<bool>>),
+    WebTransport(Session),
+}
+
+impl Connection {
+    fn detach(&self) {
+        match self {
+            Self::WebSocket(socket) => socket.detach(),
+            Self::Opening(_) => {}
+            Self::WebTransport(session) => session.detach(),
+        }
+    }
+}
+
 /// The engine with its sockets, timers and rings.
 struct Shell {
     me: Weak<RefCell<Shell>>,
@@ -154,9 +178,9 @@ struct Shell {
     engine: Engine,
     capture: CaptureSource,
     playback: PlaybackSink,
-    socket: Option<Socket>,
-    /// Sockets and timeouts whose handlers may still be running; dropped on the next wake.
-    retired: (Vec<Socket>, Vec<Timeout>),
+    connection: Option<Connection>,
+    /// Connections and timeouts whose handlers may still be running; dropped on the next wake.
+    retired: (Vec<Connection>, Vec<Timeout>),
     /// The wake timer, when the engine cannot follow the audio clock.
     tick: Option<Interval>,
     /// The engine's deadline and the timeout armed for it.
@@ -167,7 +191,10 @@ struct Shell {
 }
 
 impl Shell {
-    fn start(config: EngineConfig, data: &JsValue) -> Result<Rc<RefCell<Self>>, StartError> {
+    fn start(mut config: EngineConfig, data: &JsValue) -> Result<Rc<RefCell<Self>>, StartError> {
+        if !webtransport_io::available() {
+            config.webtransport_url = None;
+        }
         let engine = Engine::new(&config, now_us(), random_u64())?;
         let field = |name: &str| Reflect::get(data, &name.into()).unwrap_or(JsValue::UNDEFINED);
         let (capture, playback) = if config.shared {
@@ -187,7 +214,7 @@ impl Shell {
                 engine,
                 capture,
                 playback,
-                socket: None,
+                connection: None,
                 retired: (Vec::new(), Vec::new()),
                 tick: None,
                 deadline: None,
@@ -218,18 +245,22 @@ impl Shell {
         self.flush();
         while let Some(output) = self.engine.poll_output() {
             match output {
-                Output::Connect => self.connect(),
+                Output::Connect(Transport::WebTransport) => self.connect_webtransport(),
+                Output::Connect(_) => self.connect(),
                 Output::DropSocket => {
-                    if let Some(socket) = self.socket.take() {
-                        socket.detach();
-                        self.retired.0.push(socket);
+                    if let Some(connection) = self.connection.take() {
+                        connection.detach();
+                        self.retired.0.push(connection);
                     }
                 }
-                Output::Close { code, reason } => {
-                    if let Some(socket) = &self.socket {
+                Output::Close { code, reason } => match &self.connection {
+                    Some(Connection::WebSocket(socket)) => {
                         let _ = socket.ws.close_with_code_and_reason(code, reason);
                     }
-                }
+                    Some(Connection::WebTransport(session)) => session.close(code, reason),
+                    Some(Connection::Opening(closing)) => closing.set(true),
+                    None => {}
+                },
                 Output::CheckStatus => self.check_status(),
                 Output::Page(message) => post(&message),
             }
@@ -290,17 +321,95 @@ impl Shell {
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        self.socket = Some(Socket {
+        self.connection = Some(Connection::WebSocket(Socket {
             ws,
             opened: false,
             _on_open: on_open,
             _on_message: on_message,
             _on_close: on_close,
+        }));
+    }
+
+    /// Opens a WebTransport session; the engine hears [`Engine::handle_open`] when it is ready,
+    /// or [`Engine::handle_webtransport_failed`].
+    fn connect_webtransport(&mut self) {
+        let Some(endpoint_url) = self.config.webtransport_url.clone() else {
+            self.engine.handle_webtransport_failed(now_us());
+            return;
+        };
+        let check_url = self.config.check_url.clone();
+        let closing = Rc::new(Cell::new(false));
+        self.connection = Some(Connection::Opening(Rc::clone(&closing)));
+        let me = self.me.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let opened =
+                webtransport_io::open(&endpoint_url, &check_url, WEBTRANSPORT_READY_MS).await;
+            with_me(&me, |s| s.on_webtransport(&closing, opened));
         });
     }
 
+    fn on_webtransport(
+        &mut self,
+        attempt: &Rc<Cell<bool>>,
+        opened: Result<webtransport_io::WebTransport, webtransport_io::OpenError>,
+    ) {
+        let current =
+            matches!(&self.connection, Some(Connection::Opening(a)) if Rc::ptr_eq(a, attempt));
+        let session = match opened {
+            Ok(transport) if current && !attempt.get() => {
+                let me = self.me.clone();
+                Session::start(transport, move |incoming| {
+                    with_me(&me, |s| s.on_session(incoming));
+                })
+                .ok()
+            }
+            Ok(transport) => {
+                // Given up or hung up while it opened.
+                webtransport_io::abandon(&transport);
+                None
+            }
+            Err(error) => {
+                web_sys::console::info_1(
+                    &format!("line: WebTransport did not open: {error}; using a WebSocket").into(),
+                );
+                None
+            }
+        };
+        if !current {
+            return;
+        }
+        match session {
+            Some(session) => {
+                self.connection = Some(Connection::WebTransport(session));
+                self.on_open();
+            }
+            None => {
+                self.connection = None;
+                self.engine.handle_webtransport_failed(now_us());
+                self.pump();
+            }
+        }
+    }
+
+    fn on_session(&mut self, incoming: Incoming<'_>) {
+        let now = now_us();
+        match incoming {
+            Incoming::Frame(frame) => self.engine.handle_frame(now, frame),
+            Incoming::Control(text) => self.engine.handle_text(now, text),
+            Incoming::Ended => {
+                // This runs inside the session's own task: retire it, do not drop it now.
+                if let Some(connection) = self.connection.take() {
+                    connection.detach();
+                    self.retired.0.push(connection);
+                }
+                self.engine.handle_ended(now);
+            }
+        }
+        self.pump();
+    }
+
     fn on_open(&mut self) {
-        if let Some(socket) = &mut self.socket {
+        if let Some(Connection::WebSocket(socket)) = &mut self.connection {
             socket.opened = true;
         }
         self.engine.handle_open(now_us(), random_u64());
@@ -324,8 +433,8 @@ impl Shell {
 
     fn on_close(&mut self, event: &CloseEvent) {
         // This handler runs inside the socket's own closure: retire it, do not drop it now.
-        if let Some(socket) = self.socket.take() {
-            self.retired.0.push(socket);
+        if let Some(connection) = self.connection.take() {
+            self.retired.0.push(connection);
         }
         self.engine.handle_close(now_us(), event.code());
         self.pump();
@@ -346,9 +455,23 @@ impl Shell {
 
     /// Sends what the call queued; audio is dropped (and counted) while the uplink is behind.
     fn flush(&mut self) {
-        let Some(socket) = self.socket.as_ref().filter(|s| s.opened) else {
-            while self.engine.poll_transmit().is_some() {}
-            return;
+        let socket = match &self.connection {
+            Some(Connection::WebSocket(socket)) if socket.opened => socket,
+            Some(Connection::WebTransport(session)) => {
+                while let Some(out) = self.engine.poll_transmit() {
+                    if out.is_audio && !session.has_room(DATAGRAM_BACKLOG) {
+                        self.engine.dropped_outgoing();
+                        continue;
+                    }
+                    session.send(&out.bytes);
+                    self.engine.sent(out.bytes.len());
+                }
+                return;
+            }
+            _ => {
+                while self.engine.poll_transmit().is_some() {}
+                return;
+            }
         };
         while let Some(out) = self.engine.poll_transmit() {
             if out.is_audio
@@ -379,11 +502,12 @@ impl Shell {
             capture_xruns: self.capture.xruns(),
             playback_filled: self.playback.filled(),
             playback_xruns: self.playback.xruns(),
-            socket_buffered: self
-                .socket
-                .as_ref()
-                .filter(|s| s.opened)
-                .map(|s| u64::from(s.ws.buffered_amount())),
+            socket_buffered: match &self.connection {
+                Some(Connection::WebSocket(s)) if s.opened => {
+                    Some(u64::from(s.ws.buffered_amount()))
+                }
+                _ => None,
+            },
         };
         let play = self.engine.handle_wake(now_us(), wake);
         if !play.is_empty() {

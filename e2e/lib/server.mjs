@@ -10,10 +10,13 @@ const binary = path.join(repoRoot, 'target/release/line-server');
 /**
  * Starts line-server on `port` (0: any free port) and resolves once it printed its start links.
  * `siteurl` is what the links point at (the privacy proxy, when there is one). With `netns`, it
- * runs inside that network namespace (`ip netns exec`), listening on `bind`.
+ * runs inside that network namespace (`ip netns exec`), listening on `bind`. `webtransport`:
+ * serve WebTransport too (on UDP `port`); off by default, so that a suite's calls go over the
+ * WebSockets its proxy records (the page finds no endpoint and uses one at once).
  */
-export async function startServer({ port = 0, siteurl, apikey, env = {}, bind = '127.0.0.1', netns } = {}) {
+export async function startServer({ port = 0, siteurl, apikey, env = {}, bind = '127.0.0.1', netns, webtransport = false } = {}) {
   const args = ['--bind', bind, '--port', String(port), '--www', testWww()];
+  if (!webtransport) args.push('--no-webtransport');
   const childEnv = { ...process.env, RUST_LOG: 'info', ...env };
   if (siteurl) childEnv.SITEURL = siteurl;
   if (apikey) childEnv.APIKEY = apikey;

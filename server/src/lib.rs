@@ -48,7 +48,7 @@ mod webtransport;
 pub mod webtransport_identity;
 
 pub use config::{AssetSource, Config, Limits, WebTransport};
-pub use routes::CONTENT_SECURITY_POLICY;
+pub use routes::{CONTENT_SECURITY_POLICY, content_security_policy};
 
 use accept::{AcceptError, CappedAcceptor, Http1Only};
 use auth::FailureLimiter;

@@ -31,7 +31,8 @@ use crate::{AppState, webtransport_identity};
 /// Bytes tungstenite reads from a socket at most at once (see `start_socket`).
 const READ_BUFFER_SIZE: usize = 8 * 1024;
 
-/// The Content-Security-Policy on every response.
+/// The Content-Security-Policy on every response, as it is without WebTransport; with it,
+/// `connect-src` also names the endpoint ([`content_security_policy`]).
 ///
 /// `'wasm-unsafe-eval'` lets the page compile its WebAssembly and nothing else; `'self'` in
 /// `connect-src` also covers `ws:`/`wss:` to the same host (CSP level 3); AudioWorklet modules
@@ -54,16 +55,61 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .merge(static_client)
         .layer(middleware::from_fn(log_request))
-        .layer(middleware::map_response(move |response| {
-            security_headers(response, tls)
-        }))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            move |State(state): State<Arc<AppState>>, request: Request, next: Next| {
+                security_headers(state, request, next, tls)
+            },
+        ))
         .with_state(state)
 }
 
-async fn security_headers(mut response: Response, tls: bool) -> Response {
+/// The policy for a page loaded from `host` (the request's `Host`) when the WebTransport endpoint
+/// listens on UDP `webtransport_port`: `'self'` covers only the page's own scheme, host and port,
+/// and the endpoint may be on another port (behind a proxy, say), so `connect-src` names
+/// `https://host:port` too. A `Host` that is not a plain host name or address adds nothing.
+pub fn content_security_policy(host: Option<&str>, webtransport_port: Option<u16>) -> String {
+    let endpoint = host
+        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+        .map(|authority| authority.host().to_owned())
+        .filter(|host| {
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '.' || c == '-';
+            let ipv6 = |c: char| c.is_ascii_hexdigit() || c == ':' || c == '.';
+            (!host.is_empty() && host.chars().all(plain))
+                || host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .is_some_and(|h| !h.is_empty() && h.chars().all(ipv6))
+        })
+        .zip(webtransport_port);
+    match endpoint {
+        Some((host, port)) => CONTENT_SECURITY_POLICY.replacen(
+            "connect-src 'self'",
+            &format!("connect-src 'self' https://{host}:{port}"),
+            1,
+        ),
+        None => CONTENT_SECURITY_POLICY.to_owned(),
+    }
+}
+
+async fn security_headers(
+    state: Arc<AppState>,
+    request: Request,
+    next: Next,
+    tls: bool,
+) -> Response {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let mut response = next.run(request).await;
+    let csp = content_security_policy(host.as_deref(), state.webtransport_port.get().copied());
     let headers = response.headers_mut();
-    let fixed: [(&str, &'static str); 7] = [
-        ("content-security-policy", CONTENT_SECURITY_POLICY),
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        headers.insert(HeaderName::from_static("content-security-policy"), csp);
+    }
+    let fixed: [(&str, &'static str); 6] = [
         ("referrer-policy", "no-referrer"),
         ("cross-origin-opener-policy", "same-origin"),
         ("cross-origin-embedder-policy", "require-corp"),
@@ -395,4 +441,40 @@ fn start_socket(
         // per socket, beyond the queue budget.
         .write_buffer_size(limits.write_buffer)
         .on_upgrade(move |socket| tracker.track_future(socket::run(socket, session))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_names_the_webtransport_endpoint_on_the_pages_host() {
+        let csp = |host, port| content_security_policy(host, port);
+        assert_eq!(csp(Some("line.example"), None), CONTENT_SECURITY_POLICY);
+        assert_eq!(csp(None, Some(7777)), CONTENT_SECURITY_POLICY);
+        for (host, source) in [
+            ("line.example", "https://line.example:7777"),
+            ("line.example:8443", "https://line.example:7777"),
+            ("127.0.0.1:3000", "https://127.0.0.1:7777"),
+            ("[::1]:3000", "https://[::1]:7777"),
+        ] {
+            let policy = csp(Some(host), Some(7777));
+            assert!(
+                policy.contains(&format!("connect-src 'self' {source};")),
+                "{host}: {policy}"
+            );
+            assert_eq!(
+                policy.replacen(&format!(" {source}"), "", 1),
+                CONTENT_SECURITY_POLICY
+            );
+        }
+        // Nothing from a Host header that is not a plain host reaches the header.
+        for host in ["evil.example; script-src *", "a b", "", "[::1;]"] {
+            assert_eq!(
+                csp(Some(host), Some(7777)),
+                CONTENT_SECURITY_POLICY,
+                "{host}"
+            );
+        }
+    }
 }
