@@ -6,7 +6,7 @@
 // rate-limits, and the peers' real TCP stacks retransmit.
 //
 // For each profile (lan, home, wifi, mobile) and each transport (a WebSocket; WebTransport
-// datagrams, with frames that fit one): a call of CALL_SECONDS, the link taken down for
+// datagrams, in the longest frames that fit one, as a page sends): a call of CALL_SECONDS, the link taken down for
 // OUTAGE_MS in its middle. Both peers must finish the call (neither side's connection fails), no
 // frame may fail decryption, audio must flow before the outage (most of its windows carry real,
 // not concealed, audio), stop during it (the outage did happen), and flow again within
@@ -57,7 +57,7 @@ let network, server;
 before(async () => {
   network = await startNetwork({ profile: 'lan', seed: linkSeed });
   console.log(`network: line-netem ready (seed ${network.ready.seed}), far side ${network.farAddr}`);
-  server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT });
+  server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT, webtransport: true });
 });
 
 after(async () => {
@@ -129,17 +129,6 @@ function summary(report, outageStart, outageEnd) {
   };
 }
 
-/**
- * The call link's parameters for `transport`: over datagrams every frame must fit one, so a
- * 200 kHz call there uses 2.5 ms frames (a 48 kHz call's 10 ms frames fit as they are).
- */
-function linkParams(transport) {
-  const params = new URLSearchParams(LINK_PARAMS);
-  if (transport === 'webtransport' && !params.has('frame') && params.get('mobile') !== '1') params.set('frame', '2.5');
-  const text = params.toString();
-  return text ? `&${text}` : '';
-}
-
 for (const [profile, transport] of PROFILES.flatMap((p) => TRANSPORTS.map((t) => [p, t]))) {
   const name = transport === 'websocket' ? profile : `${profile} over ${transport}`;
   describe(`network profile ${name}`, () => {
@@ -147,7 +136,7 @@ for (const [profile, transport] of PROFILES.flatMap((p) => TRANSPORTS.map((t) =>
       const set = await network.command(`profile ${profile}`);
       const [nearTone, farTone] = [tone(), tone()];
       const leaf = `leaf_${randomBytes(32).toString('base64url')}`;
-      const link = `http://${network.farAddr}:${PORT}/line.html?apikey=${server.apikey}${linkParams(transport)}#${leaf}`;
+      const link = `http://${network.farAddr}:${PORT}/line.html?apikey=${server.apikey}${LINK_PARAMS ? `&${LINK_PARAMS}` : ''}#${leaf}`;
       const startStats = await network.command('stats');
       const near = tonePeer(network.near, link, {
         tones: [nearTone], heard: [farTone], secs: CALL_SECONDS, untilHangUp: false, transport,

@@ -35,10 +35,10 @@ pub enum LoadError {
     Proc(ProcError),
     /// A WebTransport session could not be set up, or broke.
     WebTransport(String),
-    /// A frame longer than a datagram may carry was to go over WebTransport.
-    FrameExceedsDatagram {
-        /// The frame's length, bytes.
-        len: usize,
+    /// No frame at the link's rate fits a datagram, so the call cannot go over WebTransport.
+    NoDatagramFrame {
+        /// The link's rate, Hz.
+        rate: u32,
     },
 }
 
@@ -55,10 +55,9 @@ impl fmt::Display for LoadError {
             Self::MissingApiKey => f.write_str("a websocket target needs an api key"),
             Self::Proc(e) => write!(f, "{e}"),
             Self::WebTransport(e) => write!(f, "webtransport: {e}"),
-            Self::FrameExceedsDatagram { len } => write!(
+            Self::NoDatagramFrame { rate } => write!(
                 f,
-                "a {len}-byte frame does not fit a datagram (at most {} bytes): use shorter \
-                 frames (&frame=2.5 in the link at 200 kHz)",
+                "no frame at {rate} Hz fits a datagram ({} bytes): call over a websocket",
                 line_protocol::webtransport::MAX_DATAGRAM_FRAME_LEN
             ),
         }

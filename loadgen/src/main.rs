@@ -109,8 +109,8 @@ enum Command {
         /// Take the engine's counters every this many seconds after the other side joined, into the report's timeline
         #[arg(long)]
         timeline_secs: Option<f64>,
-        /// What carries the frames: a WebSocket, or WebTransport datagrams (every frame must
-        /// fit one: at 200 kHz put &frame=2.5 in the link)
+        /// What carries the frames: a WebSocket, or WebTransport datagrams (in frames that fit
+        /// one, as the page's)
         #[arg(long, value_enum, default_value_t = Transport::WebSocket)]
         transport: Transport,
         /// Write the report as JSON here

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt as _;
-use line_client::call::{Call, CallConfig};
+use line_client::call::{Call, CallConfig, frame_within};
 use line_client::link::{Fragment, Link};
 use line_client::messages::Stats;
 use line_client::uplink::Uplink;
@@ -69,8 +69,8 @@ pub enum Transport {
     #[default]
     #[value(name = "websocket")]
     WebSocket,
-    /// WebTransport datagrams (`/wt`): a lost frame is only that frame. Every frame must fit a
-    /// datagram (at 200 kHz, 2.5 ms frames: `&frame=2.5` in the link).
+    /// WebTransport datagrams (`/wt`): a lost frame is only that frame. Frames are the longest
+    /// that fit a datagram, as the page's are (at 200 kHz, 2.5 ms).
     #[value(name = "webtransport")]
     WebTransport,
 }
@@ -309,20 +309,22 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
         .map_err(|e| LoadError::Unexpected(format!("leaf: {e}")))?;
     let rate = link.rate;
     let rate_f = f64::from(rate);
+    // As the page does: on datagrams, the longest frame no longer than the link's that fits one.
+    let frame = match config.transport {
+        Transport::WebSocket => link.frame,
+        Transport::WebTransport => frame_within(rate, link.frame, MAX_DATAGRAM_FRAME_LEN)
+            .ok_or(LoadError::NoDatagramFrame { rate })?,
+    };
     let mut call = Call::new(
         CallConfig {
             wire_rate: rate,
-            frame: link.frame,
+            frame,
             context_rate: rate,
         },
         leaf.clone(),
     );
     let (sink, mut source, partner_present) = connect(&link, &leaf, config.transport).await?;
-    let mut uplink = Sender::start(
-        sink,
-        Uplink::new(rate, link.frame.micros()),
-        config.transport,
-    );
+    let mut uplink = Sender::start(sink, Uplink::new(rate, frame.micros()));
     call.connected(wall_clock_us(), rand::random());
 
     let start = Instant::now();
@@ -423,16 +425,13 @@ struct Sender {
 }
 
 impl Sender {
-    fn start(mut sink: FrameSink, uplink: Uplink, transport: Transport) -> Self {
+    fn start(mut sink: FrameSink, uplink: Uplink) -> Self {
         let (queue, mut frames) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let buffered = Arc::new(AtomicU64::new(0));
         let written = Arc::clone(&buffered);
         let task = tokio::spawn(async move {
             while let Some(bytes) = frames.recv().await {
                 let n = bytes.len();
-                if transport == Transport::WebTransport && n > MAX_DATAGRAM_FRAME_LEN {
-                    return Err(LoadError::FrameExceedsDatagram { len: n });
-                }
                 sink.send(bytes).await?;
                 written.fetch_sub(n as u64, Ordering::Relaxed);
             }
