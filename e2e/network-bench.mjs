@@ -1,12 +1,16 @@
-// Impaired networks, measured: for each profile and rate, headless Chromium on the impaired side
-// of line-netem calls line's native tone peer beside the server, for SECONDS. Reported per
-// direction, never judged: mouth-to-ear p50/p95 (each engine's estimate, sampled every 250 ms
-// once the call settled), concealed frames a minute, underruns, frames lost. Written to
+// Impaired networks, measured: for each profile, rate and transport, headless Chromium on the
+// impaired side of line-netem calls line's native tone peer beside the server, for SECONDS, both
+// over a WebSocket or both over WebTransport datagrams (each side's frames as it sends them there:
+// 10 ms on a WebSocket, the longest that fit a datagram on WebTransport, 2.5 ms at 200 kHz).
+// Reported per direction, never judged: mouth-to-ear p50/p95 (each engine's estimate, sampled
+// every 250 ms once the call settled), concealed frames and concealed milliseconds a minute (the
+// transports' frames differ in length), underruns, frames lost. Written to
 // target/bench/network.json for scripts/bench-summary.mjs. Needs root, `just build`, and
 // `cargo build --release -p line-netem -p line-loadgen`.
 //
-//   node e2e/network-bench.mjs                 every profile, 200 and 48 kHz, 60 s each
-//   LINE_NETWORK_PROFILES=wifi LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
+//   node e2e/network-bench.mjs                 every profile, 200 and 48 kHz, both transports, 60 s each
+//   LINE_NETWORK_PROFILES=wifi LINE_NETWORK_RATES=200k LINE_NETWORK_TRANSPORTS=webtransport \
+//     LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -27,7 +31,8 @@ const SAMPLE_MS = 250;
 const RATES = [
   { label: '200k', params: '' },
   { label: '48k', params: 'mobile=1' },
-];
+].filter((r) => (process.env.LINE_NETWORK_RATES ?? '200k,48k').split(',').includes(r.label));
+const TRANSPORTS = (process.env.LINE_NETWORK_TRANSPORTS ?? 'websocket,webtransport').split(',');
 const PORT = 7777;
 
 mkdirSync(OUT, { recursive: true });
@@ -43,17 +48,20 @@ function chromiumIn(ns) {
 }
 
 /** The native tone peer inside the far namespace, in the call until the browser hangs up. */
-function tonePeer(network, link, { tones, heard, json }) {
+function tonePeer(network, link, { tones, heard, transport, json }) {
   return runTonePeer(link, {
     tones,
     heard,
-    args: ['--secs', String(SECONDS + 60), '--until-hang-up', '--timeline-secs', String(SAMPLE_MS / 1000), '--json', json],
+    args: ['--secs', String(SECONDS + 60), '--until-hang-up', '--timeline-secs', String(SAMPLE_MS / 1000), '--transport', transport, '--json', json],
     wrap: (argv) => network.inNamespace(network.far, argv),
   });
 }
 
-/** p50/p95 of the settled samples, concealed frames a minute, and the counters over the call. */
-function figures(points, seconds) {
+/**
+ * p50/p95 of the settled samples, concealed frames (of `frameMs` each, the other side's) and
+ * milliseconds a minute, and the counters over the call.
+ */
+function figures(points, seconds, frameMs) {
   const settled = points.filter((p) => p.atS >= SETTLE_S && p.mouthToEarMs > 0).map((p) => p.mouthToEarMs);
   const [first, last] = [points.find((p) => p.atS >= SETTLE_S) ?? points[0], points.at(-1)];
   const minutes = (last.atS - first.atS) / 60;
@@ -62,22 +70,25 @@ function figures(points, seconds) {
     mouthToEarP50Ms: round(percentile(settled, 50)),
     mouthToEarP95Ms: round(percentile(settled, 95)),
     concealedFramesPerMinute: round((last.framesConcealed - first.framesConcealed) / minutes),
+    concealedMsPerMinute: round(((last.framesConcealed - first.framesConcealed) * frameMs) / minutes),
     underruns: last.underruns - first.underruns,
     framesReceived: last.framesReceived,
     seconds,
   };
 }
 
-async function benchOne(network, server, profile, rate) {
+async function benchOne(network, server, profile, rate, transport) {
   await network.command(`profile ${profile}`);
   const [browserTone, peerTone] = [tone(), tone()];
   const wav = path.join(OUT, `network-mic-${browserTone}.wav`);
   writeTone(wav, { freq: browserTone, amplitude: 0.4, seconds: SECONDS + 30 });
   const origin = `http://${network.farAddr}:${PORT}`;
   const leaf = `leaf_${(await import('node:crypto')).randomBytes(32).toString('base64url')}`;
-  const link = `${origin}/line.html?apikey=${server.apikey}${rate.params ? `&${rate.params}` : ''}#${leaf}`;
+  // The page prefers WebTransport; `transport=websocket` keeps it on the WebSocket.
+  const params = [rate.params, transport === 'websocket' ? 'transport=websocket' : ''].filter(Boolean).join('&');
+  const link = `${origin}/line.html?apikey=${server.apikey}${params ? `&${params}` : ''}#${leaf}`;
   const peer = tonePeer(network, link, {
-    tones: [peerTone], heard: [browserTone], json: path.join(OUT, `network-${profile}-${rate.label}-peer.json`),
+    tones: [peerTone], heard: [browserTone], transport, json: path.join(OUT, `network-${profile}-${rate.label}-${transport}-peer.json`),
   });
   const person = await launchPerson('browser', {
     wav,
@@ -105,26 +116,34 @@ async function benchOne(network, server, profile, rate) {
     await person.close();
   }
   const report = await peer;
+  const used = points.at(-1)?.transport;
+  if (used !== transport) throw new Error(`${profile} ${rate.label}: the page called over ${used}, not ${transport}`);
+  // Both sides send the same frames on one transport at one rate.
+  const frameMs = report.stats.frameMs;
   return {
     profile,
     rate: rate.label,
+    transport,
+    frameMs,
     tones: { browser: browserTone, peer: peerTone },
-    browserHears: figures(points, SECONDS),
-    peerHears: figures(report.timeline, SECONDS),
+    browserHears: figures(points, SECONDS, frameMs),
+    peerHears: figures(report.timeline, SECONDS, frameMs),
   };
 }
 
 const linkSeed = Math.floor(random() * 2 ** 32);
 const network = await startNetwork({ profile: 'lan', seed: linkSeed });
-const server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT });
+const server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT, webtransport: true });
 const results = { seed: random.seed, linkSeed, seconds: SECONDS, settleSeconds: SETTLE_S, calls: [] };
 try {
   for (const profile of PROFILES) {
     for (const rate of RATES) {
-      const r = await benchOne(network, server, profile, rate);
-      results.calls.push(r);
-      console.log(`network ${profile} ${rate.label}: browser hears ${JSON.stringify(r.browserHears)}; peer hears ${JSON.stringify(r.peerHears)}`);
-      writeFileSync(path.join(OUT, 'network.json'), JSON.stringify(results, null, 2));
+      for (const transport of TRANSPORTS) {
+        const r = await benchOne(network, server, profile, rate, transport);
+        results.calls.push(r);
+        console.log(`network ${profile} ${rate.label} ${transport}: browser hears ${JSON.stringify(r.browserHears)}; peer hears ${JSON.stringify(r.peerHears)}`);
+        writeFileSync(path.join(OUT, 'network.json'), JSON.stringify(results, null, 2));
+      }
     }
   }
 } finally {

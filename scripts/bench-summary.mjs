@@ -136,10 +136,10 @@ for (const [label, c] of Object.entries(e2e?.browsers ?? {})) {
 }
 
 // Calls across impaired networks (e2e/network-bench.mjs): Chromium on the impaired side, the
-// native tone peer beside the server; each side's estimate of what it hears.
+// native tone peer beside the server, both on one transport; each side's estimate of what it hears.
 for (const c of json(at('target/bench/network.json'))?.calls ?? []) {
-  const side = (h) => `${fixed(h.mouthToEarP50Ms, 0)} / ${fixed(h.mouthToEarP95Ms, 0)} ms, ${fixed(h.concealedFramesPerMinute)} concealed/min, ${h.underruns} underruns`;
-  add(`network "${c.profile}", ${c.rate}: mouth to ear p50 / p95, glitches — browser hears; peer hears`,
+  const side = (h) => `${fixed(h.mouthToEarP50Ms, 0)} / ${fixed(h.mouthToEarP95Ms, 0)} ms, ${fixed(h.concealedMsPerMinute ?? h.concealedFramesPerMinute)} ${h.concealedMsPerMinute === undefined ? 'concealed/min' : 'ms concealed/min'}, ${h.underruns} underruns`;
+  add(`network "${c.profile}", ${c.rate}${c.transport ? `, ${c.transport} (${c.frameMs} ms frames)` : ''}: mouth to ear p50 / p95, glitches — browser hears; peer hears`,
     // The mouth-to-ear goal is set for a quiet local network; the impaired profiles are reported.
     c.profile === 'lan' ? '≤ 30 ms p50 (10 ms frames)' : '(reported)',
     `${side(c.browserHears)}; ${side(c.peerHears)}`,
