@@ -27,7 +27,9 @@ COPY --from=build /src/dist/line-server /usr/local/bin/line-server
 # The documented run line publishes container port 443 and mounts the certificate pair at the
 # default paths (/tmp/fullchain.pem, /tmp/privkey.pem) that line-server falls back to.
 ENV PORT=443
-EXPOSE 443
+# HTTPS on TCP, WebTransport on UDP, by default the same number (WEBTRANSPORT_PORT moves the
+# latter; the README's run line publishes it with the same number outside).
+EXPOSE 443 443/udp
 # A non-root user (distroless "nonroot"). Binding 443 needs no capability: Docker (20.10+), Podman
 # and containerd 2 set net.ipv4.ip_unprivileged_port_start=0 in each container's own network
 # namespace. On an older engine add `--sysctl net.ipv4.ip_unprivileged_port_start=0`.

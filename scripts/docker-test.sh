@@ -8,9 +8,11 @@
 #   scripts/docker-test.sh --full   the whole `docker build .`, compiling everything inside
 #                                   (`just test-docker-build`)
 #
-# then `docker run -d --rm -p <free port>:443 -e APIKEY -e SITEURL -v <fullchain>:/tmp/fullchain.pem:ro
-# -v <privkey>:/tmp/privkey.pem:ro line.example.com/line` and checks, through the published port:
-# the page and the wasm bundle over HTTPS, a call of two WebSocket peers (server/tests/container.rs),
+# then `docker run -d --rm -p <free port>:443 -p <udp port>:<udp port>/udp -e APIKEY -e SITEURL
+# -e WEBTRANSPORT_PORT -v <fullchain>:/tmp/fullchain.pem:ro -v <privkey>:/tmp/privkey.pem:ro
+# line.example.com/line` and checks, through the published ports: the page and the wasm bundle over
+# HTTPS, a call of two WebSocket peers and one of a WebTransport peer (UDP, the container's HTTPS
+# certificate) with a WebSocket peer (server/tests/container.rs),
 # the process's uid, the HEALTHCHECK reaching `healthy`, a renewed certificate served without a
 # restart, the key in the logs only in the start links, and `docker stop` ending it with exit code 0
 # within the grace period.
@@ -202,13 +204,19 @@ free_port() {
   done
 }
 port=$(free_port)
+# WebTransport's UDP port: the same number inside and out, since /webtransport names the port the
+# server listens on (README, "A container").
+while :; do
+  uport=$((20000 + RANDOM % 40000))
+  [ "$uport" != "$port" ] && ! ss -Huln "sport = :$uport" | grep -q . && break
+done
 # (Our engine warns that containers have no forwarding: they need none, published ports included.)
 apikey=$("$DOCKER" run --rm "$image" generate-apikey 2>"$work/run.err") \
   || { cat "$work/run.err" >&2; fail "the image cannot run line-server generate-apikey"; }
 container=line-test-$$
 # -e NAME passes the value from this environment: the key never sits on a command line.
-container_id=$(APIKEY=$apikey SITEURL=$site "$DOCKER" run -d --rm --name "$container" -p "$port:443" \
-  -e APIKEY -e SITEURL \
+container_id=$(APIKEY=$apikey SITEURL=$site WEBTRANSPORT_PORT=$uport "$DOCKER" run -d --rm --name "$container" \
+  -p "$port:443" -p "$uport:$uport/udp" -e APIKEY -e SITEURL -e WEBTRANSPORT_PORT \
   -v "$work/tls/fullchain.pem:/tmp/fullchain.pem:ro" -v "$work/tls/privkey.pem:/tmp/privkey.pem:ro" \
   "$image" 2>"$work/run.err") || { cat "$work/run.err" >&2; fail "docker run failed"; }
 started_at=$("$DOCKER" inspect -f '{{.State.StartedAt}}' "$container")
@@ -258,10 +266,10 @@ say "the page and the wasm bundle ($(stat -c %s "$work/line_client_bg.wasm") byt
 # certificate (line-server may reload the renewed one meanwhile; the check of that is below).
 cat "$work/first.pem" "$work/renewed/fullchain.pem" >"$work/either.pem"
 LINE_CONTAINER_ADDR=127.0.0.1:$port LINE_CONTAINER_SITE=$site LINE_CONTAINER_CA=$work/either.pem \
-  LINE_CONTAINER_APIKEY=$apikey \
+  LINE_CONTAINER_APIKEY=$apikey LINE_CONTAINER_WT_PORT=$uport \
   cargo test -q -p line-server --test container -- --ignored --nocapture 2>&1 | tee "$work/call.log" \
   | grep -E '^container:|panicked|FAILED|error' || true
-grep -q '^test result: ok. 1 passed' "$work/call.log" || { cat "$work/call.log" >&2; fail "the call failed"; }
+grep -q '^test result: ok. 2 passed' "$work/call.log" || { cat "$work/call.log" >&2; fail "the call failed"; }
 
 # The HEALTHCHECK: healthy after its first interval (30 s).
 health=""

@@ -1,5 +1,6 @@
-//! A call through a running line container: two WebSocket peers join one line over WSS, through
-//! Docker's published port, and exchange SFrame-shaped frames both ways.
+//! Calls through a running line container: two WebSocket peers join one line over WSS, through
+//! Docker's published port, and exchange SFrame-shaped frames both ways; then a WebTransport peer
+//! and a WebSocket peer do, through the published UDP and TCP ports.
 //!
 //! `scripts/docker-test.sh` starts the container as the README's run line does and runs this with
 //! `--ignored`, naming the container in the environment:
@@ -9,12 +10,18 @@
 //!   origin a browser on the page would send;
 //! - `LINE_CONTAINER_CA`: the PEM certificate the container serves (self-signed, the only root);
 //! - `LINE_CONTAINER_APIKEY`: the container's `APIKEY`;
-//! - `LINE_CONTAINER_SEED` (optional): the seed of the frame sizes, printed by every run.
+//! - `LINE_CONTAINER_SEED` (optional): the seed of the frame sizes, printed by every run;
+//! - `LINE_CONTAINER_WT_PORT`: the UDP port published for WebTransport, the same number inside the
+//!   container (`WEBTRANSPORT_PORT`) and out, since `/webtransport` names the one it listens on.
 //!
 //! A plain `cargo test` has no container to call, so the test is ignored there.
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/relay.rs"]
 mod relay;
+#[path = "support/wt_records.rs"]
+mod wt_records;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,6 +41,9 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message};
+use wt_records::Records;
+use wtransport::config::{DnsLookupFuture, DnsResolver};
+use wtransport::{ClientConfig, Connection, Endpoint};
 
 type Wss = WebSocketStream<TlsStream<TcpStream>>;
 
@@ -44,6 +54,8 @@ struct Container {
     host: String,
     apikey: String,
     tls: TlsConnector,
+    /// The client TLS configuration, for WebTransport.
+    tls_config: rustls::ClientConfig,
 }
 
 fn var(name: &str) -> String {
@@ -83,22 +95,27 @@ impl Container {
             site,
             host,
             apikey: var("LINE_CONTAINER_APIKEY"),
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: TlsConnector::from(Arc::new(config.clone())),
+            tls_config: config,
         }
+    }
+
+    /// A TLS connection to the published port, checked against the container's certificate.
+    async fn tls(&self) -> TlsStream<TcpStream> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the published port");
+        let name = ServerName::try_from(self.host.clone()).expect("a server name");
+        self.tls
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake with the container's certificate")
     }
 
     /// Joins `line` as a browser on the page would (with the line's join token and a participant
     /// id of its own), and checks the first control message.
     async fn join(&self, line: LineId, expect: RelayMessage) -> Wss {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .expect("connect to the published port");
-        let name = ServerName::try_from(self.host.clone()).expect("a server name");
-        let tls = self
-            .tls
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake with the container's certificate");
+        let tls = self.tls().await;
         let url = format!(
             "wss://{}:{}/ws?apikey={}&{}",
             self.host,
@@ -153,6 +170,107 @@ async fn two_peers_call_through_the_published_port() {
     b.close(None).await.expect("close b");
     eprintln!(
         "container: two peers on one line exchanged {n} frames each way through {}",
+        container.addr
+    );
+}
+
+/// Resolves every name to the published ports' address, as curl's `--resolve` does: the URL
+/// keeps the certificate's host name.
+#[derive(Debug)]
+struct PublishedAt(std::net::IpAddr);
+
+impl DnsResolver for PublishedAt {
+    fn resolve(&self, host: &str) -> std::pin::Pin<Box<dyn DnsLookupFuture>> {
+        let port = host.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+        let ip = self.0;
+        Box::pin(async move { Ok(port.map(|port| SocketAddr::new(ip, port))) })
+    }
+}
+
+impl Container {
+    /// Opens a WebTransport session on `line` through the published UDP port, trusting the
+    /// container's certificate as the browser does (no hash: it presents its HTTPS one).
+    async fn join_webtransport(&self, line: LineId, expect: RelayMessage) -> (Connection, Records) {
+        let response = http::http_get(
+            self.tls().await,
+            &format!("{}:{}", self.host, self.addr.port()),
+            &format!("/webtransport?apikey={}", self.apikey),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            response.status,
+            200,
+            "/webtransport: {}",
+            response.body_text()
+        );
+        let body = response.body_text();
+        let wt_port: u16 = var("LINE_CONTAINER_WT_PORT").parse().expect("a port");
+        assert!(
+            body.contains(&format!("\"port\":{wt_port},"))
+                && body.contains("\"certificate_hashes\":[]"),
+            "/webtransport names the published UDP port and no hash (the HTTPS certificate): {body}"
+        );
+        let mut tls = self.tls_config.clone();
+        tls.alpn_protocols = vec![wtransport::tls::WEBTRANSPORT_ALPN.to_vec()];
+        let mut config = ClientConfig::builder()
+            .with_bind_default()
+            .with_custom_tls(tls)
+            .build();
+        config.set_dns_resolver(PublishedAt(self.addr.ip()));
+        let endpoint = Endpoint::client(config).expect("client endpoint");
+        let url = format!(
+            "https://{}:{wt_port}{}?apikey={}&{}",
+            self.host,
+            line_protocol::webtransport::PATH,
+            self.apikey,
+            join_params(line)
+        );
+        let connection = endpoint
+            .connect(url)
+            .await
+            .expect("a WebTransport session through the published UDP port");
+        let stream = tokio::time::timeout(relay::PATIENCE, connection.accept_uni())
+            .await
+            .expect("the relay opens its stream in time")
+            .expect("the relay opens its stream");
+        let mut records = Records::new(stream);
+        assert_eq!(records.next_control().await, expect);
+        (connection, records)
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a running container: scripts/docker-test.sh starts one and runs this"]
+async fn a_webtransport_peer_calls_a_websocket_peer_through_the_published_ports() {
+    let container = Container::from_env();
+    let line = random_line();
+    let (wt, mut records) = container
+        .join_webtransport(line, RelayMessage::Waiting)
+        .await;
+    let mut ws = container.join(line, RelayMessage::PeerJoined).await;
+    assert_eq!(records.next_control().await, RelayMessage::PeerJoined);
+    // Datagram-sized frames both ways; loopback loses none, and one at a time keeps the order.
+    let n = 20;
+    let body = line_protocol::webtransport::MAX_DATAGRAM_FRAME_LEN - Header::MAX_LEN;
+    for ctr in 0..n {
+        let f = frame(3, ctr, body);
+        wt.send_datagram(f.clone()).expect("datagram sent");
+        assert_eq!(next_binary(&mut ws).await, f);
+        let f = frame(4, ctr, body);
+        ws.send(Message::binary(f.clone()))
+            .await
+            .expect("send ws -> wt");
+        let got = tokio::time::timeout(relay::PATIENCE, wt.receive_datagram())
+            .await
+            .expect("a datagram in time")
+            .expect("the session is open");
+        assert_eq!(got.payload().to_vec(), f);
+    }
+    wt.close(0u32.into(), b"");
+    ws.close(None).await.expect("close ws");
+    eprintln!(
+        "container: a WebTransport and a WebSocket peer exchanged {n} frames each way through {}",
         container.addr
     );
 }

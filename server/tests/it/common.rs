@@ -24,11 +24,14 @@ use tokio_util::sync::CancellationToken;
 mod http;
 #[path = "../support/relay.rs"]
 mod relay;
+#[path = "../support/wt_records.rs"]
+mod wt_records;
 pub(crate) use http::{HttpResponse, http_get};
 pub(crate) use relay::{
     expect_close, frame, join_params, join_params_as, next_binary, next_control, next_message,
     random_line, random_participant, token_of,
 };
+pub(crate) use wt_records::Records;
 
 /// Panics seen anywhere in this test binary since it started (server tasks included).
 pub(crate) static PANICS: AtomicUsize = AtomicUsize::new(0);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use line_protocol::control::{RelayMessage, close_code};
 use line_protocol::line_id::LineId;
-use line_protocol::webtransport::{MAX_DATAGRAM_FRAME_LEN, PATH, Record, RecordKind};
+use line_protocol::webtransport::{MAX_DATAGRAM_FRAME_LEN, PATH, RecordKind};
 use line_server::Config;
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
@@ -15,10 +15,10 @@ use tokio::net::UdpSocket;
 use wtransport::endpoint::ConnectOptions;
 use wtransport::error::{ConnectingError, ConnectionError};
 use wtransport::tls::Sha256Digest;
-use wtransport::{ClientConfig, Connection, Endpoint, RecvStream};
+use wtransport::{ClientConfig, Connection, Endpoint};
 
 use crate::common::{
-    PATIENCE, TestServer, config, ctr_of, expect_close, frame, join_params, next_binary,
+    PATIENCE, Records, TestServer, config, ctr_of, expect_close, frame, join_params, next_binary,
     next_control, random_line, send, start,
 };
 
@@ -77,8 +77,7 @@ fn join_query(server: &TestServer, line: LineId) -> String {
 /// One WebTransport peer: its session and the relay's stream.
 struct WtPeer {
     connection: Connection,
-    stream: RecvStream,
-    buffered: Vec<u8>,
+    records: Records,
 }
 
 impl WtPeer {
@@ -105,8 +104,7 @@ impl WtPeer {
             .expect("the relay opens its stream");
         Ok(Self {
             connection,
-            stream,
-            buffered: Vec::new(),
+            records: Records::new(stream),
         })
     }
 
@@ -120,31 +118,11 @@ impl WtPeer {
 
     /// The next record on the relay's stream, `None` when the stream ends.
     async fn next_record(&mut self) -> Option<(RecordKind, Vec<u8>)> {
-        loop {
-            if let Some((record, used)) = Record::parse(&self.buffered).expect("records") {
-                let out = (record.kind, record.payload.to_vec());
-                self.buffered.drain(..used);
-                return Some(out);
-            }
-            let mut chunk = [0u8; 4096];
-            let read = tokio::time::timeout(PATIENCE, self.stream.read(&mut chunk))
-                .await
-                .expect("a record arrives in time");
-            match read {
-                Ok(Some(n)) => self.buffered.extend_from_slice(&chunk[..n]),
-                _ => return None,
-            }
-        }
+        self.records.next().await
     }
 
     async fn next_control(&mut self) -> RelayMessage {
-        match self.next_record().await {
-            Some((RecordKind::Control, json)) => {
-                RelayMessage::from_json(std::str::from_utf8(&json).expect("utf-8"))
-                    .expect("a relay message")
-            }
-            other => panic!("expected a control record, got {other:?}"),
-        }
+        self.records.next_control().await
     }
 
     async fn next_datagram(&self) -> Vec<u8> {
