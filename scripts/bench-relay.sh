@@ -3,7 +3,9 @@
 # all on loopback beside the load generator. Builds the release binaries, starts each relay on a
 # free port (the API key is generated here and passed only through the environment, never
 # printed), runs `line-loadgen compare` (capacity ramps, same-load latency, memory per call, a
-# soak on line-server), stops every relay, writes target/bench/relay.json and prints the summary.
+# soak on line-server), then line-server's datagram path (WebTransport) beside its WebSocket path
+# with the same 2.5 ms frames (1 KB, what fits a datagram), stops every relay, writes
+# target/bench/relay.json and relay-{line,line-wt}-2.5ms.json and prints the summaries.
 # A benchmark, not a test: it never fails on a number.
 #
 # Env to shorten or shape it:
@@ -75,3 +77,14 @@ echo "bench-relay: relays up (load average $(cut -d' ' -f1-3 /proc/loadavg)); th
   --soak-calls "${LINE_BENCH_SOAK_CALLS:-50}" --soak-secs "${LINE_BENCH_SOAK_SECS:-600}" \
   --json "$out/relay.json"
 echo "bench-relay: figures in $out/relay.json"
+
+# The datagram path: the same relay over WebTransport (its UDP port comes from /webtransport),
+# against its WebSocket path with the same frames, one ramp each.
+for target in line line-wt; do
+  echo "bench-relay: capacity of $target with 2.5 ms frames"
+  "$bin/line-loadgen" ramp --target "$target" --addr "127.0.0.1:$line_port" --server-pid "$line_pid" \
+    --frame-samples 500 \
+    --warmup-secs "${LINE_BENCH_WARMUP_SECS:-2}" --secs "${LINE_BENCH_SECS:-5}" \
+    --max "${LINE_BENCH_MAX_CALLS:-4096}" --p99-ms "${LINE_BENCH_P99_MS:-2}" \
+    --json "$out/relay-$target-2.5ms.json"
+done
