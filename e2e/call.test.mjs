@@ -17,21 +17,17 @@ import { findToneRun, keyEncodings, parseClientStream, tonePcm } from './lib/wir
 import { analyze, clean, collect, startRecording } from './lib/record.mjs';
 import { recordResults } from './lib/results.mjs';
 import { seededRandom } from './lib/seed.mjs';
-import { writeClicks, writeTone } from './lib/wav.mjs';
+import { twoPeopleTones, writeClicks } from './lib/wav.mjs';
+import { failureReporting } from './lib/failures.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
 // What A's and B's microphones play: drawn per run (the seed is printed), apart by an octave.
 const random = seededRandom('call');
-const TONE_A = Math.round(300 + 1200 * random()); // 300-1500 Hz
-const TONE_B = Math.round(3000 + 9000 * random()); // 3-12 kHz
 const AMPLITUDE = 0.5;
 const MEASURE_MS = 10_000;
 
 mkdirSync(OUT, { recursive: true });
-const wavA = path.join(OUT, `tone-${TONE_A}.wav`);
-const wavB = path.join(OUT, `tone-${TONE_B}.wav`);
-writeTone(wavA, { freq: TONE_A, amplitude: AMPLITUDE });
-writeTone(wavB, { freq: TONE_B, amplitude: AMPLITUDE });
+const { toneA: TONE_A, toneB: TONE_B, wavA, wavB } = twoPeopleTones(random, OUT, AMPLITUDE);
 // For the measured mouth to ear: a click train in each microphone, its gaps drawn per run.
 const clicksA = path.join(OUT, 'clicks-a.wav');
 const clicksB = path.join(OUT, 'clicks-b.wav');
@@ -58,19 +54,7 @@ async function shot(p, name) {
 }
 
 /** On a failure, what each browser's console and the server's log said. */
-function report() {
-  for (const p of people) console.log(`--- console of ${p.name}\n${p.console.slice(-40).join('\n')}`);
-  if (server) console.log(`--- server log\n${server.log().replaceAll(server.apikey, '<APIKEY>').slice(-4000)}`);
-}
-
-async function guarded(fn) {
-  try {
-    await fn();
-  } catch (e) {
-    report();
-    throw e;
-  }
-}
+const { guarded } = failureReporting(people, () => server);
 
 before(async () => {
   port = await freePort();

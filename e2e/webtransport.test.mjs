@@ -15,12 +15,11 @@ import { recordResults } from './lib/results.mjs';
 import { freePort, repoRoot, startServer } from './lib/server.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { findToneRun, keyEncodings, tonePcm } from './lib/wire.mjs';
-import { writeTone } from './lib/wav.mjs';
+import { twoPeopleTones } from './lib/wav.mjs';
+import { failureReporting } from './lib/failures.mjs';
 
 const OUT = path.join(repoRoot, 'target/e2e');
 const random = seededRandom('webtransport');
-const TONE_A = Math.round(300 + 1200 * random()); // 300-1500 Hz
-const TONE_B = Math.round(3000 + 9000 * random()); // 3-12 kHz
 const AMPLITUDE = 0.5;
 const MEASURE_MS = 6_000;
 /** How long a page may take from its click to "in call" when it falls back (2 s for the
@@ -28,10 +27,7 @@ const MEASURE_MS = 6_000;
 const FALLBACK_JOIN_S = 4.5;
 
 mkdirSync(OUT, { recursive: true });
-const wavA = path.join(OUT, `tone-${TONE_A}.wav`);
-const wavB = path.join(OUT, `tone-${TONE_B}.wav`);
-writeTone(wavA, { freq: TONE_A, amplitude: AMPLITUDE });
-writeTone(wavB, { freq: TONE_B, amplitude: AMPLITUDE });
+const { toneA: TONE_A, toneB: TONE_B, wavA, wavB } = twoPeopleTones(random, OUT, AMPLITUDE);
 
 let server, pulse, lastShared;
 const people = [];
@@ -76,19 +72,8 @@ async function chromium(name, wav, { executablePath } = {}) {
   return p;
 }
 
-function report() {
-  for (const p of people) console.log(`--- console of ${p.name}\n${p.console.slice(-40).join('\n')}`);
-  if (server) console.log(`--- server log\n${server.log().replaceAll(server.apikey, '<APIKEY>').slice(-4000)}`);
-}
-
-async function guarded(fn) {
-  try {
-    await fn();
-  } catch (e) {
-    report();
-    throw e;
-  }
-}
+/** On a failure, what each browser's console and the server's log said. */
+const { guarded } = failureReporting(people, () => server);
 
 /** A opens `link` (the server's) with `paramsA`, B the link A shows with `paramsB` added; both
  *  join. Resolves with the seconds from B's click to both in call. */

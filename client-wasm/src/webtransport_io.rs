@@ -299,15 +299,22 @@ async fn next_chunk(reader: &Reader) -> Option<JsValue> {
     Reflect::get(&result, &"value".into()).ok()
 }
 
+/// Copies `reader`'s next chunk of bytes into `scratch` (skipping anything else); `None` at the
+/// stream's end.
+async fn next_bytes(reader: &Reader, scratch: &mut Vec<u8>) -> Option<()> {
+    loop {
+        if let Ok(bytes) = next_chunk(reader).await?.dyn_into::<Uint8Array>() {
+            scratch.resize(bytes.length() as usize, 0);
+            bytes.copy_to(scratch);
+            return Some(());
+        }
+    }
+}
+
 fn spawn_datagrams(reader: Reader, deliver: Rc<impl Fn(Incoming<'_>) + 'static>) {
     wasm_bindgen_futures::spawn_local(async move {
         let mut scratch = Vec::new();
-        while let Some(chunk) = next_chunk(&reader).await {
-            let Ok(bytes) = chunk.dyn_into::<Uint8Array>() else {
-                continue;
-            };
-            scratch.resize(bytes.length() as usize, 0);
-            bytes.copy_to(&mut scratch);
+        while next_bytes(&reader, &mut scratch).await.is_some() {
             deliver(Incoming::Frame(&scratch));
         }
     });
@@ -329,12 +336,7 @@ fn spawn_streams(
             wasm_bindgen_futures::spawn_local(async move {
                 let mut records = RecordReader::default();
                 let mut scratch = Vec::new();
-                while let Some(chunk) = next_chunk(&reader).await {
-                    let Ok(bytes) = chunk.dyn_into::<Uint8Array>() else {
-                        continue;
-                    };
-                    scratch.resize(bytes.length() as usize, 0);
-                    bytes.copy_to(&mut scratch);
+                while next_bytes(&reader, &mut scratch).await.is_some() {
                     records.push(&scratch);
                     records.drain(|kind, payload| match kind {
                         RecordKind::Control => {

@@ -53,3 +53,18 @@ function writeSamples(path, samples, rate) {
   for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(32767 * Math.max(-1, Math.min(1, samples[i]))), 44 + 2 * i);
   writeFileSync(path, buf);
 }
+
+/**
+ * Two people's microphones for a call test: tones drawn from `random` an octave and more apart
+ * (A 300-1500 Hz, B 3-12 kHz), each written to a WAV in `dir` at `amplitude`.
+ */
+export function twoPeopleTones(random, dir, amplitude) {
+  const toneA = Math.round(300 + 1200 * random());
+  const toneB = Math.round(3000 + 9000 * random());
+  const [wavA, wavB] = [toneA, toneB].map((freq) => {
+    const file = `${dir}/tone-${freq}.wav`;
+    writeTone(file, { freq, amplitude });
+    return file;
+  });
+  return { toneA, toneB, wavA, wavB };
+}
