@@ -115,6 +115,12 @@ fi
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   need_root_apt "nginx" nginx
 fi
+# nginx's UDP forwarding for the scale-out's WebTransport: built in, or Debian's dynamic module.
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+if ! "$nginx_bin" -V 2>&1 | tr ' ' '\n' | grep -qx -- '--with-stream' \
+  && [ ! -f /usr/lib/nginx/modules/ngx_stream_module.so ]; then
+  need_root_apt "nginx's stream module" libnginx-mod-stream
+fi
 if ! command -v envsubst >/dev/null 2>&1; then
   need_root_apt "envsubst" gettext-base
 fi

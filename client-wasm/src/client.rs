@@ -369,7 +369,8 @@ impl Join {
     }
 
     /// Where the server says where its WebTransport endpoint is, unless the person asked for
-    /// WebSockets only.
+    /// WebSockets only. The line id lets a proxy that sends each line to one instance send this
+    /// question to the instance that relays the line (docs/PROTOCOL.md section 6.3).
     fn webtransport_url(&self) -> Result<Option<String>, JoinError> {
         if !self.webtransport {
             return Ok(None);
@@ -377,8 +378,9 @@ impl Join {
         let url = web_sys::Url::new_with_base("/webtransport", &self.server)
             .map_err(|_| JoinError::BadAddress(self.server.clone()))?;
         url.set_search(&format!(
-            "apikey={}",
-            String::from(js_sys::encode_uri_component(&self.api_key))
+            "apikey={}&line={}",
+            String::from(js_sys::encode_uri_component(&self.api_key)),
+            self.leaf.line_id(),
         ));
         Ok(Some(url.href()))
     }

@@ -13,7 +13,7 @@ pub struct EngineConfig {
     pub ws_url: String,
     /// The same address over http(s), fetched after a failed connect to learn the server's status.
     pub check_url: String,
-    /// `http(s)://host/webtransport?apikey=...`, where the server says where its WebTransport
+    /// `http(s)://host/webtransport?apikey=...&line=...`, where the server says where its WebTransport
     /// endpoint listens; `None` for WebSocket only (the link asks for it, or the browser has no
     /// WebTransport).
     #[serde(default)]

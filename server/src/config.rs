@@ -27,6 +27,14 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// WebTransport over HTTP/3 on UDP, beside the WebSocket.
     pub webtransport: WebTransport,
+    /// The UDP port pages are told to open WebTransport on, when a proxy in front (nginx's
+    /// `stream`, a container's port mapping) forwards another port number to the one this server
+    /// listens on; `None`: the one it listens on.
+    pub webtransport_public_port: Option<u16>,
+    /// Other instances' public UDP ports, when several share one host name behind a proxy: the
+    /// page one instance serves may be sent to any of them, so its Content-Security-Policy names
+    /// them all.
+    pub webtransport_scaleout_ports: Vec<u16>,
     /// Sizes and timeouts.
     pub limits: Limits,
 }
@@ -43,6 +51,8 @@ impl Config {
             assets: AssetSource::Embedded,
             tls: None,
             webtransport: WebTransport::SamePort,
+            webtransport_public_port: None,
+            webtransport_scaleout_ports: Vec::new(),
             limits: Limits::default(),
         }
     }

@@ -147,7 +147,7 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
     pub(crate) sockets: TaskTracker,
     pub(crate) tls: bool,
-    /// The UDP port of the WebTransport endpoint, once it listens.
+    /// The UDP port pages are told to open WebTransport on, once the endpoint listens.
     pub(crate) webtransport_port: std::sync::OnceLock<u16>,
     /// The hash pages pin, when the endpoint's certificate was made here.
     pub(crate) pinned_hash: webtransport_identity::PinnedHash,

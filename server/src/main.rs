@@ -47,9 +47,28 @@ struct Args {
     #[arg(long, env = "TLS_RELOAD_SECS", default_value_t = 60)]
     tls_reload_secs: u64,
     /// The UDP port for WebTransport over HTTP/3 (the audio as datagrams). Default: the same
-    /// number as PORT. Open it in the firewall; behind a proxy, forward it straight here.
+    /// number as PORT. Open it in the firewall; behind a proxy, forward a UDP port to it.
     #[arg(long, env = "WEBTRANSPORT_PORT")]
     webtransport_port: Option<u16>,
+    /// The UDP port pages are told to open WebTransport on, when what is in front forwards
+    /// another port number to WEBTRANSPORT_PORT (a container's port mapping, nginx's `stream`).
+    /// Default: WEBTRANSPORT_PORT.
+    #[arg(
+        long,
+        env = "WEBTRANSPORT_PUBLIC_PORT",
+        conflicts_with = "no_webtransport"
+    )]
+    webtransport_public_port: Option<u16>,
+    /// Several instances behind one host name: every instance's WEBTRANSPORT_PUBLIC_PORT
+    /// (comma-separated). The page one instance serves may be sent to any of them, so its
+    /// Content-Security-Policy names them all.
+    #[arg(
+        long,
+        env = "WEBTRANSPORT_SCALEOUT_PORTS",
+        value_delimiter = ',',
+        conflicts_with = "no_webtransport"
+    )]
+    webtransport_scaleout_ports: Vec<u16>,
     /// Serve only WebSockets, no WebTransport (nothing listens on UDP).
     #[arg(long, env = "NO_WEBTRANSPORT", conflicts_with = "webtransport_port")]
     no_webtransport: bool,
@@ -179,6 +198,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (false, Some(port)) => WebTransport::Port(port),
             (false, None) => WebTransport::SamePort,
         },
+        webtransport_public_port: args.webtransport_public_port,
+        webtransport_scaleout_ports: args.webtransport_scaleout_ports.clone(),
         limits: Limits {
             max_lines: args.max_lines,
             connections_per_client: args.max_connections_per_ip,

@@ -64,12 +64,13 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The policy for a page loaded from `host` (the request's `Host`) when the WebTransport endpoint
-/// listens on UDP `webtransport_port`: `'self'` covers only the page's own scheme, host and port,
-/// and the endpoint may be on another port (behind a proxy, say), so `connect-src` names
-/// `https://host:port` too. A `Host` that is not a plain host name or address adds nothing.
-pub fn content_security_policy(host: Option<&str>, webtransport_port: Option<u16>) -> String {
-    let endpoint = host
+/// The policy for a page loaded from `host` (the request's `Host`) when pages open WebTransport on
+/// UDP `webtransport_ports` of that host: `'self'` covers only the page's own scheme, host and
+/// port, and the endpoint may be on another port (behind a proxy, say, or on another instance of
+/// a scale-out), so `connect-src` names `https://host:port` for each. A `Host` that is not a plain
+/// host name or address adds nothing.
+pub fn content_security_policy(host: Option<&str>, webtransport_ports: &[u16]) -> String {
+    let host = host
         .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
         .map(|authority| authority.host().to_owned())
         .filter(|host| {
@@ -80,15 +81,20 @@ pub fn content_security_policy(host: Option<&str>, webtransport_port: Option<u16
                     .strip_prefix('[')
                     .and_then(|h| h.strip_suffix(']'))
                     .is_some_and(|h| !h.is_empty() && h.chars().all(ipv6))
-        })
-        .zip(webtransport_port);
-    match endpoint {
-        Some((host, port)) => CONTENT_SECURITY_POLICY.replacen(
-            "connect-src 'self'",
-            &format!("connect-src 'self' https://{host}:{port}"),
-            1,
-        ),
-        None => CONTENT_SECURITY_POLICY.to_owned(),
+        });
+    match host {
+        Some(host) if !webtransport_ports.is_empty() => {
+            let mut sources = String::from("connect-src 'self'");
+            let mut named = Vec::new();
+            for port in webtransport_ports {
+                if !named.contains(port) {
+                    named.push(*port);
+                    sources.push_str(&format!(" https://{host}:{port}"));
+                }
+            }
+            CONTENT_SECURITY_POLICY.replacen("connect-src 'self'", &sources, 1)
+        }
+        _ => CONTENT_SECURITY_POLICY.to_owned(),
     }
 }
 
@@ -104,7 +110,16 @@ async fn security_headers(
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned);
     let mut response = next.run(request).await;
-    let csp = content_security_policy(host.as_deref(), state.webtransport_port.get().copied());
+    let ports: Vec<u16> = state
+        .webtransport_port
+        .get()
+        .map(|port| {
+            std::iter::once(*port)
+                .chain(state.config.webtransport_scaleout_ports.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default();
+    let csp = content_security_policy(host.as_deref(), &ports);
     let headers = response.headers_mut();
     if let Ok(csp) = HeaderValue::from_str(&csp) {
         headers.insert(HeaderName::from_static("content-security-policy"), csp);
@@ -207,6 +222,9 @@ impl Refusal {
     }
 }
 
+/// The reason for a `line` parameter that is not a line id.
+const BAD_LINE: &str = "line must be 22 characters of base64url";
+
 /// What the checks before an upgrade let through.
 pub(crate) struct Admitted {
     line: LineId,
@@ -263,9 +281,12 @@ async fn ws(
     refusal.into_response(&state)
 }
 
-/// `GET /webtransport?apikey=<KEY>`: where to open a WebTransport session and, when the server
-/// made its own certificate for it, the SHA-256 the page passes as `serverCertificateHashes`.
-/// The key is asked for so that only the people with the link learn even that much.
+/// `GET /webtransport?apikey=<KEY>&line=<LINE_ID>`: where to open a WebTransport session and,
+/// when the server made its own certificate for it, the SHA-256 the page passes as
+/// `serverCertificateHashes`. The key is asked for so that only the people with the link learn
+/// even that much. The line is optional and only checked: it is there so that a proxy that sends
+/// each line to one instance (by `$arg_line`) sends this request to the instance that will
+/// relay the session, which answers with its own port and hash.
 async fn webtransport(
     State(state): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -276,6 +297,12 @@ async fn webtransport(
     let params = query.map(|Query(q)| q).unwrap_or_default();
     if let Err(refusal) = check_key(&state, ip, &params) {
         return (refusal.status, format!("{}\n", refusal.reason)).into_response();
+    }
+    if params
+        .get("line")
+        .is_some_and(|l| l.parse::<LineId>().is_err())
+    {
+        return (StatusCode::BAD_REQUEST, format!("{BAD_LINE}\n")).into_response();
     }
     let Some(port) = state.webtransport_port.get() else {
         return (
@@ -377,10 +404,7 @@ fn check_after_key(
         return Err(Refusal::new(status::ORIGIN_REFUSED, "origin not allowed"));
     }
     let Some(line) = params.get("line").and_then(|l| l.parse::<LineId>().ok()) else {
-        return Err(Refusal::new(
-            status::BAD_REQUEST,
-            "line must be 22 characters of base64url",
-        ));
+        return Err(Refusal::new(status::BAD_REQUEST, BAD_LINE));
     };
     let joiner = joiner(params).map_err(|reason| Refusal::new(status::BAD_REQUEST, reason))?;
     // Checked again, atomically, when joining; this early look is for a plain GET, whose
@@ -449,7 +473,7 @@ mod tests {
 
     #[test]
     fn the_policy_names_the_webtransport_endpoint_on_the_pages_host() {
-        let csp = |host, port| content_security_policy(host, port);
+        let csp = |host, port: Option<u16>| content_security_policy(host, port.as_slice());
         assert_eq!(csp(Some("line.example"), None), CONTENT_SECURITY_POLICY);
         assert_eq!(csp(None, Some(7777)), CONTENT_SECURITY_POLICY);
         for (host, source) in [
@@ -476,5 +500,17 @@ mod tests {
                 "{host}"
             );
         }
+    }
+
+    #[test]
+    fn the_policy_names_every_instances_port_once() {
+        let policy = content_security_policy(Some("line.example"), &[8443, 8444, 8443, 8445]);
+        assert!(
+            policy.contains(
+                "connect-src 'self' https://line.example:8443 https://line.example:8444 \
+                 https://line.example:8445;"
+            ),
+            "{policy}"
+        );
     }
 }

@@ -94,10 +94,15 @@ pub(crate) async fn serve(
             .build(),
     )?;
     state.pinned_hash.set(issued.pinned_hash);
-    let _ = state.webtransport_port.set(local.port());
+    let public = state
+        .config
+        .webtransport_public_port
+        .unwrap_or(local.port());
+    let _ = state.webtransport_port.set(public);
     let _ = ready.send(());
     tracing::info!(
         port = local.port(),
+        public,
         pinned = issued.pinned_hash.is_some(),
         "webtransport listening"
     );

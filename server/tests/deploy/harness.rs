@@ -22,8 +22,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 mod http;
 #[path = "../support/relay.rs"]
 mod relay;
+#[path = "../support/wt_records.rs"]
+mod wt_records;
 pub(crate) use http::{HttpResponse, http_get};
 pub(crate) use relay::{expect_close, frame, join_params, next_binary, next_control, random_line};
+pub(crate) use wt_records::Records;
 
 /// How long a test waits for something that should happen at once.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
@@ -107,15 +110,75 @@ impl Tools {
         text
     }
 
+    /// What nginx.conf needs at its top level for a `stream {}` block: nothing when the module
+    /// is built in, a `load_module` line when it is a dynamic module that is installed; `None`
+    /// (with a loud message, or a failure in CI) when it is neither.
+    pub(crate) fn stream_module(&self) -> Option<String> {
+        let out = Command::new(&self.nginx)
+            .arg("-V")
+            .output()
+            .expect("nginx -V runs");
+        // nginx -V prints its configure arguments on stderr.
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        let args: Vec<&str> = text.split_whitespace().collect();
+        if args.contains(&"--with-stream") {
+            return Some(String::new());
+        }
+        if args.contains(&"--with-stream=dynamic") {
+            let modules = args
+                .iter()
+                .find_map(|a| a.strip_prefix("--modules-path="))
+                .unwrap_or("/usr/lib/nginx/modules");
+            let module = Path::new(modules).join("ngx_stream_module.so");
+            if module.is_file() {
+                return Some(format!("load_module {};\n", module.display()));
+            }
+        }
+        let message = "nginx's stream module is missing: the UDP scale-out test needs it \
+                       (`just setup` installs libnginx-mod-stream)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{message}; CI must run this test"
+        );
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("\n!!!!!!!! SKIPPED: {message} !!!!!!!!\n\n").as_bytes(),
+        );
+        None
+    }
+
     /// nginx with its own prefix, pid and logs under `dir`, the rendered file in its http block.
     pub(crate) fn start_nginx(&self, dir: &TempDir, conf: &str, port: u16) -> Nginx {
+        self.start_nginx_with_stream(dir, conf, None, port)
+    }
+
+    /// As [`Tools::start_nginx`], and `stream`: (what [`Tools::stream_module`] gave, a rendered
+    /// `stream {}` block) included at nginx.conf's top level, as the scale-out's UDP half says.
+    pub(crate) fn start_nginx_with_stream(
+        &self,
+        dir: &TempDir,
+        conf: &str,
+        stream: Option<(&str, &str)>,
+        port: u16,
+    ) -> Nginx {
         let d = dir.path().display();
         std::fs::write(dir.path().join("line.conf"), conf).expect("write line.conf");
+        // With UDP, two workers: each client's packets must stay in one session even so.
+        let (load, include, workers) = match stream {
+            Some((load, block)) => {
+                std::fs::write(dir.path().join("line-udp.conf"), block)
+                    .expect("write line-udp.conf");
+                (load.to_owned(), format!("include {d}/line-udp.conf;\n"), 2)
+            }
+            None => (String::new(), String::new(), 1),
+        };
         let main = format!(
-            "pid {d}/nginx.pid;\n\
+            "{load}\
+             pid {d}/nginx.pid;\n\
              error_log {d}/error.log warn;\n\
-             worker_processes 1;\n\
+             worker_processes {workers};\n\
              events {{ worker_connections 512; }}\n\
+             {include}\
              http {{\n\
              \x20   client_body_temp_path {d}/body;\n\
              \x20   proxy_temp_path {d}/proxy;\n\
@@ -256,6 +319,14 @@ pub(crate) fn free_port() -> u16 {
         .port()
 }
 
+/// A UDP port that was free a moment ago.
+pub(crate) fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free udp port")
+        .port()
+}
+
 /// The real `line-server` binary on loopback, plain HTTP, trusting nginx's X-Forwarded-For.
 pub(crate) struct Instance {
     child: Child,
@@ -265,6 +336,11 @@ pub(crate) struct Instance {
 
 impl Instance {
     pub(crate) fn start(key: &ApiKey, site: &str) -> Self {
+        Self::start_with(key, site, &[])
+    }
+
+    /// As [`Instance::start`], with more settings in its environment.
+    pub(crate) fn start_with(key: &ApiKey, site: &str, settings: &[(&str, String)]) -> Self {
         // line-server logs the address it was asked for, so ask for a port, not port 0.
         let port = free_port();
         let mut command = Command::new(env!("CARGO_BIN_EXE_line-server"));
@@ -275,9 +351,14 @@ impl Instance {
             "ALLOWED_ORIGINS",
             "WWW",
             "RUST_LOG",
+            "WEBTRANSPORT_PORT",
+            "WEBTRANSPORT_PUBLIC_PORT",
+            "WEBTRANSPORT_SCALEOUT_PORTS",
+            "NO_WEBTRANSPORT",
         ] {
             command.env_remove(var);
         }
+        command.envs(settings.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .env("APIKEY", key.expose())
             .env("SITEURL", site)

@@ -1,10 +1,12 @@
 //! The shipped nginx configurations (`deploy/nginx/*.conf`), rendered with envsubst as the
 //! README shows, run by a real nginx on loopback in front of the real `line-server` binary.
 //!
-//! Needs nginx and envsubst (`just setup` installs both). Without them the tests say so loudly and
-//! pass, except in CI (`CI=true`), where a missing tool is a failure.
+//! Needs nginx, its stream module (for the UDP half of the scale-out) and envsubst (`just setup`
+//! installs them). Without them the tests say so loudly and pass, except in CI (`CI=true`), where a
+//! missing tool is a failure.
 
 mod harness;
+mod scaleout_udp;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
