@@ -34,8 +34,9 @@ pub(crate) struct Session {
     pub(crate) peer: IpAddr,
     pub(crate) membership: Membership,
     pub(crate) outbox: Arc<Outbox>,
-    /// This client's share of its per-address connection cap, held while the peer is on.
-    pub(crate) client_slot: ClientSlot,
+    /// This client's share of its per-address connection cap, held while the peer is on; none
+    /// for a trusted proxy's own address, which speaks for many clients.
+    pub(crate) client_slot: Option<ClientSlot>,
 }
 
 /// Why the reader stopped.

@@ -229,7 +229,7 @@ const BAD_LINE: &str = "line must be 22 characters of base64url";
 pub(crate) struct Admitted {
     line: LineId,
     joiner: Joiner,
-    client_slot: ClientSlot,
+    client_slot: Option<ClientSlot>,
 }
 
 /// The `join` and `participant` parameters, or the 400 that says which is wrong.
@@ -410,10 +410,26 @@ fn check_after_key(
     // Checked again, atomically, when joining; this early look is for a plain GET, whose
     // missing upgrade would otherwise hide that the line is full or bound to another token.
     state.registry.check(line, &joiner).map_err(Refusal::join)?;
-    let client_slot = state
-        .sockets_per_client
-        .try_acquire(ClientGroup::of(ip))
-        .ok_or_else(|| Refusal::new(status::TOO_MANY, "too many connections from your address"))?;
+    // A trusted proxy's own address is many clients whose addresses it could not pass on (a
+    // WebTransport session through nginx's UDP forwarding): it is capped where it counts them,
+    // as its TCP connections are.
+    let client_slot = if state
+        .config
+        .trusted_proxies
+        .iter()
+        .any(|net| net.contains(ip))
+    {
+        None
+    } else {
+        Some(
+            state
+                .sockets_per_client
+                .try_acquire(ClientGroup::of(ip))
+                .ok_or_else(|| {
+                    Refusal::new(status::TOO_MANY, "too many connections from your address")
+                })?,
+        )
+    };
     Ok(Admitted {
         line,
         joiner,

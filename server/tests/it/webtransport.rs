@@ -202,6 +202,58 @@ async fn the_page_learns_port_and_hash_with_the_key_only() {
     let options =
         ConnectOptions::builder(wt_url(&server, &join_query(&server, random_line()))).build();
     assert!(WtPeer::connect_with(&server, wrong, options).await.is_err());
+    // The page names its line (for a proxy that sends each line to one instance): the same
+    // answer; a line that is not a line id gets /ws's reason; the key still comes first.
+    let with_line = server
+        .get(
+            &format!("/webtransport?apikey={}&line={line}", server.key.expose()),
+            &[],
+        )
+        .await;
+    assert_eq!(with_line.status, 200);
+    assert_eq!(with_line.body_text(), response.body_text());
+    let bad = server
+        .get(
+            &format!("/webtransport?apikey={}&line=nope", server.key.expose()),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body_text()),
+        (400, "line must be 22 characters of base64url\n".to_owned())
+    );
+    let response = server
+        .get("/webtransport?apikey=wrong&line=nope", &[])
+        .await;
+    assert_eq!(response.status, 401);
+}
+
+#[tokio::test]
+async fn the_page_is_told_the_public_port_and_may_open_every_instances() {
+    let mut cfg = config();
+    cfg.webtransport_public_port = Some(8443);
+    cfg.webtransport_scaleout_ports = vec![8443, 8444];
+    let server = start(cfg);
+    let (port, _) = pinned(&server).await;
+    assert_eq!(port, 8443);
+    let page = server.get("/", &[]).await;
+    let csp = page
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-security-policy"))
+        .map(|(_, v)| v.clone())
+        .expect("a policy");
+    let host = server.addr.ip();
+    assert!(
+        csp.contains(&format!(
+            "connect-src 'self' https://{host}:8443 https://{host}:8444;"
+        )),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains(&format!(":{}", server.wt_addr.port())),
+        "{csp}"
+    );
 }
 
 #[tokio::test]
@@ -369,6 +421,20 @@ async fn too_many_sessions_from_one_address_get_429() {
         metric(&server, "line_upgrades_refused_total{status=\"429\"}").await,
         1
     );
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_own_address_is_not_capped() {
+    // Sessions through a UDP forwarder all come from its address; it counts them per client.
+    let mut cfg = config();
+    cfg.limits.sockets_per_client = 2;
+    cfg.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a block")];
+    let server = start(cfg);
+    let mut peers = Vec::new();
+    for _ in 0..4 {
+        // Each accepted, where the third would get 429 from any other address.
+        peers.push(WtPeer::join(&server, random_line(), RelayMessage::Waiting).await);
+    }
 }
 
 #[tokio::test]
