@@ -28,7 +28,8 @@ COPY --from=build /src/dist/line-server /usr/local/bin/line-server
 # default paths (/tmp/fullchain.pem, /tmp/privkey.pem) that line-server falls back to.
 ENV PORT=443
 # HTTPS on TCP, WebTransport on UDP, by default the same number (WEBTRANSPORT_PORT moves the
-# latter; the README's run line publishes it with the same number outside).
+# latter; the README's run line publishes it under another number and names that one with
+# WEBTRANSPORT_PUBLIC_PORT).
 EXPOSE 443 443/udp
 # A non-root user (distroless "nonroot"). Binding 443 needs no capability: Docker (20.10+), Podman
 # and containerd 2 set net.ipv4.ip_unprivileged_port_start=0 in each container's own network

@@ -8,8 +8,8 @@
 #   scripts/docker-test.sh --full   the whole `docker build .`, compiling everything inside
 #                                   (`just test-docker-build`)
 #
-# then `docker run -d --rm -p <free port>:443 -p <udp port>:<udp port>/udp -e APIKEY -e SITEURL
-# -e WEBTRANSPORT_PORT -v <fullchain>:/tmp/fullchain.pem:ro -v <privkey>:/tmp/privkey.pem:ro
+# then `docker run -d --rm -p <free port>:443 -p <udp port>:443/udp -e APIKEY -e SITEURL
+# -e WEBTRANSPORT_PUBLIC_PORT -v <fullchain>:/tmp/fullchain.pem:ro -v <privkey>:/tmp/privkey.pem:ro
 # line.example.com/line` and checks, through the published ports: the page and the wasm bundle over
 # HTTPS, a call of two WebSocket peers and one of a WebTransport peer (UDP, the container's HTTPS
 # certificate) with a WebSocket peer (server/tests/container.rs),
@@ -204,8 +204,8 @@ free_port() {
   done
 }
 port=$(free_port)
-# WebTransport's UDP port: the same number inside and out, since /webtransport names the port the
-# server listens on (README, "A container").
+# WebTransport's UDP port: 443 inside, another number outside, which WEBTRANSPORT_PUBLIC_PORT makes
+# /webtransport name (README, "A container").
 while :; do
   uport=$((20000 + RANDOM % 40000))
   [ "$uport" != "$port" ] && ! ss -Huln "sport = :$uport" | grep -q . && break
@@ -215,8 +215,8 @@ apikey=$("$DOCKER" run --rm "$image" generate-apikey 2>"$work/run.err") \
   || { cat "$work/run.err" >&2; fail "the image cannot run line-server generate-apikey"; }
 container=line-test-$$
 # -e NAME passes the value from this environment: the key never sits on a command line.
-container_id=$(APIKEY=$apikey SITEURL=$site WEBTRANSPORT_PORT=$uport "$DOCKER" run -d --rm --name "$container" \
-  -p "$port:443" -p "$uport:$uport/udp" -e APIKEY -e SITEURL -e WEBTRANSPORT_PORT \
+container_id=$(APIKEY=$apikey SITEURL=$site WEBTRANSPORT_PUBLIC_PORT=$uport "$DOCKER" run -d --rm --name "$container" \
+  -p "$port:443" -p "$uport:443/udp" -e APIKEY -e SITEURL -e WEBTRANSPORT_PUBLIC_PORT \
   -v "$work/tls/fullchain.pem:/tmp/fullchain.pem:ro" -v "$work/tls/privkey.pem:/tmp/privkey.pem:ro" \
   "$image" 2>"$work/run.err") || { cat "$work/run.err" >&2; fail "docker run failed"; }
 started_at=$("$DOCKER" inspect -f '{{.State.StartedAt}}' "$container")

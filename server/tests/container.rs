@@ -11,8 +11,8 @@
 //! - `LINE_CONTAINER_CA`: the PEM certificate the container serves (self-signed, the only root);
 //! - `LINE_CONTAINER_APIKEY`: the container's `APIKEY`;
 //! - `LINE_CONTAINER_SEED` (optional): the seed of the frame sizes, printed by every run;
-//! - `LINE_CONTAINER_WT_PORT`: the UDP port published for WebTransport, the same number inside the
-//!   container (`WEBTRANSPORT_PORT`) and out, since `/webtransport` names the one it listens on.
+//! - `LINE_CONTAINER_WT_PORT`: the UDP port published for WebTransport (443 inside the container),
+//!   which `/webtransport` names since the run line sets it as `WEBTRANSPORT_PUBLIC_PORT`.
 //!
 //! A plain `cargo test` has no container to call, so the test is ignored there.
 
