@@ -13,7 +13,7 @@ use crate::common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_line-server");
 
 /// Every environment variable the server reads its configuration from.
-const CONFIG_VARS: [&str; 15] = [
+const CONFIG_VARS: [&str; 19] = [
     "APIKEY",
     "SITEURL",
     "PORT",
@@ -29,6 +29,10 @@ const CONFIG_VARS: [&str; 15] = [
     "QUEUE_BUDGET_MIB",
     "WWW",
     "LOG_LEVEL",
+    "WEBTRANSPORT_PORT",
+    "WEBTRANSPORT_PUBLIC_PORT",
+    "WEBTRANSPORT_SCALEOUT_PORTS",
+    "NO_WEBTRANSPORT",
 ];
 
 fn command() -> Command {
