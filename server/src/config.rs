@@ -142,8 +142,10 @@ pub struct Limits {
     /// TCP connections one client address (IPv4 address, IPv6 /64) may hold at once; 0 is no
     /// cap. Trusted proxies are exempt: their clients are counted at `/ws`.
     pub connections_per_client: usize,
-    /// WebSockets one client address may hold at once (behind trusted proxies, the address
-    /// they forward); 0 is no cap. Every line needs a socket, so this caps lines too.
+    /// WebSockets and WebTransport sessions one client address may hold at once (behind
+    /// trusted proxies, the address they forward); 0 is no cap. Every line needs one, so this
+    /// caps lines too. A trusted proxy's own address is exempt: a UDP forwarder cannot pass on
+    /// its clients' addresses, and counts them itself.
     pub sockets_per_client: usize,
     /// A socket alone on its line for this long is closed (code 4410): nobody came.
     pub max_wait_alone: Duration,
@@ -153,6 +155,11 @@ pub struct Limits {
     /// outbox is empty, it writes. Small, so a stalled receiver's backlog sits in the outbox
     /// (bounded, drop-oldest) and not in a per-socket buffer.
     pub write_buffer: usize,
+    /// QUIC handshakes in progress at once past which a new client must first prove it receives
+    /// at its address (a QUIC Retry, one more round trip): below it connections start at once;
+    /// above it, as in a flood of Initial packets from forged addresses, each costs the endpoint
+    /// no state and no signature until its address is proven. 0: always.
+    pub handshakes_before_retry: usize,
     /// Bytes of datagrams QUIC may hold for one WebTransport peer before the relay waits; small,
     /// so a slow receiver's backlog sits in its outbox (bounded, drop-oldest) as on WebSockets.
     pub datagram_send_buffer: usize,
@@ -193,6 +200,8 @@ impl Default for Limits {
             max_wait_alone: Duration::from_secs(3 * 60 * 60),
             queue_budget: 64 * 1024 * 1024,
             write_buffer: 0,
+            // Far more than people start calls at once on one relay; a flood passes it at once.
+            handshakes_before_retry: 64,
             // About three 1200-byte datagrams: each waits at most a few packets behind others.
             datagram_send_buffer: 4 * 1024,
             refusal_log_lines: 20,

@@ -54,6 +54,7 @@ pub struct Metrics {
     refused: [AtomicU64; REFUSED_STATUSES.len()],
     closed_by_server: AtomicU64,
     slots_taken_over: AtomicU64,
+    webtransport_retries: AtomicU64,
 }
 
 impl Metrics {
@@ -76,6 +77,11 @@ impl Metrics {
     /// A participant's new connection took over its slot from its old one.
     pub fn slot_taken_over(&self) {
         self.slots_taken_over.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A QUIC client was asked to prove its address before its handshake (a Retry).
+    pub fn webtransport_retry(&self) {
+        self.webtransport_retries.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The number of lines with at least one peer changed.
@@ -185,6 +191,12 @@ impl Metrics {
             "counter",
             "Slots a participant's new connection took over from its old one (a changed network).",
             load(&self.slots_taken_over),
+        );
+        single(
+            "line_webtransport_retries_total",
+            "counter",
+            "QUIC clients asked to prove their address first (Retry), with many handshakes under way.",
+            load(&self.webtransport_retries),
         );
         let _ = writeln!(
             out,

@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
@@ -106,6 +107,7 @@ pub(crate) async fn serve(
         pinned = issued.pinned_hash.is_some(),
         "webtransport listening"
     );
+    let handshaking = Arc::new(AtomicUsize::new(0));
     let mut renew = tokio::time::interval(RENEW_CHECK);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stamps = source.stamps();
@@ -135,12 +137,22 @@ pub(crate) async fn serve(
                 }
             }
             incoming = endpoint.accept() => {
+                if !incoming.remote_address_validated()
+                    && handshaking.load(Ordering::Relaxed) >= limits.handshakes_before_retry
+                {
+                    state.metrics.webtransport_retry();
+                    incoming.retry();
+                    continue;
+                }
+                let handshake = Handshake::start(&handshaking);
                 let span = tracing::info_span!(
                     "webtransport",
                     peer = %incoming.remote_address().ip().to_canonical()
                 );
                 let tracker = state.sockets.clone();
-                tracker.spawn(handle(Arc::clone(&state), incoming, https_port).instrument(span));
+                tracker.spawn(
+                    handle(Arc::clone(&state), incoming, https_port, handshake).instrument(span),
+                );
             }
         }
     }
@@ -152,10 +164,34 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// One QUIC connection between its first packet and its session request, counted while it
+/// lasts.
+struct Handshake(Arc<AtomicUsize>);
+
+impl Handshake {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One incoming QUIC connection, from handshake to the end of its session.
-async fn handle(state: Arc<AppState>, incoming: IncomingSession, https_port: u16) {
+async fn handle(
+    state: Arc<AppState>,
+    incoming: IncomingSession,
+    https_port: u16,
+    handshake: Handshake,
+) {
     let timeout = state.config.limits.header_timeout;
-    let request = match tokio::time::timeout(timeout, incoming).await {
+    let request = tokio::time::timeout(timeout, incoming).await;
+    drop(handshake);
+    let request = match request {
         Ok(Ok(request)) => request,
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "webtransport handshake failed");

@@ -438,6 +438,29 @@ async fn a_trusted_proxys_own_address_is_not_capped() {
 }
 
 #[tokio::test]
+async fn with_many_handshakes_under_way_clients_prove_their_address_first() {
+    // A threshold of 0: every new client is in the "flood" and gets a Retry first.
+    let mut cfg = config();
+    cfg.limits.handshakes_before_retry = 0;
+    let server = start(cfg);
+    let line = random_line();
+    let a = WtPeer::join(&server, line, RelayMessage::Waiting).await;
+    let b = WtPeer::join(&server, line, RelayMessage::PeerJoined).await;
+    let f = frame(1, 0, 100);
+    a.send(&f);
+    assert_eq!(b.next_datagram().await, f);
+    assert_eq!(
+        metric(&server, "line_webtransport_retries_total").await,
+        2,
+        "each client retried once, then was let in"
+    );
+    // The default lets calls start without the extra round trip.
+    let server = start(config());
+    let _c = WtPeer::join(&server, random_line(), RelayMessage::Waiting).await;
+    assert_eq!(metric(&server, "line_webtransport_retries_total").await, 0);
+}
+
+#[tokio::test]
 async fn rule_breakers_and_replaced_sessions_are_closed_with_the_websocket_codes() {
     let server = start(config());
     // Not an SFrame frame.
