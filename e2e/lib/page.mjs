@@ -56,11 +56,14 @@ export const stats = (person) => person.page.evaluate(() => window.line.stats())
 /**
  * The other person's audio as this page plays it: the remote node tapped with an AnalyserNode,
  * Goertzel amplitude around each frequency (the strongest within ±1.5 %, since the jitter buffer
- * trims the speed by up to a few hundred ppm), the best of `rounds` windows of 32768 samples.
+ * trims the speed by up to a few hundred ppm), the best of `rounds` windows of 32768 samples a
+ * quarter of a second apart: two seconds, so that the dropouts of a loaded machine (two browsers
+ * at 2.5 ms frames on two cores) still leave one whole window, while a tone not played at all, or
+ * played off pitch, is in none.
  * The page only copies the samples out; the search runs here, so that the page's main thread
  * stays free (a Firefox worker's WebSocket sends nothing while it is busy).
  */
-export async function hear(person, freqs, rounds = 4) {
+export async function hear(person, freqs, rounds = 8) {
   const { rate, windows } = await person.page.evaluate(async (rounds) => {
     const ctx = window.line.audioContext;
     const an = ctx.createAnalyser();

@@ -1,7 +1,7 @@
 // Sample-exact recording of what a page plays: an AudioWorklet tap (`tap.js`, served beside the
 // page by `server.mjs`) on `window.line.remoteNode` that keeps blocks of the samples it sees, and
 // the engine's counters around each block (what the buffer did to the audio: edits,
-// concealment, losses), for the fidelity analysis.
+// concealment, losses) and its clock-drift correction, for the fidelity analysis.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -52,7 +52,11 @@ export async function startRecording(page, blocks, seconds) {
   }, { blocks, seconds });
 }
 
-/** Waits for `count` blocks, then returns `{ rate, blocks: [{ samples: Float32Array, counted }] }`. */
+/**
+ * Waits for `count` blocks, then returns `{ rate, blocks: [{ samples: Float32Array, counted,
+ * correctionPpm }] }`: `counted` the counters' changes around each block, `correctionPpm` the
+ * engine's clock-drift correction (`resampleRatioPpm`) before and after it.
+ */
 export async function collect(page, count, timeout) {
   await page.waitForFunction((n) => window.__recording.blocks.filter((b) => b.data).length === n, count, { timeout });
   // The counters reach the page up to a report interval late: read them well after the end.
@@ -80,13 +84,18 @@ export async function collect(page, count, timeout) {
         return {
           data: toBase64(b.data),
           counted: Object.fromEntries(counted.map((k) => [k, (s1[k] ?? 0) - (s0[k] ?? 0)])),
+          correctionPpm: [s0.resampleRatioPpm ?? 0, s1.resampleRatioPpm ?? 0],
         };
       }),
     };
   }, { counted: COUNTED, AFTER_MS });
   return {
     rate: raw.rate,
-    blocks: raw.blocks.map((b) => ({ samples: new Float32Array(Buffer.from(b.data, 'base64').buffer.slice(0)), counted: b.counted })),
+    blocks: raw.blocks.map((b) => ({
+      samples: new Float32Array(Buffer.from(b.data, 'base64').buffer.slice(0)),
+      counted: b.counted,
+      correctionPpm: b.correctionPpm,
+    })),
   };
 }
 
