@@ -460,7 +460,7 @@ impl Shell {
             Some(Connection::WebTransport(session)) => {
                 while let Some(out) = self.engine.poll_transmit() {
                     if out.is_audio && !session.has_room(DATAGRAM_BACKLOG) {
-                        self.engine.dropped_outgoing();
+                        self.engine.dropped_outgoing(&out);
                         continue;
                     }
                     session.send(&out.bytes);
@@ -479,7 +479,7 @@ impl Shell {
                     .engine
                     .admits_audio(u64::from(socket.ws.buffered_amount()))
             {
-                self.engine.dropped_outgoing();
+                self.engine.dropped_outgoing(&out);
                 continue;
             }
             if socket.ws.send_with_u8_array(&out.bytes).is_ok() {
