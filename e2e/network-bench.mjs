@@ -4,7 +4,7 @@
 // 10 ms on a WebSocket, the longest that fit a datagram on WebTransport, 2.5 ms at 200 kHz).
 // Reported per direction, never judged: mouth-to-ear p50/p95 (each engine's estimate, sampled
 // every 250 ms once the call settled), concealed frames and concealed milliseconds a minute (the
-// transports' frames differ in length), underruns, frames lost. Written to
+// transports' frames differ in length), underruns, frames lost and frames rebuilt. Written to
 // target/bench/network.json for scripts/bench-summary.mjs. Needs root, `just build`, and
 // `cargo build --release -p line-netem -p line-loadgen`.
 //
@@ -72,6 +72,8 @@ function figures(points, seconds, frameMs) {
     concealedFramesPerMinute: round((last.framesConcealed - first.framesConcealed) / minutes),
     concealedMsPerMinute: round(((last.framesConcealed - first.framesConcealed) * frameMs) / minutes),
     underruns: last.underruns - first.underruns,
+    // Frames lost on the way and rebuilt from repair frames (WebTransport), a minute.
+    repairedFramesPerMinute: round((last.framesRepaired - first.framesRepaired) / minutes),
     framesReceived: last.framesReceived,
     seconds,
   };

@@ -108,7 +108,7 @@ function showStats(s) {
   set('jitterDepthMs', `${s.jitterDepthMs.toFixed(1)} ms (target ${s.jitterTargetMs.toFixed(0)} ms)`);
   set('mouthToEarMs', fmtMs(s.mouthToEarMs));
   set('frames', `${s.framesSent} / ${s.framesReceived}`);
-  set('lossConcealed', `${s.framesLost} / ${s.framesConcealed}`);
+  set('lossConcealed', `${s.framesLost} / ${s.framesRepaired} / ${s.framesConcealed}`);
   set('framesDropped', String(s.framesDropped));
   set('decryptFailures', `${s.decryptFailures} / ${s.replays}`);
   set('underruns', String(s.underruns));

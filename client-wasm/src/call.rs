@@ -19,8 +19,11 @@ use line_protocol::binding::{Binding, OpenError};
 use line_protocol::header::Header;
 use line_protocol::jitter::{JitterBuffer, JitterConfig};
 use line_protocol::leaf::LeafKey;
-use line_protocol::payload::{AUDIO_HEADER_LEN, Audio, Bye, Hello, Payload, Ping};
+use line_protocol::payload::{
+    AUDIO_HEADER_LEN, Audio, Bye, Hello, Payload, Ping, REPAIR_HEADER_LEN,
+};
 use line_protocol::pcm;
+use line_protocol::repair::{GROUP, RepairDecoder, RepairEncoder};
 use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender, TAG_LEN};
 
 use crate::messages::Stats;
@@ -35,13 +38,14 @@ const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 3;
 /// The client name sent in Hello.
 const CLIENT_NAME: &str = "line-web";
 
-/// The longest frame duration, no longer than `wanted`, whose audio frames at `rate` Hz are at
-/// most `max_len` bytes whatever their header, or `None` when even the shortest is longer. On
-/// datagrams, where a frame must fit one (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes 2.5 ms frames
-/// and 48 kHz 10 ms; above about 208 kHz no frame fits.
+/// The longest frame duration, no longer than `wanted`, whose audio frames at `rate` Hz, and the
+/// repair frames that protect them, are at most `max_len` bytes whatever their header, or `None`
+/// when even the shortest is longer. On datagrams, where a frame must fit one
+/// (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes 2.5 ms frames and 48 kHz 10 ms; above about
+/// 208 kHz no frame fits.
 #[must_use]
 pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<FrameDuration> {
-    let overhead = Header::MAX_LEN + AUDIO_HEADER_LEN + TAG_LEN;
+    let overhead = Header::MAX_LEN + AUDIO_HEADER_LEN.max(REPAIR_HEADER_LEN) + TAG_LEN;
     FrameDuration::ALL
         .into_iter()
         .filter(|d| d.micros() <= wanted.micros())
@@ -65,8 +69,11 @@ pub struct CallConfig {
 pub struct Outgoing {
     /// The SFrame frame.
     pub bytes: Vec<u8>,
-    /// Audio may be dropped when the uplink is behind; control frames (Ping, Hello, Bye) may not.
+    /// Audio, and the repair frames that protect it, may be dropped when the uplink is behind;
+    /// control frames (Ping, Hello, Bye) may not.
     pub is_audio: bool,
+    /// A repair frame (see [`line_protocol::repair`]): dropped like audio, not counted as audio.
+    pub is_repair: bool,
 }
 
 /// Something that happened in the call that the engine should act on.
@@ -130,6 +137,8 @@ pub struct Call {
     pending: Vec<f32>,
     scratch_pcm: Vec<u8>,
     scratch_plain: Vec<u8>,
+    /// The repair payload to seal after the audio frame that completed its group.
+    scratch_repair: Vec<u8>,
     scratch_decrypted: Vec<u8>,
     scratch_samples: Vec<f32>,
     /// Running index of the next sample this side sends.
@@ -138,6 +147,14 @@ pub struct Call {
     /// Audio goes out only while the relay says the other person is there.
     peer_present: bool,
     incoming: Option<Incoming>,
+    /// Makes repair frames for this connection's audio (on datagrams), or none.
+    repair_encoder: Option<RepairEncoder>,
+    /// Whether the next connection sends repair frames.
+    send_repair: bool,
+    /// Rebuilds the other side's lost frames, and the KID of the stream it holds.
+    repair_decoder: RepairDecoder,
+    repair_kid: Option<u64>,
+    scratch_rebuilt: Vec<u8>,
     outgoing: VecDeque<Outgoing>,
     events: VecDeque<CallEvent>,
     next_ping_us: u64,
@@ -178,12 +195,18 @@ impl Call {
             pending: Vec::new(),
             scratch_pcm: Vec::new(),
             scratch_plain: Vec::new(),
+            scratch_repair: Vec::new(),
             scratch_decrypted: Vec::new(),
             scratch_samples: Vec::new(),
             next_sample: 0,
             muted: false,
             peer_present: false,
             incoming: None,
+            repair_encoder: None,
+            send_repair: false,
+            repair_decoder: RepairDecoder::new(),
+            repair_kid: None,
+            scratch_rebuilt: Vec::new(),
             outgoing: VecDeque::new(),
             events: VecDeque::new(),
             next_ping_us: 0,
@@ -210,9 +233,16 @@ impl Call {
         self.stats.frame_ms = frame.millis();
     }
 
+    /// Whether the next connection follows every [`GROUP`] audio frames with a repair frame
+    /// that rebuilds any one of them: on datagrams, where a frame may be lost; not over TCP.
+    pub fn set_repair(&mut self, on: bool) {
+        self.send_repair = on;
+    }
+
     /// A new connection with a fresh 64-bit `kid`: new sender keys, and a Hello to send first.
     pub fn connected(&mut self, now_us: u64, kid: u64) {
         self.sender = Some(FrameSender::new(&self.leaf, kid));
+        self.repair_encoder = self.send_repair.then(|| RepairEncoder::new(GROUP));
         // A relay that reflects our own frames must not make us hear ourselves.
         self.receiver.refuse_kid(kid);
         self.binding.connected(kid);
@@ -311,20 +341,41 @@ impl Call {
         } else {
             pcm::f32_to_i16le(&self.pending[start..start + len], &mut self.scratch_pcm);
         }
-        let audio = Payload::Audio(Audio {
+        let audio = Audio {
             sample_rate: self.config.wire_rate,
             channels: CHANNELS,
             first_sample: self.next_sample,
             capture_time_us,
             pcm: &self.scratch_pcm,
-        });
+        };
         self.next_sample += len as u64;
         self.scratch_plain.clear();
-        audio.encode(&mut self.scratch_plain);
+        Payload::Audio(audio).encode(&mut self.scratch_plain);
+        self.scratch_repair.clear();
+        if let Some(repair) = self
+            .repair_encoder
+            .as_mut()
+            .and_then(|encoder| encoder.handle_audio(&audio))
+        {
+            Payload::Repair(repair).encode(&mut self.scratch_repair);
+        }
+        let Some(bytes) = self.seal(true) else {
+            return;
+        };
+        self.outgoing.push_back(Outgoing {
+            bytes,
+            is_audio: true,
+            is_repair: false,
+        });
+        if self.scratch_repair.is_empty() {
+            return;
+        }
+        core::mem::swap(&mut self.scratch_plain, &mut self.scratch_repair);
         if let Some(bytes) = self.seal(true) {
             self.outgoing.push_back(Outgoing {
                 bytes,
                 is_audio: true,
+                is_repair: true,
             });
         }
     }
@@ -349,6 +400,7 @@ impl Call {
             self.outgoing.push_back(Outgoing {
                 bytes,
                 is_audio: false,
+                is_repair: false,
             });
         }
     }
@@ -401,16 +453,18 @@ impl Call {
     /// The next frame to send.
     pub fn poll_transmit(&mut self) -> Option<Outgoing> {
         let frame = self.outgoing.pop_front()?;
-        if frame.is_audio {
+        if frame.is_audio && !frame.is_repair {
             self.stats.frames_sent += 1;
         }
         Some(frame)
     }
 
-    /// The worker could not send an audio frame because the uplink is behind.
-    pub fn dropped_outgoing(&mut self) {
-        self.stats.frames_sent -= 1;
-        self.stats.frames_dropped += 1;
+    /// The worker could not send `frame`, an audio or repair frame, because the uplink is behind.
+    pub fn dropped_outgoing(&mut self, frame: &Outgoing) {
+        if !frame.is_repair {
+            self.stats.frames_sent -= 1;
+            self.stats.frames_dropped += 1;
+        }
     }
 
     /// What happened, for the engine to act on.
@@ -425,7 +479,15 @@ impl Call {
             Ok((header, payload)) => {
                 self.decrypted_since_join += 1;
                 match payload {
-                    Payload::Audio(audio) => self.receive_audio(now_us, header.kid, &audio),
+                    Payload::Audio(audio) => {
+                        self.receive_audio(now_us, header.kid, &audio, false);
+                        self.repair_stream(header.kid).handle_audio(&audio);
+                        self.receive_rebuilt(now_us, header.kid);
+                    }
+                    Payload::Repair(repair) => {
+                        self.repair_stream(header.kid).handle_repair(&repair);
+                        self.receive_rebuilt(now_us, header.kid);
+                    }
                     Payload::Ping(ping) => self.send_control(&Payload::Pong(ping)),
                     Payload::Pong(pong) if pong.id == self.ping_id => {
                         self.stats.rtt_ms =
@@ -453,9 +515,30 @@ impl Call {
         self.scratch_decrypted = plain;
     }
 
-    fn receive_audio(&mut self, now_us: u64, kid: u64, audio: &Audio<'_>) {
+    /// The repair decoder, for the stream of sender `kid`: a new sender starts it afresh.
+    fn repair_stream(&mut self, kid: u64) -> &mut RepairDecoder {
+        if self.repair_kid != Some(kid) {
+            self.repair_kid = Some(kid);
+            self.repair_decoder.reset();
+        }
+        &mut self.repair_decoder
+    }
+
+    /// Plays the frames the repair decoder rebuilt from sender `kid`'s frames.
+    fn receive_rebuilt(&mut self, now_us: u64, kid: u64) {
+        let mut pcm = core::mem::take(&mut self.scratch_rebuilt);
+        while let Some(audio) = self.repair_decoder.poll_rebuilt(&mut pcm) {
+            self.receive_audio(now_us, kid, &audio, true);
+        }
+        self.scratch_rebuilt = pcm;
+    }
+
+    /// An audio frame received, or `rebuilt` from the others and a repair frame.
+    fn receive_audio(&mut self, now_us: u64, kid: u64, audio: &Audio<'_>, rebuilt: bool) {
         if audio.channels != CHANNELS || audio.pcm.len() < 2 {
-            self.refuse_audio(audio);
+            if !rebuilt {
+                self.refuse_audio(audio);
+            }
             return;
         }
         let samples = audio.pcm.len() / 2;
@@ -463,6 +546,10 @@ impl Call {
             Some(incoming) => incoming.rate != audio.sample_rate || incoming.kid != kid,
             None => true,
         };
+        if fresh && rebuilt {
+            // Only a received frame starts a stream.
+            return;
+        }
         if fresh {
             let config = JitterConfig::new(audio.sample_rate, self.config.context_rate, samples);
             let Ok(jitter) = JitterBuffer::new(config) else {
@@ -488,15 +575,26 @@ impl Call {
         {
             let gap = audio.first_sample - expected;
             self.stats.frames_lost += gap.div_ceil(incoming.frame_samples as u64);
+        } else if rebuilt && incoming.next_sample.is_some_and(|n| audio.first_sample < n) {
+            // It fills a gap counted as lost when the frame after it arrived.
+            self.stats.frames_lost = self.stats.frames_lost.saturating_sub(1);
         }
         if let Some(end) = end {
             incoming.next_sample = Some(incoming.next_sample.map_or(end, |n| n.max(end)));
         }
         self.scratch_samples.resize(samples, 0.0);
         pcm::i16le_to_f32(&audio.pcm[..2 * samples], &mut self.scratch_samples);
+        // A rebuilt frame arrives when the last frame of its group and the repair have: the
+        // jitter buffer takes that as its arrival, so that its delay comes to cover the wait
+        // (up to three frames) when frames are often lost, and rebuilt frames are in time.
         incoming
             .jitter
             .push(now_us, audio.first_sample, &self.scratch_samples);
+        if rebuilt {
+            self.stats.frames_repaired += 1;
+            // The age of a frame that waited for others says nothing of the network's delay.
+            return;
+        }
         self.stats.frames_received += 1;
         self.stats.peer_rate = audio.sample_rate;
         // The frame's first sample plays once what is held ahead of it in the jitter buffer
@@ -768,6 +866,80 @@ mod tests {
         let mut out = vec![1.0; FRAME];
         b.play(50_000, &mut out);
         assert!(out.iter().all(|s| s.abs() < 1e-6), "muted audio is silence");
+    }
+
+    #[test]
+    fn on_datagrams_lost_frames_are_rebuilt_exactly_and_not_concealed() {
+        // 2.5 ms frames, as on datagrams, sent four at a time (a worker wakes every 10 ms or
+        // so): a group and its repair arrive together, and every rebuilt frame is in time.
+        let mut rng = line_protocol::testing::Rng::from_env();
+        let short = CallConfig {
+            frame: FrameDuration::Ms2_5,
+            ..config(RATE)
+        };
+        let frame = FrameDuration::Ms2_5.samples(RATE) as u64;
+        let mut a = Call::new(short, LeafKey::from_random([7; 32]));
+        let mut b = Call::new(short, LeafKey::from_random([7; 32]));
+        a.set_repair(true);
+        a.connected(0, 0xA);
+        b.connected(0, 0xB);
+        a.peer_joined();
+        b.peer_joined();
+        while let Some(out) = a.poll_transmit() {
+            b.receive(0, &out.bytes);
+        }
+        while let Some(out) = b.poll_transmit() {
+            a.receive(0, &out.bytes);
+        }
+        // A frame at a time, 5 % of datagrams lost after the first second; what is lost, and
+        // whether each group of four frames and its repair lost just one audio frame.
+        let (mut lost_audio, mut rebuildable, mut in_group) = (0u64, 0u64, Vec::new());
+        let mut heard = Vec::new();
+        for step in 0..1_000u64 {
+            let now = step * 10_000;
+            a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
+            while let Some(out) = a.poll_transmit() {
+                let lost = step > 100 && rng.unit() < 0.05;
+                if out.is_audio {
+                    in_group.push((out.is_repair, lost));
+                }
+                if out.is_repair {
+                    let lost_here = in_group.iter().filter(|(_, l)| *l).count();
+                    if lost_here == 1 && in_group.iter().any(|&(r, l)| l && !r) {
+                        rebuildable += 1;
+                    }
+                    in_group.clear();
+                }
+                if lost {
+                    lost_audio += u64::from(out.is_audio && !out.is_repair);
+                } else {
+                    b.receive(now, &out.bytes);
+                }
+            }
+            let mut out = vec![0.0; FRAME];
+            b.play(now, &mut out);
+            heard.extend_from_slice(&out);
+        }
+        let stats = b.stats();
+        assert_eq!(a.stats().frames_sent, 4_000);
+        assert!(lost_audio > 40, "{lost_audio}");
+        assert_eq!(stats.frames_repaired, rebuildable, "{stats:?}");
+        assert_eq!(stats.frames_lost, lost_audio - rebuildable, "{stats:?}");
+        // Each frame not rebuilt is made up, and no more: the rebuilt ones play as sent.
+        assert!(
+            stats.samples_concealed <= (lost_audio - rebuildable) * frame,
+            "{rebuildable} of {lost_audio} lost frames rebuildable: {stats:?}"
+        );
+        assert!(heard.iter().any(|v| *v != 0.0), "B played audio");
+    }
+
+    #[test]
+    fn over_a_websocket_no_repair_frames_are_sent() {
+        let (mut a, _b) = pair([7; 32]);
+        a.capture(0, &tone(1000.0, 0, 20 * FRAME, RATE));
+        let sent: Vec<Outgoing> = std::iter::from_fn(|| a.poll_transmit()).collect();
+        assert_eq!(sent.iter().filter(|o| o.is_audio).count(), 20);
+        assert!(sent.iter().all(|o| !o.is_repair));
     }
 
     #[test]

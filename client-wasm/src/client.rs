@@ -71,7 +71,7 @@ export interface LineStats {
   jitterDepthMs: number; jitterTargetMs: number; arrivalJitterMs: number; driftPpm: number;
   driftErrorPpm: number | null; resampleRatioPpm: number; samplesDropped: number;
   samplesInserted: number; edits: number; mouthToEarMs: number;
-  framesSent: number; framesReceived: number; framesLost: number; framesConcealed: number; samplesConcealed: number;
+  framesSent: number; framesReceived: number; framesLost: number; framesRepaired: number; framesConcealed: number; samplesConcealed: number;
   framesDropped: number; framesDiscarded: number; framesRefused: number; decryptFailures: number; underruns: number;
   playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;

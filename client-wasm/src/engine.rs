@@ -387,9 +387,9 @@ impl Engine {
         self.uplink.admits_audio(buffered)
     }
 
-    /// The worker could not send an audio frame because the uplink is behind.
-    pub fn dropped_outgoing(&mut self) {
-        self.call.dropped_outgoing();
+    /// The worker could not send `frame`, an audio or repair frame, because the uplink is behind.
+    pub fn dropped_outgoing(&mut self, frame: &Outgoing) {
+        self.call.dropped_outgoing(frame);
     }
 
     /// Send silence (`true`) or the microphone.
@@ -465,6 +465,9 @@ impl Engine {
             Transport::WebSocket => self.link_frame,
         };
         self.call.set_frame(frame);
+        // Datagrams may be lost, TCP segments are not.
+        self.call
+            .set_repair(self.connecting == Transport::WebTransport);
         self.uplink = Uplink::new(self.wire_rate, frame.micros());
         self.liveness.opened();
         if self.ever_open {
@@ -1429,7 +1432,7 @@ mod tests {
             // The uplink is behind: every audio frame is dropped.
             while let Some(out) = engine.poll_transmit() {
                 if out.is_audio {
-                    engine.dropped_outgoing();
+                    engine.dropped_outgoing(&out);
                 }
             }
             for output in drain(&mut engine) {
@@ -1614,14 +1617,22 @@ mod tests {
         let _peer = in_call(&mut engine, S);
         // 40 ms at the context's 48 kHz: 16 frames of 2.5 ms at 200 kHz.
         wake(&mut engine, S + 10_000, &[0.25; 1_920], 0);
-        let sizes: Vec<usize> = std::iter::from_fn(|| engine.poll_transmit())
+        let sent: Vec<(bool, usize)> = std::iter::from_fn(|| engine.poll_transmit())
             .filter(|o| o.is_audio)
-            .map(|o| o.bytes.len())
+            .map(|o| (o.is_repair, o.bytes.len()))
             .collect();
-        assert!((15..=16).contains(&sizes.len()), "{sizes:?}");
+        let audio = sent.iter().filter(|(repair, _)| !repair).count();
+        assert!((15..=16).contains(&audio), "{sent:?}");
+        // Every fourth audio frame is followed by the repair frame of its group.
+        let repairs: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].0).collect();
+        assert_eq!(repairs.len(), audio / 4, "{sent:?}");
         assert!(
-            sizes.iter().all(|&n| n <= MAX_DATAGRAM_FRAME_LEN),
-            "{sizes:?}"
+            repairs.iter().enumerate().all(|(k, &i)| i == 5 * k + 4),
+            "{sent:?}"
+        );
+        assert!(
+            sent.iter().all(|&(_, n)| n <= MAX_DATAGRAM_FRAME_LEN),
+            "{sent:?}"
         );
         let outputs = drain(&mut engine);
         let stats = stats_of(&outputs).expect("stats");

@@ -267,8 +267,11 @@ pub struct Stats {
     pub frames_sent: u64,
     /// Audio frames received and decrypted.
     pub frames_received: u64,
-    /// Audio frames never received (gaps in the sender's sample index).
+    /// Audio frames never received (gaps in the sender's sample index) and not rebuilt.
     pub frames_lost: u64,
+    /// Audio frames lost on the way and rebuilt from the others and a repair frame (on
+    /// WebTransport datagrams).
+    pub frames_repaired: u64,
     /// Frames' worth of audio the jitter buffer made up (rounded up over the call: a
     /// concealment shorter than a frame may not move it; `samples_concealed` always does).
     pub frames_concealed: u64,

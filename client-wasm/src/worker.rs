@@ -33,6 +33,11 @@ const WAKE_TIMEOUT_MS: f64 = 20.0;
 /// Datagrams that may wait in the browser's queue before audio is dropped: 120 ms of 2.5 ms
 /// frames, the most a WebSocket's backlog may hold too (`uplink::CAP_US`).
 const DATAGRAM_BACKLOG: f64 = 48.0;
+/// Datagrams that may wait in the browser's queue before repair frames are dropped (two wakes'
+/// frames, 20 ms): repair uses only the room audio leaves. A browser's QUIC sender slows down on
+/// a lossy path (its congestion control takes loss for congestion), and then every repair frame
+/// sent would push an audio frame out of the queue.
+const REPAIR_BACKLOG: f64 = 8.0;
 
 thread_local! {
     /// The worker's one engine and its message handler, for the worker's lifetime.
@@ -459,8 +464,13 @@ impl Shell {
             Some(Connection::WebSocket(socket)) if socket.opened => socket,
             Some(Connection::WebTransport(session)) => {
                 while let Some(out) = self.engine.poll_transmit() {
-                    if out.is_audio && !session.has_room(DATAGRAM_BACKLOG) {
-                        self.engine.dropped_outgoing();
+                    let backlog = if out.is_repair {
+                        REPAIR_BACKLOG
+                    } else {
+                        DATAGRAM_BACKLOG
+                    };
+                    if out.is_audio && !session.has_room(backlog) {
+                        self.engine.dropped_outgoing(&out);
                         continue;
                     }
                     session.send(&out.bytes);
@@ -479,7 +489,7 @@ impl Shell {
                     .engine
                     .admits_audio(u64::from(socket.ws.buffered_amount()))
             {
-                self.engine.dropped_outgoing();
+                self.engine.dropped_outgoing(&out);
                 continue;
             }
             if socket.ws.send_with_u8_array(&out.bytes).is_ok() {

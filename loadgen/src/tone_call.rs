@@ -158,6 +158,10 @@ pub struct TimelinePoint {
     pub frames_sent: u64,
     /// Audio frames received and decrypted so far.
     pub frames_received: u64,
+    /// Audio frames lost on the way, and not rebuilt, so far.
+    pub frames_lost: u64,
+    /// Audio frames lost on the way and rebuilt from a repair frame so far.
+    pub frames_repaired: u64,
     /// Samples of the other side's audio made up so far.
     pub samples_concealed: u64,
     /// Frames' worth of the other side's audio made up so far (whole frames, rounded up).
@@ -179,6 +183,8 @@ impl TimelinePoint {
             unix_ms: wall_clock_us() / 1_000,
             frames_sent: stats.frames_sent,
             frames_received: stats.frames_received,
+            frames_lost: stats.frames_lost,
+            frames_repaired: stats.frames_repaired,
             samples_concealed: stats.samples_concealed,
             frames_concealed: stats.frames_concealed,
             frames_discarded: stats.frames_discarded,
@@ -323,6 +329,8 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
         },
         leaf.clone(),
     );
+    // As the page does: repair frames on datagrams, which may be lost.
+    call.set_repair(config.transport == Transport::WebTransport);
     let (sink, mut source, partner_present) = connect(&link, &leaf, config.transport).await?;
     let mut uplink = Sender::start(sink, Uplink::new(rate, frame.micros()));
     call.connected(wall_clock_us(), rand::random());
@@ -457,7 +465,7 @@ impl Sender {
         while let Some(out) = call.poll_transmit() {
             let held = self.buffered.load(Ordering::Relaxed);
             if out.is_audio && !self.uplink.admits_audio(held) {
-                call.dropped_outgoing();
+                call.dropped_outgoing(&out);
                 continue;
             }
             self.buffered

@@ -61,6 +61,7 @@ fn docs_examples() {
             "payload-hello",
             "payload-ping",
             "payload-pong",
+            "payload-repair",
             "sender-base-key",
             "sframe-key",
             "sframe-salt",
@@ -178,6 +179,17 @@ fn docs_examples() {
         decode(&ex["payload-bye"]),
         Payload::Bye(Bye { reason: "hung up" })
     );
+    assert_eq!(
+        decode(&ex["payload-repair"]),
+        Payload::Repair(crate::payload::Repair {
+            sample_rate: 200_000,
+            channels: 1,
+            first_sample: 4000,
+            frames: 4,
+            capture_time_xor: 0x1234,
+            pcm_xor: &[0x00, 0x40, 0x01, 0x80],
+        })
+    );
 
     // Section 6: the relay messages as the table shows them.
     for message in [
@@ -269,6 +281,12 @@ fn wire_constants() -> BTreeMap<&'static str, u64> {
             "payload::AUDIO_HEADER_LEN",
             crate::payload::AUDIO_HEADER_LEN as u64,
         ),
+        (
+            "payload::REPAIR_HEADER_LEN",
+            crate::payload::REPAIR_HEADER_LEN as u64,
+        ),
+        ("repair::GROUP", u64::from(crate::repair::GROUP)),
+        ("repair::MAX_GROUP", u64::from(crate::repair::MAX_GROUP)),
         ("audio::CHANNELS", u64::from(audio::CHANNELS)),
         ("audio::MIN_RATE", u64::from(audio::MIN_RATE)),
         ("audio::MAX_RATE", u64::from(audio::MAX_RATE)),

@@ -38,6 +38,7 @@ pub mod leaf;
 pub mod line_id;
 pub mod payload;
 pub mod pcm;
+pub mod repair;
 pub mod replay;
 pub mod sframe;
 #[cfg(all(feature = "std", any(test, feature = "test-support")))]

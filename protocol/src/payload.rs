@@ -30,11 +30,15 @@ pub const PROTOCOL_VERSION: u16 = VERSION as u16;
 /// Bytes before the PCM of an [`Audio`] payload.
 pub const AUDIO_HEADER_LEN: usize = 23;
 
+/// Bytes before the PCM of a [`Repair`] payload.
+pub const REPAIR_HEADER_LEN: usize = 24;
+
 const TYPE_AUDIO: u8 = 1;
 const TYPE_HELLO: u8 = 2;
 const TYPE_PING: u8 = 3;
 const TYPE_PONG: u8 = 4;
 const TYPE_BYE: u8 = 5;
+const TYPE_REPAIR: u8 = 6;
 
 /// One decoded payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +54,8 @@ pub enum Payload<'a> {
     Pong(Ping),
     /// The sender hangs up.
     Bye(Bye<'a>),
+    /// What rebuilds any one lost frame of a group of audio frames (see [`crate::repair`]).
+    Repair(Repair<'a>),
 }
 
 /// A frame of 16-bit PCM audio.
@@ -65,6 +71,32 @@ pub struct Audio<'a> {
     pub capture_time_us: u64,
     /// Signed 16-bit little-endian samples, channels interleaved.
     pub pcm: &'a [u8],
+}
+
+/// The parity of a group of consecutive audio frames of one length: with all of the group's
+/// frames but one, it rebuilds that one exactly (see [`crate::repair`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Repair<'a> {
+    /// The frames' sample rate.
+    pub sample_rate: u32,
+    /// The frames' channels.
+    pub channels: u8,
+    /// The `first_sample` of the group's first frame; frame `i` starts `i` frame lengths later.
+    pub first_sample: u64,
+    /// How many frames the group holds (at least 1).
+    pub frames: u8,
+    /// The XOR of the frames' `capture_time_us`.
+    pub capture_time_xor: u64,
+    /// The XOR of the frames' PCM, all of this length.
+    pub pcm_xor: &'a [u8],
+}
+
+impl Repair<'_> {
+    /// Samples per channel in each frame of the group.
+    #[must_use]
+    pub fn samples_per_channel(&self) -> usize {
+        self.pcm_xor.len() / 2 / usize::from(self.channels.max(1))
+    }
 }
 
 /// What a client announces when it joins a line.
@@ -139,6 +171,8 @@ pub enum PayloadError {
     },
     /// A text field that is not UTF-8.
     Utf8,
+    /// A repair payload for a group of no frames.
+    EmptyGroup,
 }
 
 impl fmt::Display for PayloadError {
@@ -166,6 +200,7 @@ impl fmt::Display for PayloadError {
                 "{len} bytes of pcm are not whole 16-bit samples for {channels} channels"
             ),
             Self::Utf8 => f.write_str("text field is not utf-8"),
+            Self::EmptyGroup => f.write_str("repair for a group of no frames"),
         }
     }
 }
@@ -210,6 +245,15 @@ impl Payload<'_> {
                 out.push(TYPE_BYE);
                 out.extend_from_slice(b.reason.as_bytes());
             }
+            Self::Repair(r) => {
+                out.push(TYPE_REPAIR);
+                out.extend_from_slice(&r.sample_rate.to_be_bytes());
+                out.push(r.channels);
+                out.extend_from_slice(&r.first_sample.to_be_bytes());
+                out.push(r.frames);
+                out.extend_from_slice(&r.capture_time_xor.to_be_bytes());
+                out.extend_from_slice(r.pcm_xor);
+            }
         }
     }
 
@@ -221,6 +265,7 @@ impl Payload<'_> {
             Self::Hello(h) => 11 + h.client.len(),
             Self::Ping(_) | Self::Pong(_) => 12,
             Self::Bye(b) => b.reason.len(),
+            Self::Repair(r) => REPAIR_HEADER_LEN - 2 + r.pcm_xor.len(),
         }
     }
 
@@ -299,6 +344,38 @@ impl Payload<'_> {
             TYPE_BYE => {
                 let reason = core::str::from_utf8(r.rest()).map_err(|_| PayloadError::Utf8)?;
                 Ok(Payload::Bye(Bye { reason }))
+            }
+            TYPE_REPAIR => {
+                r.fixed(REPAIR_HEADER_LEN)?;
+                let sample_rate = r.u32()?;
+                let channels = r.u8()?;
+                let first_sample = r.u64()?;
+                let frames = r.u8()?;
+                let capture_time_xor = r.u64()?;
+                let pcm_xor = r.rest();
+                if sample_rate == 0 {
+                    return Err(PayloadError::ZeroSampleRate);
+                }
+                if channels == 0 {
+                    return Err(PayloadError::NoChannels);
+                }
+                if frames == 0 {
+                    return Err(PayloadError::EmptyGroup);
+                }
+                if !pcm_xor.len().is_multiple_of(2 * usize::from(channels)) {
+                    return Err(PayloadError::PcmLength {
+                        len: pcm_xor.len(),
+                        channels,
+                    });
+                }
+                Ok(Payload::Repair(Repair {
+                    sample_rate,
+                    channels,
+                    first_sample,
+                    frames,
+                    capture_time_xor,
+                    pcm_xor,
+                }))
             }
             kind => Err(PayloadError::UnknownType { kind }),
         }
@@ -420,6 +497,15 @@ mod tests {
         }));
         round_trip(Payload::Bye(Bye { reason: "" }));
         round_trip(Payload::Bye(Bye { reason: "hung up" }));
+        let repair = round_trip(Payload::Repair(Repair {
+            sample_rate: 200_000,
+            channels: 1,
+            first_sample: 1 << 40,
+            frames: 4,
+            capture_time_xor: 0x0123_4567_89ab_cdef,
+            pcm_xor: &pcm,
+        }));
+        assert_eq!(repair.len(), REPAIR_HEADER_LEN + pcm.len());
     }
 
     #[test]
@@ -454,7 +540,7 @@ mod tests {
                 PayloadError::UnsupportedVersion { version: 2 },
             ),
             (with(&ping, 1, 0), PayloadError::UnknownType { kind: 0 }),
-            (with(&ping, 1, 6), PayloadError::UnknownType { kind: 6 }),
+            (with(&ping, 1, 7), PayloadError::UnknownType { kind: 7 }),
             (
                 ping[..13].to_vec(),
                 PayloadError::Truncated {
@@ -488,6 +574,34 @@ mod tests {
             (vec![1, 5, 0xff], PayloadError::Utf8),
         ];
         for (bytes, expected) in cases {
+            assert_eq!(Payload::decode(&bytes), Err(expected), "{bytes:02x?}");
+        }
+        let repair = round_trip(Payload::Repair(Repair {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: 0,
+            frames: 4,
+            capture_time_xor: 0,
+            pcm_xor: &[0; 4],
+        }));
+        for (bytes, expected) in [
+            (
+                repair[..23].to_vec(),
+                PayloadError::Truncated {
+                    needed: 24,
+                    available: 23,
+                },
+            ),
+            (with(&repair, 15, 0), PayloadError::EmptyGroup),
+            (with(&repair, 6, 0), PayloadError::NoChannels),
+            (
+                repair[..REPAIR_HEADER_LEN + 1].to_vec(),
+                PayloadError::PcmLength {
+                    len: 1,
+                    channels: 1,
+                },
+            ),
+        ] {
             assert_eq!(Payload::decode(&bytes), Err(expected), "{bytes:02x?}");
         }
         assert_eq!(

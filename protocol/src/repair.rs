@@ -1,0 +1,750 @@
+//! Forward error correction for audio on datagrams: a [`Repair`] payload after every group of
+//! [`GROUP`] audio frames rebuilds any one frame of the group that was lost.
+//!
+//! Over WebTransport a lost datagram is a lost frame, which the receiver's jitter buffer can only
+//! conceal. A repair payload is the XOR of the group's frames (their PCM and their capture
+//! times): with the other frames of the group it gives back the missing one bit for bit. It is
+//! sealed like any other payload, so the relay sees only another frame and only the two people on
+//! the line can read it; a receiver that does not know it drops it as an unknown type.
+//!
+//! Sans-IO like the rest of the crate: [`RepairEncoder`] is fed each audio payload a sender seals
+//! and answers with a repair payload once a group is complete; [`RepairDecoder`] is fed every
+//! audio and repair payload that arrives, and [`RepairDecoder::poll_rebuilt`] gives the frames it
+//! could rebuild, whichever arrived last. Both hold a bounded amount of memory and allocate nothing
+//! once they have seen a few frames.
+//!
+//! ```
+//! use line_protocol::payload::Audio;
+//! use line_protocol::repair::{RepairDecoder, RepairEncoder};
+//!
+//! let mut encoder = RepairEncoder::new(2);
+//! let mut decoder = RepairDecoder::new();
+//! let frame = |first_sample, pcm| Audio {
+//!     sample_rate: 48_000,
+//!     channels: 1,
+//!     first_sample,
+//!     capture_time_us: 1_000 + first_sample,
+//!     pcm,
+//! };
+//! let (a, b) = (frame(0, &[1, 2, 3, 4][..]), frame(2, &[5, 6, 7, 8][..]));
+//! assert!(encoder.handle_audio(&a).is_none());
+//! let repair = encoder.handle_audio(&b).expect("the group of two is complete");
+//! // `a` is lost: `b` and the repair bring it back.
+//! decoder.handle_audio(&b);
+//! decoder.handle_repair(&repair);
+//! let mut pcm = Vec::new();
+//! assert_eq!(decoder.poll_rebuilt(&mut pcm), Some(a));
+//! assert_eq!(decoder.poll_rebuilt(&mut pcm), None);
+//! ```
+
+use alloc::vec::Vec;
+
+use crate::payload::{Audio, Repair};
+
+/// Audio frames per repair payload a sender uses on datagrams. Four costs a quarter more
+/// bandwidth: 200 kHz mono in 2.5 ms frames is about 3.5 Mbit/s with its QUIC and IP headers,
+/// 4.4 Mbit/s with repair, within the 8 Mbit/s of a mobile link with room for the other
+/// direction's acknowledgements. A frame is lost for good only when another of its group's five
+/// datagrams is lost too: at 1 % random loss one frame in 2500 instead of one in 100, at 3 % one
+/// in 290 instead of one in 33. A larger group costs less and protects less; a smaller one the
+/// reverse. A rebuilt frame waits for the rest of its group: the last frame of a group for
+/// nothing, the first for three frame durations (7.5 ms at 2.5 ms frames).
+pub const GROUP: u8 = 4;
+
+/// The largest group a decoder takes: a repair for more frames is ignored.
+pub const MAX_GROUP: u8 = 16;
+
+/// Audio frames a decoder remembers, newest first out of mind last: two of the largest groups,
+/// which at 2.5 ms per frame covers 80 ms of reordering.
+const REMEMBERED_FRAMES: usize = 2 * MAX_GROUP as usize;
+
+/// Repair payloads a decoder keeps while their groups are still missing two frames or more.
+const PENDING_REPAIRS: usize = 8;
+
+/// Builds a repair payload for every `group` consecutive audio frames a sender sends.
+///
+/// A group is frames of one rate, channel count and length whose `first_sample`s follow on from
+/// each other. A frame that does not continue the group (a gap in the sender's count, another
+/// length) starts a new group, and the unfinished one is given up: its frames go unprotected.
+#[derive(Debug, Clone)]
+pub struct RepairEncoder {
+    group: u8,
+    /// Frames XORed into the group so far.
+    count: u8,
+    sample_rate: u32,
+    channels: u8,
+    first_sample: u64,
+    /// The `first_sample` that continues the group.
+    next_sample: u64,
+    capture_time_xor: u64,
+    pcm_xor: Vec<u8>,
+}
+
+impl RepairEncoder {
+    /// An encoder for groups of `group` frames (1..=[`MAX_GROUP`]; [`GROUP`] is what line sends).
+    ///
+    /// # Panics
+    ///
+    /// When `group` is 0 or above [`MAX_GROUP`]: a receiver would ignore such repairs.
+    #[must_use]
+    pub fn new(group: u8) -> Self {
+        assert!(
+            (1..=MAX_GROUP).contains(&group),
+            "a repair group holds 1 to {MAX_GROUP} frames"
+        );
+        Self {
+            group,
+            count: 0,
+            sample_rate: 0,
+            channels: 0,
+            first_sample: 0,
+            next_sample: 0,
+            capture_time_xor: 0,
+            pcm_xor: Vec::new(),
+        }
+    }
+
+    /// Gives up the group under way (a new connection, whose frames a receiver would not place
+    /// with the old ones).
+    pub fn reset(&mut self) {
+        self.count = 0;
+    }
+
+    /// The sender sends `audio`: the repair payload to send after it when it completes a group.
+    pub fn handle_audio(&mut self, audio: &Audio<'_>) -> Option<Repair<'_>> {
+        let samples = audio.samples_per_channel() as u64;
+        if audio.pcm.is_empty() || audio.channels == 0 {
+            // Nothing a receiver would need rebuilt, and no length to place the next frame by.
+            self.count = 0;
+            return None;
+        }
+        let Some(next_sample) = audio.first_sample.checked_add(samples) else {
+            self.count = 0;
+            return None;
+        };
+        let continues = self.count > 0
+            && audio.first_sample == self.next_sample
+            && audio.pcm.len() == self.pcm_xor.len()
+            && audio.sample_rate == self.sample_rate
+            && audio.channels == self.channels;
+        if continues {
+            self.capture_time_xor ^= audio.capture_time_us;
+            xor_into(&mut self.pcm_xor, audio.pcm);
+        } else {
+            self.sample_rate = audio.sample_rate;
+            self.channels = audio.channels;
+            self.first_sample = audio.first_sample;
+            self.capture_time_xor = audio.capture_time_us;
+            self.pcm_xor.clear();
+            self.pcm_xor.extend_from_slice(audio.pcm);
+            self.count = 0;
+        }
+        self.count += 1;
+        self.next_sample = next_sample;
+        if self.count < self.group {
+            return None;
+        }
+        self.count = 0;
+        Some(Repair {
+            sample_rate: self.sample_rate,
+            channels: self.channels,
+            first_sample: self.first_sample,
+            frames: self.group,
+            capture_time_xor: self.capture_time_xor,
+            pcm_xor: &self.pcm_xor,
+        })
+    }
+}
+
+/// An audio frame as the decoder remembers it.
+#[derive(Debug, Clone, Default)]
+struct Remembered {
+    used: bool,
+    /// Rebuilt here and not yet taken by [`RepairDecoder::poll_rebuilt`].
+    rebuilt: bool,
+    sample_rate: u32,
+    channels: u8,
+    first_sample: u64,
+    capture_time_us: u64,
+    pcm: Vec<u8>,
+}
+
+impl Remembered {
+    fn is(&self, sample_rate: u32, channels: u8, first_sample: u64) -> bool {
+        self.used
+            && self.first_sample == first_sample
+            && self.sample_rate == sample_rate
+            && self.channels == channels
+    }
+}
+
+/// A repair payload whose group still misses two frames or more.
+#[derive(Debug, Clone, Default)]
+struct Pending {
+    used: bool,
+    sample_rate: u32,
+    channels: u8,
+    first_sample: u64,
+    frames: u8,
+    capture_time_xor: u64,
+    pcm_xor: Vec<u8>,
+}
+
+/// Rebuilds lost audio frames from the frames that did arrive and the repair payloads.
+///
+/// Feed it every authentic audio payload ([`RepairDecoder::handle_audio`]) and repair payload
+/// ([`RepairDecoder::handle_repair`]) of one sender's stream, in any order, then take what it
+/// rebuilt with [`RepairDecoder::poll_rebuilt`] until `None`. It rebuilds a frame when exactly one
+/// frame of a group is missing, never one that arrived (as far as it remembers: the last
+/// 32 frames), and each at most once. Duplicates are ignored. A new stream (another sender KID,
+/// another rate) needs [`RepairDecoder::reset`].
+#[derive(Debug, Clone)]
+pub struct RepairDecoder {
+    frames: Vec<Remembered>,
+    /// Where the next frame goes: the oldest.
+    next_frame: usize,
+    pending: Vec<Pending>,
+    next_pending: usize,
+    scratch: Vec<u8>,
+}
+
+impl Default for RepairDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RepairDecoder {
+    /// An empty decoder.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            frames: (0..REMEMBERED_FRAMES)
+                .map(|_| Remembered::default())
+                .collect(),
+            next_frame: 0,
+            pending: (0..PENDING_REPAIRS).map(|_| Pending::default()).collect(),
+            next_pending: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Forgets every frame and repair (a new stream), keeping its buffers.
+    pub fn reset(&mut self) {
+        for frame in &mut self.frames {
+            frame.used = false;
+            frame.rebuilt = false;
+        }
+        for pending in &mut self.pending {
+            pending.used = false;
+        }
+    }
+
+    /// An audio frame arrived. It may complete a group whose repair came first.
+    pub fn handle_audio(&mut self, audio: &Audio<'_>) {
+        if self
+            .find(audio.sample_rate, audio.channels, audio.first_sample)
+            .is_some()
+        {
+            return;
+        }
+        self.remember(
+            audio.sample_rate,
+            audio.channels,
+            audio.first_sample,
+            audio.capture_time_us,
+            audio.pcm,
+            false,
+        );
+        for i in 0..self.pending.len() {
+            let p = &self.pending[i];
+            if p.used
+                && p.sample_rate == audio.sample_rate
+                && p.channels == audio.channels
+                && member(
+                    p.first_sample,
+                    p.frames,
+                    group_samples(p),
+                    audio.first_sample,
+                )
+            {
+                self.resolve(i);
+            }
+        }
+    }
+
+    /// A repair payload arrived: it rebuilds its group's missing frame now if only one is
+    /// missing, or later when all but one have come.
+    pub fn handle_repair(&mut self, repair: &Repair<'_>) {
+        if repair.frames == 0
+            || repair.frames > MAX_GROUP
+            || repair.channels == 0
+            || repair.pcm_xor.is_empty()
+        {
+            return;
+        }
+        let duplicate = self.pending.iter().any(|p| {
+            p.used
+                && p.first_sample == repair.first_sample
+                && p.sample_rate == repair.sample_rate
+                && p.channels == repair.channels
+        });
+        if duplicate {
+            return;
+        }
+        let i = self.next_pending;
+        self.next_pending = (i + 1) % self.pending.len();
+        let p = &mut self.pending[i];
+        p.used = true;
+        p.sample_rate = repair.sample_rate;
+        p.channels = repair.channels;
+        p.first_sample = repair.first_sample;
+        p.frames = repair.frames;
+        p.capture_time_xor = repair.capture_time_xor;
+        p.pcm_xor.clear();
+        p.pcm_xor.extend_from_slice(repair.pcm_xor);
+        self.resolve(i);
+    }
+
+    /// The next rebuilt frame, its PCM written to `pcm`; `None` when there is none.
+    pub fn poll_rebuilt<'a>(&mut self, pcm: &'a mut Vec<u8>) -> Option<Audio<'a>> {
+        let frame = self.frames.iter_mut().find(|f| f.used && f.rebuilt)?;
+        frame.rebuilt = false;
+        pcm.clear();
+        pcm.extend_from_slice(&frame.pcm);
+        Some(Audio {
+            sample_rate: frame.sample_rate,
+            channels: frame.channels,
+            first_sample: frame.first_sample,
+            capture_time_us: frame.capture_time_us,
+            pcm,
+        })
+    }
+
+    fn find(&self, sample_rate: u32, channels: u8, first_sample: u64) -> Option<usize> {
+        self.frames
+            .iter()
+            .position(|f| f.is(sample_rate, channels, first_sample))
+    }
+
+    fn remember(
+        &mut self,
+        sample_rate: u32,
+        channels: u8,
+        first_sample: u64,
+        capture_time_us: u64,
+        pcm: &[u8],
+        rebuilt: bool,
+    ) {
+        let i = self.next_frame;
+        self.next_frame = (i + 1) % self.frames.len();
+        let f = &mut self.frames[i];
+        f.used = true;
+        f.rebuilt = rebuilt;
+        f.sample_rate = sample_rate;
+        f.channels = channels;
+        f.first_sample = first_sample;
+        f.capture_time_us = capture_time_us;
+        f.pcm.clear();
+        f.pcm.extend_from_slice(pcm);
+    }
+
+    /// Rebuilds the one missing frame of pending repair `i`'s group, or forgets the repair when
+    /// nothing is missing or the group cannot be rebuilt; keeps it while two or more are missing.
+    fn resolve(&mut self, i: usize) {
+        let p = &self.pending[i];
+        let samples = group_samples(p);
+        let mut missing = None;
+        for k in 0..u64::from(p.frames) {
+            let Some(first) = k
+                .checked_mul(samples)
+                .and_then(|offset| p.first_sample.checked_add(offset))
+            else {
+                // A group that runs off the end of the count: nothing to rebuild.
+                self.pending[i].used = false;
+                return;
+            };
+            match self.find(p.sample_rate, p.channels, first) {
+                Some(f) if self.frames[f].pcm.len() != p.pcm_xor.len() => {
+                    // Not the group this repair was made of.
+                    self.pending[i].used = false;
+                    return;
+                }
+                Some(_) => {}
+                None if missing.is_some() => return,
+                None => missing = Some(first),
+            }
+        }
+        self.pending[i].used = false;
+        let Some(missing) = missing else {
+            return;
+        };
+        let p = &self.pending[i];
+        self.scratch.clear();
+        self.scratch.extend_from_slice(&p.pcm_xor);
+        let mut capture_time_us = p.capture_time_xor;
+        for k in 0..u64::from(p.frames) {
+            let first = p.first_sample + k * samples;
+            if first == missing {
+                continue;
+            }
+            let f = &self.frames[self
+                .find(p.sample_rate, p.channels, first)
+                .expect("present")];
+            capture_time_us ^= f.capture_time_us;
+            xor_into(&mut self.scratch, &f.pcm);
+        }
+        let (sample_rate, channels) = (p.sample_rate, p.channels);
+        let pcm = core::mem::take(&mut self.scratch);
+        self.remember(sample_rate, channels, missing, capture_time_us, &pcm, true);
+        self.scratch = pcm;
+    }
+}
+
+/// Samples per channel of each frame of a pending repair's group.
+fn group_samples(p: &Pending) -> u64 {
+    (p.pcm_xor.len() / 2 / usize::from(p.channels.max(1))) as u64
+}
+
+/// Whether `first_sample` starts one of the `frames` frames of `samples` from `group_first`.
+fn member(group_first: u64, frames: u8, samples: u64, first_sample: u64) -> bool {
+    let Some(offset) = first_sample.checked_sub(group_first) else {
+        return false;
+    };
+    samples > 0 && offset.is_multiple_of(samples) && offset / samples < u64::from(frames)
+}
+
+fn xor_into(acc: &mut [u8], bytes: &[u8]) {
+    for (a, b) in acc.iter_mut().zip(bytes) {
+        *a ^= b;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A sender's frame as the tests keep it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    struct Frame {
+        first_sample: u64,
+        capture_time_us: u64,
+        pcm: Vec<u8>,
+    }
+
+    impl Frame {
+        fn audio(&self) -> Audio<'_> {
+            Audio {
+                sample_rate: 200_000,
+                channels: 1,
+                first_sample: self.first_sample,
+                capture_time_us: self.capture_time_us,
+                pcm: &self.pcm,
+            }
+        }
+    }
+
+    /// What crosses the network: an audio frame (by index) or a repair payload's bytes.
+    #[derive(Clone, Debug)]
+    enum Sent {
+        Audio(usize),
+        Repair(Vec<u8>),
+    }
+
+    /// `count` frames of `samples` each, starting at `start`, with drawn PCM and capture times,
+    /// and what a sender with groups of `group` sends for them, in order.
+    fn send(
+        rng: &mut crate::testing::Rng,
+        group: u8,
+        start: u64,
+        samples: usize,
+        count: usize,
+    ) -> (Vec<Frame>, Vec<Sent>) {
+        let mut encoder = RepairEncoder::new(group);
+        let mut frames = Vec::new();
+        let mut sent = Vec::new();
+        for i in 0..count {
+            let frame = Frame {
+                first_sample: start + (i * samples) as u64,
+                capture_time_us: rng.next_u64(),
+                pcm: (0..2 * samples).map(|_| rng.next_u64() as u8).collect(),
+            };
+            sent.push(Sent::Audio(i));
+            if let Some(repair) = encoder.handle_audio(&frame.audio()) {
+                let mut bytes = Vec::new();
+                crate::payload::Payload::Repair(repair).encode(&mut bytes);
+                sent.push(Sent::Repair(bytes));
+            }
+            frames.push(frame);
+        }
+        (frames, sent)
+    }
+
+    /// Delivers `sent` to a decoder: the frames that arrived, by index, and those rebuilt. Checks
+    /// that no frame is rebuilt once it has arrived, and that each is rebuilt when a model without
+    /// memory bounds would: as soon as its group's repair and all its other frames are in.
+    fn receive(frames: &[Frame], sent: &[Sent]) -> (Vec<bool>, Vec<Frame>) {
+        let mut decoder = RepairDecoder::new();
+        let mut arrived = vec![false; frames.len()];
+        let mut rebuilt: Vec<Frame> = Vec::new();
+        let index = |first_sample: u64| {
+            frames
+                .iter()
+                .position(|f| f.first_sample == first_sample)
+                .expect("one of the frames sent")
+        };
+        // The model: repairs (first frame, frames) not yet resolved.
+        let mut waiting: Vec<(usize, usize)> = Vec::new();
+        let mut expected: Vec<usize> = Vec::new();
+        let mut pcm = Vec::new();
+        for s in sent {
+            match s {
+                Sent::Audio(i) => {
+                    arrived[*i] = true;
+                    decoder.handle_audio(&frames[*i].audio());
+                }
+                Sent::Repair(bytes) => {
+                    let Ok(crate::payload::Payload::Repair(repair)) =
+                        crate::payload::Payload::decode(bytes)
+                    else {
+                        panic!("a repair payload decodes");
+                    };
+                    let group = (index(repair.first_sample), usize::from(repair.frames));
+                    if !waiting.contains(&group) {
+                        waiting.push(group);
+                    }
+                    decoder.handle_repair(&repair);
+                }
+            }
+            waiting.retain(|&(first, n)| {
+                let missing: Vec<usize> = (first..first + n)
+                    .filter(|&i| !arrived[i] && !expected.contains(&i))
+                    .collect();
+                if let [i] = missing[..] {
+                    expected.push(i);
+                }
+                missing.len() > 1
+            });
+            while let Some(audio) = decoder.poll_rebuilt(&mut pcm) {
+                assert_eq!((audio.sample_rate, audio.channels), (200_000, 1));
+                let i = index(audio.first_sample);
+                assert!(!arrived[i], "frame {i} had arrived, and was rebuilt");
+                rebuilt.push(Frame {
+                    first_sample: audio.first_sample,
+                    capture_time_us: audio.capture_time_us,
+                    pcm: audio.pcm.to_vec(),
+                });
+            }
+            let got: Vec<usize> = rebuilt.iter().map(|f| index(f.first_sample)).collect();
+            assert_eq!(got, expected, "what was rebuilt, by index");
+        }
+        for f in &rebuilt {
+            assert_eq!(
+                f,
+                &frames[index(f.first_sample)],
+                "a rebuilt frame is exact"
+            );
+        }
+        (arrived, rebuilt)
+    }
+
+    #[test]
+    fn every_single_loss_in_a_group_is_rebuilt_exactly_whatever_arrives_last() {
+        let mut rng = crate::testing::Rng::from_env();
+        for group in 1..=MAX_GROUP {
+            let (frames, sent) = send(&mut rng, group, 1_000, 3, usize::from(group));
+            let repair = sent.last().expect("a repair").clone();
+            assert!(matches!(repair, Sent::Repair(_)));
+            for lost in 0..usize::from(group) {
+                // The repair last, first, and somewhere between.
+                for at in [usize::from(group) - 1, 0, lost.min(usize::from(group) - 1)] {
+                    let mut order: Vec<Sent> = (0..frames.len())
+                        .filter(|&i| i != lost)
+                        .map(Sent::Audio)
+                        .collect();
+                    order.insert(at.min(order.len()), repair.clone());
+                    let (_, rebuilt) = receive(&frames, &order);
+                    assert_eq!(
+                        rebuilt,
+                        [frames[lost].clone()],
+                        "group {group}, lost {lost}"
+                    );
+                }
+            }
+            // Nothing lost: nothing rebuilt.
+            let (_, rebuilt) = receive(&frames, &sent);
+            assert!(rebuilt.is_empty());
+        }
+    }
+
+    #[test]
+    fn random_loss_and_reordering_rebuild_only_lost_frames_and_every_one_they_can() {
+        let mut rng = crate::testing::Rng::from_env();
+        let (mut lost, mut rebuilt_all) = (0, 0);
+        for round in 0..200 {
+            let group = 1 + (rng.next_u64() % u64::from(GROUP + 2)) as u8;
+            let samples = 1 + (rng.next_u64() % 600) as usize;
+            let start = rng.next_u64() >> 20;
+            let count = 20 + (rng.next_u64() % 200) as usize;
+            let loss = rng.unit() * 0.3;
+            let (frames, sent) = send(&mut rng, group, start, samples, count);
+            // Loss, a duplicate now and then, and reordering by a few places.
+            let mut delivered: Vec<(f64, Sent)> = Vec::new();
+            for (k, s) in sent.iter().enumerate() {
+                if rng.unit() < loss {
+                    continue;
+                }
+                let copies = if rng.unit() < 0.02 { 2 } else { 1 };
+                for _ in 0..copies {
+                    delivered.push((k as f64 + rng.unit() * 4.0, s.clone()));
+                }
+            }
+            delivered.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let delivered: Vec<Sent> = delivered.into_iter().map(|(_, s)| s).collect();
+            eprintln!(
+                "round {round}: group {group}, {samples} samples, {count} frames, loss {loss:.2}"
+            );
+            let (arrived, rebuilt) = receive(&frames, &delivered);
+            lost += arrived.iter().filter(|a| !**a).count();
+            rebuilt_all += rebuilt.len();
+        }
+        eprintln!("{lost} frames lost, {rebuilt_all} rebuilt");
+        assert!(rebuilt_all > 0);
+    }
+
+    #[test]
+    fn a_gap_or_a_new_length_starts_a_new_group_and_mismatched_groups_rebuild_nothing() {
+        let mut encoder = RepairEncoder::new(2);
+        let frame = |first_sample, pcm: &'static [u8]| Audio {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample,
+            capture_time_us: 0,
+            pcm,
+        };
+        assert!(encoder.handle_audio(&frame(0, &[1, 1])).is_none());
+        // A gap in the count: the group starts again from frame 5.
+        assert!(encoder.handle_audio(&frame(5, &[2, 2])).is_none());
+        // Another length: again.
+        assert!(encoder.handle_audio(&frame(6, &[3, 3, 3, 3])).is_none());
+        let repair = encoder
+            .handle_audio(&frame(8, &[4, 4, 4, 4]))
+            .expect("two frames of one length that follow on");
+        assert_eq!((repair.first_sample, repair.frames), (6, 2));
+        assert_eq!(repair.pcm_xor, [7, 7, 7, 7]);
+        encoder.reset();
+        assert!(encoder.handle_audio(&frame(10, &[5, 5, 5, 5])).is_none());
+
+        // A frame of another length where the group's frame should be: nothing rebuilt.
+        let mut decoder = RepairDecoder::new();
+        decoder.handle_audio(&frame(6, &[3, 3]));
+        decoder.handle_repair(&Repair {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: 6,
+            frames: 2,
+            capture_time_xor: 0,
+            pcm_xor: &[7, 7, 7, 7],
+        });
+        let mut pcm = Vec::new();
+        assert_eq!(decoder.poll_rebuilt(&mut pcm), None);
+        // Another rate: not the same stream.
+        decoder.handle_audio(&Audio {
+            sample_rate: 44_100,
+            ..frame(8, &[4, 4, 4, 4])
+        });
+        assert_eq!(decoder.poll_rebuilt(&mut pcm), None);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_old_groups_are_forgotten() {
+        let mut rng = crate::testing::Rng::from_env();
+        let (frames, sent) = send(&mut rng, GROUP, 0, 250, 4_000);
+        let mut decoder = RepairDecoder::new();
+        // Every repair, and every frame but the first of each group: each group rebuilds one.
+        let mut rebuilt = 0;
+        let mut pcm = Vec::new();
+        for s in &sent {
+            match s {
+                Sent::Audio(i) if i % usize::from(GROUP) == 0 => {}
+                Sent::Audio(i) => decoder.handle_audio(&frames[*i].audio()),
+                Sent::Repair(bytes) => {
+                    let Ok(crate::payload::Payload::Repair(r)) =
+                        crate::payload::Payload::decode(bytes)
+                    else {
+                        unreachable!()
+                    };
+                    decoder.handle_repair(&r);
+                }
+            }
+            while let Some(audio) = decoder.poll_rebuilt(&mut pcm) {
+                assert_eq!(
+                    audio.pcm,
+                    frames[(audio.first_sample / 250) as usize].pcm.as_slice()
+                );
+                rebuilt += 1;
+            }
+            assert_eq!(decoder.frames.len(), REMEMBERED_FRAMES);
+            assert_eq!(decoder.pending.len(), PENDING_REPAIRS);
+        }
+        assert_eq!(rebuilt, frames.len() / usize::from(GROUP));
+        // A repair of a group long gone finds none of its frames: it waits, and is pushed out.
+        let Sent::Repair(old) = &sent[4] else {
+            panic!("the first group's repair")
+        };
+        let Ok(crate::payload::Payload::Repair(r)) = crate::payload::Payload::decode(old) else {
+            unreachable!()
+        };
+        decoder.handle_repair(&r);
+        assert_eq!(decoder.poll_rebuilt(&mut pcm), None);
+        decoder.reset();
+        assert!(decoder.frames.iter().all(|f| !f.used));
+    }
+
+    #[test]
+    fn bad_repairs_are_ignored() {
+        let mut decoder = RepairDecoder::new();
+        let audio = Audio {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: u64::MAX - 3,
+            capture_time_us: 0,
+            pcm: &[1, 2],
+        };
+        decoder.handle_audio(&audio);
+        for repair in [
+            Repair {
+                sample_rate: 48_000,
+                channels: 1,
+                first_sample: u64::MAX - 3,
+                frames: 9,
+                capture_time_xor: 0,
+                pcm_xor: &[1, 2],
+            },
+            Repair {
+                frames: MAX_GROUP + 1,
+                first_sample: 0,
+                sample_rate: 48_000,
+                channels: 1,
+                capture_time_xor: 0,
+                pcm_xor: &[1, 2],
+            },
+            Repair {
+                frames: 2,
+                first_sample: 0,
+                sample_rate: 48_000,
+                channels: 1,
+                capture_time_xor: 0,
+                pcm_xor: &[],
+            },
+        ] {
+            decoder.handle_repair(&repair);
+        }
+        let mut pcm = Vec::new();
+        assert_eq!(decoder.poll_rebuilt(&mut pcm), None);
+    }
+}
