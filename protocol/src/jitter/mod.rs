@@ -288,16 +288,48 @@ const ENVELOPE_BINS: usize = 4;
 /// of a millisecond. So the delay is the largest `media time - arrival` of the packets plus the
 /// smallest pull offset, over the last second (a quarter second alone sometimes holds only late
 /// packets), and the target (`target.rs`) counts the jitter above it.
+///
+/// The drift fit gets the same envelope with the *mean* pull offset instead. The best-timed pull
+/// of a second is an extreme of the device's timing, and a device driven by a coarse timer (a
+/// tick every few milliseconds on a millisecond clock) has its best pull now a millisecond early,
+/// now not, for seconds at a time as the machine's load comes and goes: a wander the fit would
+/// read as drift. The mean of hundreds of pulls does not wander, and only its slope matters.
 #[derive(Debug, Clone, Copy)]
 struct DelayEnvelope {
     start: Option<f64>,
-    /// Per bin, oldest overwritten: the largest `newest media time - arrival` of its packets,
-    /// and the smallest `pull time + duration + depth - newest media time`, seconds.
-    bins: [(f64, f64); ENVELOPE_BINS],
+    /// Per bin, oldest overwritten.
+    bins: [Bin; ENVELOPE_BINS],
     index: usize,
 }
 
-const NO_BIN: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
+/// One [`BIN`] of a [`DelayEnvelope`], seconds.
+#[derive(Debug, Clone, Copy)]
+struct Bin {
+    /// The largest `newest media time - arrival` of its packets.
+    arrival: f64,
+    /// The smallest `pull time + duration + depth - newest media time` of its pulls...
+    pull: f64,
+    /// ...their sum, and how many.
+    pull_sum: f64,
+    pulls: u32,
+}
+
+const NO_BIN: Bin = Bin {
+    arrival: f64::NEG_INFINITY,
+    pull: f64::INFINITY,
+    pull_sum: 0.0,
+    pulls: 0,
+};
+
+/// What a [`DelayEnvelope`] measured over its window, seconds.
+#[derive(Debug, Clone, Copy)]
+struct Envelope {
+    /// The delay, to the best-timed pull.
+    delay: f64,
+    /// The delay to the mean pull, for the drift fit, if the window is all new since the last
+    /// one returned (a drift point).
+    drift_point: Option<f64>,
+}
 
 impl Default for DelayEnvelope {
     fn default() -> Self {
@@ -312,34 +344,41 @@ impl Default for DelayEnvelope {
 impl DelayEnvelope {
     fn arrived(&mut self, media_minus_arrival: f64) {
         let bin = &mut self.bins[self.index];
-        bin.0 = bin.0.max(media_minus_arrival);
+        bin.arrival = bin.arrival.max(media_minus_arrival);
     }
 
-    /// A pull at `now` with `offset`; each time a bin completes, returns the delay and whether
-    /// the window is all new since the last such return (a drift point).
-    fn pulled(&mut self, now: f64, offset: f64) -> Option<(f64, bool)> {
+    /// A pull at `now` with `offset`; returns what the window measured each time a bin
+    /// completes.
+    fn pulled(&mut self, now: f64, offset: f64) -> Option<Envelope> {
         let bin = &mut self.bins[self.index];
-        bin.1 = bin.1.min(offset);
+        bin.pull = bin.pull.min(offset);
+        bin.pull_sum += offset;
+        bin.pulls += 1;
         let start = *self.start.get_or_insert(now);
         if now - start < BIN {
             return None;
         }
         self.start = Some(now);
         self.index = (self.index + 1) % ENVELOPE_BINS;
-        let (arrival, pull) = self
-            .bins
-            .iter()
-            .fold(NO_BIN, |(a, p), b| (a.max(b.0), p.min(b.1)));
+        let window = self.bins.iter().fold(NO_BIN, |w, b| Bin {
+            arrival: w.arrival.max(b.arrival),
+            pull: w.pull.min(b.pull),
+            pull_sum: w.pull_sum + b.pull_sum,
+            pulls: w.pulls + b.pulls,
+        });
         self.bins[self.index] = NO_BIN;
-        arrival
-            .is_finite()
-            .then_some((arrival + pull, self.index == 0))
+        window.arrival.is_finite().then(|| Envelope {
+            delay: window.arrival + window.pull,
+            drift_point: (self.index == 0)
+                .then(|| window.arrival + window.pull_sum / f64::from(window.pulls)),
+        })
     }
 
     /// Pulls from now on are offset by `seconds` more than those measured so far.
     fn shift(&mut self, seconds: f64) {
         for bin in &mut self.bins {
-            bin.1 += seconds;
+            bin.pull += seconds;
+            bin.pull_sum += seconds * f64::from(bin.pulls);
         }
     }
 }
@@ -504,11 +543,11 @@ impl JitterBuffer {
         // The device plays what it pulls without a break, so sample `i` plays at
         // `now + duration + depth - (end - i) / wire_rate`.
         let offset = now + duration + self.depth - self.feeder.store.end() as f64 / self.wire_rate;
-        if let Some((delay, whole_window)) = self.bin.pulled(now, offset)
+        if let Some(envelope) = self.bin.pulled(now, offset)
             && self.feeder.state == State::Playing
         {
-            self.delay.measure(delay);
-            if whole_window {
+            self.delay.measure(envelope.delay);
+            if let Some(delay) = envelope.drift_point {
                 self.drift.observe(now, delay);
             }
         }

@@ -153,6 +153,28 @@ impl Sim {
     /// Delivers what arrived by now, then pulls one device period. Returns the stats after it.
     pub fn step(&mut self) -> JitterStats {
         let now = self.now_us();
+        self.deliver(now);
+        self.jb.pull(now, &mut self.out);
+        self.pulled += self.out.len() as u64;
+        self.jb.stats()
+    }
+
+    /// A device woken by a timer at `now_us` (ours), as a program without a sound card plays:
+    /// it pulls every sample due by then, however late the timer fired. Returns the stats after
+    /// it.
+    pub fn pull_due(&mut self, now_us: u64) -> JitterStats {
+        self.deliver(now_us);
+        let due = (u128::from(now_us) * u128::from(self.output_rate) / 1_000_000) as u64;
+        if due > self.pulled {
+            self.out.resize((due - self.pulled) as usize, 0.0);
+            self.jb.pull(now_us, &mut self.out);
+            self.pulled = due;
+        }
+        self.jb.stats()
+    }
+
+    /// Sends what the sender finished by `now` and pushes what arrived by then.
+    fn deliver(&mut self, now: u64) {
         self.send_until(now);
         while let Some(Reverse((arrival, first, duplicate))) = self.in_flight.peek().copied() {
             if arrival > now {
@@ -167,9 +189,6 @@ impl Sim {
             }
             self.jb.push(arrival, first, &self.frame_buf);
         }
-        self.jb.pull(now, &mut self.out);
-        self.pulled += self.out.len() as u64;
-        self.jb.stats()
     }
 
     /// The device plays `samples` of silence of its own (its ring ran dry: our pull came late),
