@@ -34,8 +34,16 @@ const clicksB = path.join(OUT, 'clicks-b.wav');
 writeClicks(clicksA, { gapsMs: clickGaps(random) });
 writeClicks(clicksB, { gapsMs: clickGaps(random) });
 const CLICKS_MS = 10_000;
-/** How far the estimate's p50 may be from the measured p50, ms; see the test. */
+/** How far the estimate's p50 may be from the measured p50, ms, in a steady call; see the test. */
 const ESTIMATE_WITHIN_MS = 3;
+
+/**
+ * The standard error of a p50 taken from `spread()`'s `{ p50, p95, n }`, ms: the median of n
+ * draws of a normal of sigma (p95 - p50) / 1.645 is off by about 1.2533 sigma / sqrt(n).
+ */
+function p50Error({ p50, p95, n }) {
+  return (1.2533 * ((p95 - p50) / 1.645)) / Math.sqrt(Math.max(n, 1));
+}
 const round = (x) => Math.round(10 * x) / 10;
 
 let port, proxy, server;
@@ -361,13 +369,17 @@ for (const [label, params] of CALLS) {
           return { measured, estimated, heard, offMs: round(estimated.p50 - measured.p50) };
         };
         const [aToB, bToA] = [way(ra, rb), way(rb, ra)];
+        // Two p50s of a delay that wanders during the measurement differ by chance: by twice
+        // their standard error at most, beside the bar a steady call must meet.
+        const chance = Math.sqrt([aToB, bToA].reduce((sum, w) => sum + p50Error(w.measured) ** 2 + p50Error(w.estimated) ** 2, 0)) / 2;
         return {
           aToB, bToA, meanOffMs: round((aToB.offMs + bToA.offMs) / 2),
+          withinMs: round(Math.max(ESTIMATE_WITHIN_MS, 2 * chance)),
           deviceMs: { a: round(ra.deviceMs), b: round(rb.deviceMs) }, contextRate: ra.rate,
         };
       };
       let m = await measure();
-      if (!(Math.abs(m.meanOffMs) <= ESTIMATE_WITHIN_MS)) {
+      if (!(Math.abs(m.meanOffMs) <= m.withinMs)) {
         // Two browsers on a shared 2-core machine now and then stall for longer than a
         // measurement can average out: measure once more, and say so.
         console.log(`${label}: estimate ${m.meanOffMs} ms off the clicks (${JSON.stringify(m)}); measuring once more`);
@@ -390,9 +402,12 @@ for (const [label, params] of CALLS) {
       // where one direction's latency stepped: hence one more measurement before failing). An
       // estimate that took the ring's fill as found at a wake and the jitter buffer's depth after
       // the last pull was 3.5-4.3 ms low at 48 kHz and 5.9-6.8 ms low at 200 kHz in the mean,
-      // low in both directions.
-      assert.ok(Math.abs(m.meanOffMs) <= ESTIMATE_WITHIN_MS,
-        `the engine's estimate is ${m.meanOffMs} ms off the clicks' mouth to ear (p50, mean of both directions)`);
+      // low in both directions. Two browsers at 2.5 ms frames on two cores are not steady: their
+      // delay wandered by 100 ms within a measurement (p95 400 against p50 290 ms), with 10-15
+      // clicks matched, where two p50s differ by tens of ms by chance alone; the bar widens with
+      // that chance (`withinMs`) and stays at ESTIMATE_WITHIN_MS for a steady call.
+      assert.ok(Math.abs(m.meanOffMs) <= m.withinMs,
+        `the engine's estimate is ${m.meanOffMs} ms off the clicks' mouth to ear (p50, mean of both directions; within ${m.withinMs} ms by chance)`);
       await a.close();
       await b.close();
     }));
