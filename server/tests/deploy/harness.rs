@@ -283,6 +283,19 @@ pub(crate) struct Cert {
     pub(crate) key_path: PathBuf,
 }
 
+/// The variables every shipped HTTPS configuration takes: its name, addresses on loopback (the
+/// HTTP one on a free port), certificate and log directory. Add the upstreams.
+pub(crate) fn https_vars(dir: &TempDir, cert: &Cert, https: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("LINE_SERVER_NAME", "localhost".to_owned()),
+        ("LINE_LISTEN_HTTPS", format!("127.0.0.1:{https}")),
+        ("LINE_LISTEN_HTTP", format!("127.0.0.1:{}", free_port())),
+        ("LINE_CERT", cert.cert_path.display().to_string()),
+        ("LINE_KEY", cert.key_path.display().to_string()),
+        ("LINE_LOG_DIR", dir.path().display().to_string()),
+    ]
+}
+
 impl Cert {
     pub(crate) fn write(dir: &TempDir) -> Self {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");
@@ -450,6 +463,19 @@ pub(crate) struct Front<'a> {
     pub(crate) cert: &'a Cert,
     pub(crate) key: &'a ApiKey,
     pub(crate) site: &'a str,
+}
+
+impl<'a> Front<'a> {
+    /// The front at nginx's HTTPS `port`, as the test's usual client address.
+    pub(crate) fn new(port: u16, cert: &'a Cert, key: &'a ApiKey, site: &'a str) -> Self {
+        Self {
+            client: CLIENT_IP,
+            port,
+            cert,
+            key,
+            site,
+        }
+    }
 }
 
 impl Front<'_> {

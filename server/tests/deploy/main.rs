@@ -24,26 +24,11 @@ async fn nginx_terminates_tls_passes_the_client_address_and_keeps_the_key_out_of
     let site = format!("https://localhost:{https}");
     let key = line_server::apikey::ApiKey::generate();
     let instance = Instance::start(&key, &site);
-    let conf = tools.render(
-        "line.conf",
-        &[
-            ("LINE_SERVER_NAME", "localhost".to_owned()),
-            ("LINE_LISTEN_HTTPS", format!("127.0.0.1:{https}")),
-            ("LINE_LISTEN_HTTP", format!("127.0.0.1:{}", free_port())),
-            ("LINE_CERT", cert.cert_path.display().to_string()),
-            ("LINE_KEY", cert.key_path.display().to_string()),
-            ("LINE_UPSTREAM", instance.addr.to_string()),
-            ("LINE_LOG_DIR", dir.path().display().to_string()),
-        ],
-    );
+    let mut vars = https_vars(&dir, &cert, https);
+    vars.extend([("LINE_UPSTREAM", instance.addr.to_string())]);
+    let conf = tools.render("line.conf", &vars);
     let _nginx = tools.start_nginx(&dir, &conf, https);
-    let front = Front {
-        client: CLIENT_IP,
-        port: https,
-        cert: &cert,
-        key: &key,
-        site: &site,
-    };
+    let front = Front::new(https, &cert, &key, &site);
 
     // HTTPS: the page (with the key in its query, as links carry it) and /healthz, with HSTS.
     let page = front
@@ -145,28 +130,15 @@ async fn three_instances_behind_nginx_keep_each_line_on_one_and_survive_losing_o
     let site = format!("https://localhost:{https}");
     let key = line_server::apikey::ApiKey::generate();
     let mut instances: Vec<Instance> = (0..3).map(|_| Instance::start(&key, &site)).collect();
-    let conf = tools.render(
-        "line-scaleout.conf",
-        &[
-            ("LINE_SERVER_NAME", "localhost".to_owned()),
-            ("LINE_LISTEN_HTTPS", format!("127.0.0.1:{https}")),
-            ("LINE_LISTEN_HTTP", format!("127.0.0.1:{}", free_port())),
-            ("LINE_CERT", cert.cert_path.display().to_string()),
-            ("LINE_KEY", cert.key_path.display().to_string()),
-            ("LINE_UPSTREAM_1", instances[0].addr.to_string()),
-            ("LINE_UPSTREAM_2", instances[1].addr.to_string()),
-            ("LINE_UPSTREAM_3", instances[2].addr.to_string()),
-            ("LINE_LOG_DIR", dir.path().display().to_string()),
-        ],
-    );
+    let mut vars = https_vars(&dir, &cert, https);
+    vars.extend([
+        ("LINE_UPSTREAM_1", instances[0].addr.to_string()),
+        ("LINE_UPSTREAM_2", instances[1].addr.to_string()),
+        ("LINE_UPSTREAM_3", instances[2].addr.to_string()),
+    ]);
+    let conf = tools.render("line-scaleout.conf", &vars);
     let _nginx = tools.start_nginx(&dir, &conf, https);
-    let front = Front {
-        client: CLIENT_IP,
-        port: https,
-        cert: &cert,
-        key: &key,
-        site: &site,
-    };
+    let front = Front::new(https, &cert, &key, &site);
 
     // Thirty calls through nginx, each from its own address (nginx and line-server cap what one
     // address may hold, as they would for thirty people).

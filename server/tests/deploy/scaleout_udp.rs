@@ -53,20 +53,13 @@ async fn webtransport_through_nginx_udp_keeps_each_line_on_one_instance() {
             )
         })
         .collect();
-    let conf = tools.render(
-        "line-scaleout.conf",
-        &[
-            ("LINE_SERVER_NAME", "localhost".to_owned()),
-            ("LINE_LISTEN_HTTPS", format!("127.0.0.1:{https}")),
-            ("LINE_LISTEN_HTTP", format!("127.0.0.1:{}", free_port())),
-            ("LINE_CERT", cert.cert_path.display().to_string()),
-            ("LINE_KEY", cert.key_path.display().to_string()),
-            ("LINE_UPSTREAM_1", instances[0].addr.to_string()),
-            ("LINE_UPSTREAM_2", instances[1].addr.to_string()),
-            ("LINE_UPSTREAM_3", instances[2].addr.to_string()),
-            ("LINE_LOG_DIR", dir.path().display().to_string()),
-        ],
-    );
+    let mut vars = https_vars(&dir, &cert, https);
+    vars.extend([
+        ("LINE_UPSTREAM_1", instances[0].addr.to_string()),
+        ("LINE_UPSTREAM_2", instances[1].addr.to_string()),
+        ("LINE_UPSTREAM_3", instances[2].addr.to_string()),
+    ]);
+    let conf = tools.render("line-scaleout.conf", &vars);
     let udp = tools.render(
         "line-scaleout-udp.conf",
         &[
@@ -80,13 +73,7 @@ async fn webtransport_through_nginx_udp_keeps_each_line_on_one_instance() {
         ],
     );
     let _nginx = tools.start_nginx_with_stream(&dir, &conf, Some((&load_stream, &udp)), https);
-    let front = Front {
-        client: CLIENT_IP,
-        port: https,
-        cert: &cert,
-        key: &key,
-        site: &site,
-    };
+    let front = Front::new(https, &cert, &key, &site);
 
     // The page, whichever instance serves it, may open WebTransport to every instance's port.
     let page = front
