@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::BoolishValueParser;
 use clap::{Parser, Subcommand};
 use line_server::apikey::ApiKey;
 use line_server::net::IpNet;
@@ -41,7 +42,7 @@ struct Args {
     #[arg(long, env = "TLS_KEY")]
     tls_key: Option<PathBuf>,
     /// Also accept TLS 1.2 (only TLS 1.3 by default).
-    #[arg(long, env = "TLS12")]
+    #[arg(long, env = "TLS12", value_parser = BoolishValueParser::new())]
     tls12: bool,
     /// Seconds between checks of the certificate files for renewal.
     #[arg(long, env = "TLS_RELOAD_SECS", default_value_t = 60)]
@@ -70,7 +71,12 @@ struct Args {
     )]
     webtransport_scaleout_ports: Vec<u16>,
     /// Serve only WebSockets, no WebTransport (nothing listens on UDP).
-    #[arg(long, env = "NO_WEBTRANSPORT", conflicts_with = "webtransport_port")]
+    #[arg(
+        long,
+        env = "NO_WEBTRANSPORT",
+        conflicts_with = "webtransport_port",
+        value_parser = BoolishValueParser::new()
+    )]
     no_webtransport: bool,
     /// More origins (comma-separated, e.g. https://a.example,https://b.example) allowed to open a
     /// WebSocket, besides SITEURL's origin and the server's own host.

@@ -333,6 +333,38 @@ async fn healthcheck_subcommand_asks_the_running_server_plain_and_over_tls() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[tokio::test]
+async fn switches_in_the_environment_take_the_usual_spellings() {
+    let key = ApiKey::generate();
+    let on = ["1", "true", "yes", "on", "TRUE"].map(|v| (v, false));
+    let off = ["0", "false", "no", "off"].map(|v| (v, true));
+    for (value, offered) in on.into_iter().chain(off) {
+        let mut child = command()
+            .env("APIKEY", key.expose())
+            .env("NO_WEBTRANSPORT", value)
+            .env("TLS12", value)
+            .args(["--port", "0", "--bind", "127.0.0.1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawns");
+        let (_, port, _) = start_links(&mut child).await;
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut stream = tokio::io::BufStream::new(stream);
+        let (status, _) = keep_alive_get(
+            &mut stream,
+            &format!("/webtransport?apikey={}", key.expose()),
+            None,
+        )
+        .await;
+        let expected = if offered { 200 } else { 404 };
+        assert_eq!(status, expected, "NO_WEBTRANSPORT={value}");
+        child.kill().await.expect("stop the server");
+    }
+}
+
 /// Starts the binary with `args`; returns it, its port, and a task collecting its stderr.
 async fn spawn_server(args: &[&str]) -> (Child, u16, tokio::task::JoinHandle<String>, StdoutLines) {
     let mut child = command()
