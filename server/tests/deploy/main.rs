@@ -331,4 +331,6 @@ fn the_kubernetes_example_is_safe_as_it_stands() {
         }
     }
     assert!(has("kind: NetworkPolicy"));
+    // The Ingress carries no UDP: pages must not wait out a WebTransport session first.
+    assert!(has(r#"{name: NO_WEBTRANSPORT, value: "1"}"#));
 }
