@@ -257,7 +257,11 @@ async fn connect(
     match transport {
         Transport::WebSocket => {
             let participant = ParticipantId::from_random(rand::random());
-            let (ws, _) = tokio_tungstenite::connect_async(ws_url(link, leaf, &participant)?)
+            // Without Nagle's algorithm, as browsers open WebSockets: with it, the answer to the
+            // relay's ping waits for the acknowledgement of the frame before it, up to the
+            // receiver's delayed-ACK timeout (40 ms), and the audio waits behind it.
+            let url = ws_url(link, leaf, &participant)?;
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
                 .await
                 .map_err(|e| match e {
                     tungstenite::Error::Http(response) => LoadError::Refused {
