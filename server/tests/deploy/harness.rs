@@ -296,6 +296,26 @@ pub(crate) fn https_vars(dir: &TempDir, cert: &Cert, https: u16) -> Vec<(&'stati
     ]
 }
 
+/// `line-scaleout.conf` rendered for three `instances` behind nginx's HTTPS `port`.
+pub(crate) fn scaleout_conf(
+    tools: &Tools,
+    dir: &TempDir,
+    cert: &Cert,
+    port: u16,
+    instances: &[Instance],
+) -> String {
+    let [one, two, three] = instances else {
+        panic!("the scale-out template names three instances");
+    };
+    let mut vars = https_vars(dir, cert, port);
+    vars.extend([
+        ("LINE_UPSTREAM_1", one.addr.to_string()),
+        ("LINE_UPSTREAM_2", two.addr.to_string()),
+        ("LINE_UPSTREAM_3", three.addr.to_string()),
+    ]);
+    tools.render("line-scaleout.conf", &vars)
+}
+
 impl Cert {
     pub(crate) fn write(dir: &TempDir) -> Self {
         let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("rcgen");

@@ -130,13 +130,7 @@ async fn three_instances_behind_nginx_keep_each_line_on_one_and_survive_losing_o
     let site = format!("https://localhost:{https}");
     let key = line_server::apikey::ApiKey::generate();
     let mut instances: Vec<Instance> = (0..3).map(|_| Instance::start(&key, &site)).collect();
-    let mut vars = https_vars(&dir, &cert, https);
-    vars.extend([
-        ("LINE_UPSTREAM_1", instances[0].addr.to_string()),
-        ("LINE_UPSTREAM_2", instances[1].addr.to_string()),
-        ("LINE_UPSTREAM_3", instances[2].addr.to_string()),
-    ]);
-    let conf = tools.render("line-scaleout.conf", &vars);
+    let conf = scaleout_conf(&tools, &dir, &cert, https, &instances);
     let _nginx = tools.start_nginx(&dir, &conf, https);
     let front = Front::new(https, &cert, &key, &site);
 

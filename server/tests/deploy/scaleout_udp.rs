@@ -53,13 +53,7 @@ async fn webtransport_through_nginx_udp_keeps_each_line_on_one_instance() {
             )
         })
         .collect();
-    let mut vars = https_vars(&dir, &cert, https);
-    vars.extend([
-        ("LINE_UPSTREAM_1", instances[0].addr.to_string()),
-        ("LINE_UPSTREAM_2", instances[1].addr.to_string()),
-        ("LINE_UPSTREAM_3", instances[2].addr.to_string()),
-    ]);
-    let conf = tools.render("line-scaleout.conf", &vars);
+    let conf = scaleout_conf(&tools, &dir, &cert, https, &instances);
     let udp = tools.render(
         "line-scaleout-udp.conf",
         &[
