@@ -26,9 +26,6 @@ use crate::target::{Target, TargetKind};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// What QUIC may hold of datagrams not yet sent: a few frames, as line-server keeps.
-const DATAGRAM_SEND_BUFFER: usize = 4 * 1024;
-
 /// How long a closed WebTransport session may take to tell the relay.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -120,7 +117,7 @@ impl Peer {
         // Real-time audio: a frame QUIC cannot send soon is better dropped than queued (quinn
         // holds 1 MiB by default, seconds of audio when its congestion window is short).
         let mut transport = wtransport::quinn::TransportConfig::default();
-        transport.datagram_send_buffer_size(DATAGRAM_SEND_BUFFER);
+        transport.datagram_send_buffer_size(target.datagram_send_buffer);
         // As line-server does (see its transport config): loss is not congestion.
         transport.congestion_controller_factory(std::sync::Arc::new(BbrConfig::default()));
         config

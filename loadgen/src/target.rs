@@ -116,9 +116,18 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The API key (WebSocket relays only).
     pub apikey: Option<ApiKey>,
+    /// What QUIC may hold of each peer's datagrams not yet sent (line-wt only): beyond it the
+    /// oldest are dropped. [`Target::LOAD_DATAGRAM_BUFFER`] unless a caller models one peer.
+    pub datagram_send_buffer: usize,
 }
 
 impl Target {
+    /// The datagram buffer of a load peer. One runtime drives every peer of a load, so when it
+    /// wakes late all of them send at once; a real peer's few frames (line-server keeps 4 KiB)
+    /// would then drop datagrams inside the load generator, and its loss would be counted as
+    /// the relay's. 64 KiB is 64 frames of 2.5 ms: latency shows such a stall instead.
+    pub const LOAD_DATAGRAM_BUFFER: usize = 64 * 1024;
+
     /// line-server (or the Node baseline, with `kind`) at `addr` with this key.
     #[must_use]
     pub const fn websocket(kind: TargetKind, addr: SocketAddr, apikey: ApiKey) -> Self {
@@ -126,6 +135,7 @@ impl Target {
             kind,
             addr,
             apikey: Some(apikey),
+            datagram_send_buffer: Self::LOAD_DATAGRAM_BUFFER,
         }
     }
 
@@ -136,6 +146,7 @@ impl Target {
             kind: TargetKind::Tcp,
             addr,
             apikey: None,
+            datagram_send_buffer: Self::LOAD_DATAGRAM_BUFFER,
         }
     }
 }

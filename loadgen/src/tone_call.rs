@@ -33,6 +33,9 @@ use crate::target::{ApiKey, Target, TargetKind};
 /// How often the peer captures and plays, like an audio thread with a 2.5 ms buffer.
 const QUANTUM: Duration = Duration::from_micros(2_500);
 
+/// What QUIC may hold of the tone peer's datagrams not yet sent: four frames of 2.5 ms.
+const TONE_PEER_DATAGRAM_BUFFER: usize = 4 * 1024;
+
 /// What to send and what to record.
 #[derive(Clone)]
 pub struct ToneCallConfig {
@@ -275,11 +278,16 @@ async fn connect(
         }
         Transport::WebTransport => {
             let apikey = link.api_key.clone().ok_or(LoadError::MissingApiKey)?;
-            let target = Target::websocket(
-                TargetKind::LineWebTransport,
-                link_addr(link).await?,
-                ApiKey::new(apikey),
-            );
+            let target = Target {
+                // One peer, as a page: a few frames, as line-server keeps; what the network
+                // cannot take soon is dropped rather than played late.
+                datagram_send_buffer: TONE_PEER_DATAGRAM_BUFFER,
+                ..Target::websocket(
+                    TargetKind::LineWebTransport,
+                    link_addr(link).await?,
+                    ApiKey::new(apikey),
+                )
+            };
             let peer = Peer::join(&target, leaf.line_id(), &leaf.join_token()).await?;
             let present = peer.partner_present();
             let (sink, source) = peer.split();
