@@ -57,7 +57,7 @@ test-docker-build:
 # End to end: real calls through the real server between two headless Chromium browsers, between Chromium, Firefox and WebKit (a representative set of pairings), over WebTransport (Chromium, Firefox, a mixed call, the fallback when UDP is blocked), and between one browser and a native tone peer for fidelity (after `just build`); one test file at a time
 e2e:
     cargo build --release --locked -p line-loadgen
-    node --test --test-concurrency=1 --test-timeout=300000 e2e/call.test.mjs e2e/browsers.test.mjs e2e/webtransport.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
+    node --test --test-concurrency=1 --test-timeout=300000 e2e/harness.test.mjs e2e/call.test.mjs e2e/browsers.test.mjs e2e/webtransport.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
 
 # Impaired networks, behaviour only (root; about 3 minutes, after `just build`): a real call between two native tone peers through the real server, over a WebSocket and over WebTransport datagrams, across line-netem's lan, home, wifi and mobile profiles and a 2 s outage in each; figures under "network" in target/e2e/results.json
 test-network:

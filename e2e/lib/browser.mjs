@@ -2,6 +2,7 @@
 // (../shared/BROWSER-TESTING.md has why each flag is here).
 import { chromium } from 'playwright-core';
 import { childrenOf } from './cpu.mjs';
+import { reapOnExit } from './reaper.mjs';
 
 const BASE_FLAGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -16,6 +17,7 @@ const BASE_FLAGS = [
  * another way to start Chromium (e.g. inside a network namespace), and flags of its own.
  */
 export async function launchPerson(name, { wav, allowMic = true, pulse, executablePath, args: extra = [] } = {}) {
+  reapOnExit();
   const args = [...BASE_FLAGS, '--use-fake-device-for-media-stream', ...extra];
   if (allowMic) args.push('--use-fake-ui-for-media-stream');
   if (wav) args.push(`--use-file-for-fake-audio-capture=${wav}`);

@@ -28,7 +28,7 @@ export function childrenOf(pid) {
 }
 
 /** `root` and every live descendant. */
-function tree(root) {
+export function tree(root) {
   const map = parents();
   const found = new Set([root]);
   for (let grew = true; grew;) {

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import puppeteer from 'puppeteer-core';
+import { reapOnExit } from './reaper.mjs';
 
 /** What Firefox's fake microphone plays: a sine of the pref's frequency at this amplitude. */
 export const FAKE_MIC_AMPLITUDE = 0.1;
@@ -16,6 +17,7 @@ export const FAKE_MIC_AMPLITUDE = 0.1;
  * refuse the microphone, as for a person who blocked it.
  */
 export async function launchFirefox(name, { tone = 1000, pulse, allowMic = true } = {}) {
+  reapOnExit();
   const profile = mkdtempSync(path.join(os.tmpdir(), 'line-firefox-'));
   const browser = await puppeteer.launch({
     browser: 'firefox',

@@ -6,6 +6,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { repoRoot } from './server.mjs';
+import { reapOnExit } from './reaper.mjs';
 
 const binary = path.join(repoRoot, 'target/release/line-netem');
 
@@ -15,6 +16,7 @@ const binary = path.join(repoRoot, 'target/release/line-netem');
  * its JSON answer; `stop()` ends the link and removes the namespaces.
  */
 export async function startNetwork({ profile = 'lan', seed }) {
+  reapOnExit();
   if (process.getuid?.() !== 0) {
     throw new Error('an impaired network needs root: network namespaces and TUN devices (CAP_NET_ADMIN)');
   }

@@ -6,9 +6,11 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { reapOnExit } from './reaper.mjs';
 
 /** Starts the daemon; resolves with `{ server, stop }`, `server` being a PULSE_SERVER value. */
 export async function startPulse() {
+  reapOnExit();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'line-pulse-'));
   const socket = path.join(dir, 'native');
   // The server's default rate is what Chromium takes for the device's (an AudioContext asked

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { reapOnExit } from './reaper.mjs';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const binary = path.join(repoRoot, 'target/release/line-server');
@@ -15,6 +16,7 @@ const binary = path.join(repoRoot, 'target/release/line-server');
  * WebSockets its proxy records (the page finds no endpoint and uses one at once).
  */
 export async function startServer({ port = 0, siteurl, apikey, env = {}, bind = '127.0.0.1', netns, webtransport = false } = {}) {
+  reapOnExit();
   const args = ['--bind', bind, '--port', String(port), '--www', testWww()];
   if (!webtransport) args.push('--no-webtransport');
   const childEnv = { ...process.env, RUST_LOG: 'info', ...env };

@@ -3,6 +3,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { repoRoot } from './server.mjs';
+import { reapOnExit } from './reaper.mjs';
 
 const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
 
@@ -12,6 +13,7 @@ const loadgen = path.join(repoRoot, 'target/release/line-loadgen');
  * command line into another (e.g. run inside a network namespace).
  */
 export function runTonePeer(link, { tones, heard, args = [], wrap = (argv) => argv, label = 'tone peer' }) {
+  reapOnExit();
   const [command, ...argv] = wrap([loadgen, 'tone-call', '--tones', tones.join(','), '--heard', heard.join(','), ...args]);
   return new Promise((resolve, reject) => {
     const child = spawn(command, argv, { env: { ...process.env, LINE_PEER_LINK: link }, stdio: ['ignore', 'pipe', 'pipe'] });

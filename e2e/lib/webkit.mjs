@@ -9,6 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './server.mjs';
+import { reapOnExit } from './reaper.mjs';
 
 /** The hum WebKit's mock microphone plays, Hz, and about how loud. */
 export const MOCK_MIC = { freqs: [150], amplitude: 0.1 };
@@ -25,6 +26,7 @@ function miniBrowser() {
 
 /** Starts a virtual X server on a free display; resolves with `{ display, stop }`. */
 export async function startDisplay() {
+  reapOnExit();
   // -displayfd: the server picks a free display and writes its number to that descriptor.
   const child = spawn('Xvfb', ['-displayfd', '3', '-screen', '0', '1280x1024x24', '-nolisten', 'tcp'], {
     stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
@@ -55,6 +57,7 @@ export async function startDisplay() {
  * PULSE_SERVER; `sharedMemory`: whether JavaScript gets SharedArrayBuffer.
  */
 export async function launchWebKit(name, { display, pulse, sharedMemory = false }) {
+  reapOnExit();
   const home = mkdtempSync(path.join(os.tmpdir(), 'line-webkit-'));
   const port = await freePort();
   const env = { ...process.env, DISPLAY: display, HOME: home, XDG_RUNTIME_DIR: home, XDG_CACHE_HOME: home, XDG_DATA_HOME: home };
