@@ -54,10 +54,10 @@ test-docker:
 test-docker-build:
     scripts/docker-test.sh --full
 
-# End to end: real calls through the real server between two headless Chromium browsers, between Chromium, Firefox and WebKit (a representative set of pairings), over WebTransport (Chromium, Firefox, a mixed call, the fallback when UDP is blocked), and between one browser and a native tone peer for fidelity (after `just build`); one test file at a time
+# End to end: real calls through the real server between two headless Chromium browsers, between Chromium, Firefox and WebKit (a representative set of pairings), over WebTransport (Chromium, Firefox, a mixed call, the fallback when UDP is blocked), and between one browser and a native tone peer for fidelity (after `just build`); one test file at a time, each given 10 minutes (the calls file takes about 4 on an idle machine, more when it measures again on a loaded one), and ended with every process it started when it takes longer
 e2e:
     cargo build --release --locked -p line-loadgen
-    node --test --test-concurrency=1 --test-timeout=300000 e2e/harness.test.mjs e2e/call.test.mjs e2e/browsers.test.mjs e2e/webtransport.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
+    node --test --test-concurrency=1 --test-timeout=600000 e2e/harness.test.mjs e2e/call.test.mjs e2e/browsers.test.mjs e2e/webtransport.test.mjs e2e/fidelity.test.mjs e2e/long.test.mjs
 
 # Impaired networks, behaviour only (root; about 3 minutes, after `just build`): a real call between two native tone peers through the real server, over a WebSocket and over WebTransport datagrams, across line-netem's lan, home, wifi and mobile profiles and a 2 s outage in each; figures under "network" in target/e2e/results.json
 test-network:
@@ -66,7 +66,7 @@ test-network:
 
 # Every pairing of Chromium, Firefox and WebKit (with and without shared memory) at 200 and 48 kHz, about 6 minutes (after `just build`); figures under "browsers" in target/e2e/results.json
 test-browsers:
-    LINE_BROWSER_MATRIX=full node --test --test-concurrency=1 --test-timeout=300000 e2e/browsers.test.mjs
+    LINE_BROWSER_MATRIX=full node --test --test-concurrency=1 --test-timeout=600000 e2e/browsers.test.mjs
 
 # Where a browser's time goes in a call: per-thread CPU and the engine worker's V8 profile (after `just build`)
 profile-browser params="studio=1" seconds="10":
