@@ -24,6 +24,9 @@ pub(crate) enum CaptureSource {
     },
 }
 
+/// The playout statistics the worklet last posted, and when they arrived (worker clock, µs).
+type PortReport = Rc<RefCell<Option<(u64, Vec<f64>)>>>;
+
 /// Where samples to play go.
 pub(crate) enum PlaybackSink {
     Shared(Producer<JsRing>),
@@ -33,7 +36,7 @@ pub(crate) enum PlaybackSink {
         port: MessagePort,
         sent: u64,
         played: Rc<RefCell<(u64, u64)>>,
-        report: Rc<RefCell<Option<(u64, Vec<f64>)>>>,
+        report: PortReport,
         _on_message: Closure<dyn FnMut(MessageEvent)>,
     },
 }

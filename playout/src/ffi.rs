@@ -3,6 +3,7 @@
 //! JavaScript reads and writes them through typed arrays over `memory.buffer` (renewed when the
 //! memory grows, which only a new stream's jitter buffer may make it do).
 #![allow(unsafe_code)] // `#[unsafe(no_mangle)]` names the exports; nothing here dereferences.
+#![allow(unreachable_pub)] // Reached by name from the module's importer, not by path.
 
 use std::cell::RefCell;
 
