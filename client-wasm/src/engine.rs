@@ -843,7 +843,12 @@ impl Engine {
             .map_or(0.0, |since| now_us.saturating_sub(since) as f64 / 1e6);
         let rate = f64::from(self.context_rate);
         stats.playback_fill_ms = self.playback_fill_low.take().unwrap_or(0) as f64 * 1e3 / rate;
-        stats.playback_target_ms = self.fill.target_ms();
+        // No sample ring when the worklet plays out.
+        stats.playback_target_ms = if self.worklet {
+            0.0
+        } else {
+            self.fill.target_ms()
+        };
         stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
         stats.output_latency_ms = self.output_latency_ms;
         stats.uplink_backlog_ms = self.uplink.take_peak_backlog_ms();
