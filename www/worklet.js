@@ -1,4 +1,5 @@
-// line's AudioWorklet shim: it only moves samples between the audio thread and the engine's worker.
+// line's AudioWorklet shim: it moves samples between the audio thread and the engine's worker, and
+// by default runs the playout (the jitter buffer, in line-playout's wasm module) per render quantum.
 import { Ring } from './ring.js';
 
 // Without cross-origin isolation there is no shared memory: the worker sends a MessagePort instead,
@@ -82,8 +83,9 @@ class Playback extends AudioWorkletProcessor {
     while (avail > 0) {
       const len = ring.peek();
       if (!(len > 8 && len <= avail && len <= this.record.length)) {
-        // Not a record: drop what is there rather than play garbage (the stats count it).
+        // Not a record: drop what is there rather than play garbage, and count it.
         ring.read(this.record, Math.min(avail, this.record.length));
+        w.playout_push(0, frame);
         break;
       }
       ring.read(this.record, len);

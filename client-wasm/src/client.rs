@@ -63,8 +63,8 @@ export interface JoinOptions {
   /** "auto" (default): WebTransport where the browser and the server have it, else a WebSocket;
    *  "websocket": a WebSocket only (for networks that mishandle UDP). */
   transport?: "auto" | "websocket";
-  /** "worker" (default): the engine's worker runs the jitter buffer and keeps a sample ring
-   *  filled ahead of the audio thread; "worklet": the audio thread runs it (docs/CLIENT.md). */
+  /** "worklet" (default): the audio thread runs the jitter buffer (docs/CLIENT.md); "worker":
+   *  the engine's worker runs it and keeps a sample ring filled ahead of the audio thread. */
   playout?: "worker" | "worklet";
   /** Base URL of worklet.js and worker.js (default: the page's base URL). */
   assets?: string;

@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn playout_names_where_the_jitter_buffer_runs() {
         let parse = |q: &str| Link::parse(&format!("{PAGE}?apikey=k&{q}"));
-        assert_eq!(parse("").unwrap().playout, PlayoutPath::Worker);
+        assert_eq!(parse("").unwrap().playout, PlayoutPath::Worklet);
         assert_eq!(
             parse("playout=worklet").unwrap().playout,
             PlayoutPath::Worklet

@@ -44,9 +44,9 @@ pub struct EngineConfig {
 #[serde(rename_all = "lowercase")]
 pub enum PlayoutPath {
     /// The worker runs it and keeps a sample ring filled ahead of the audio thread.
-    #[default]
     Worker,
     /// The playback worklet runs it; the worker hands it frame records (`line-playout`).
+    #[default]
     Worklet,
 }
 

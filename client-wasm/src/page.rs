@@ -25,7 +25,7 @@ export interface LinkInfo {
   mobile: boolean;
   /** `&transport=`: "websocket" never tries WebTransport; "auto" (the default) prefers it. */
   transport: "auto" | "websocket";
-  /** `&playout=`: where the jitter buffer runs, "worker" (the default) or "worklet" (the audio thread). */
+  /** `&playout=`: where the jitter buffer runs, "worklet" (the audio thread, the default) or "worker". */
   playout: "worker" | "worklet";
   /** The leaf key (`leaf_...`), or null when the link has none. */
   leaf: string | null;
