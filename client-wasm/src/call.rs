@@ -647,16 +647,16 @@ impl Call {
         if let Some(worklet) = &mut self.worklet {
             // Dated on this worker's clock, mapped to the audio clock the worklet pulls on.
             let arrival = worklet.clock.to_audio_us(now_us);
-            let flags = if incoming.new_stream {
-                record::NEW_STREAM
-            } else {
-                0
-            } | if rebuilt { record::REBUILT } else { 0 }
-                | if arrival.is_none() {
-                    record::NO_CLOCK
-                } else {
-                    0
-                };
+            let mut flags = 0;
+            if incoming.new_stream {
+                flags |= record::NEW_STREAM;
+            }
+            if rebuilt {
+                flags |= record::REBUILT;
+            }
+            if arrival.is_none() {
+                flags |= record::NO_CLOCK;
+            }
             incoming.new_stream = false;
             RecordHeader {
                 flags,
