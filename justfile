@@ -78,6 +78,7 @@ lint:
     cargo clippy --workspace --all-targets -- -D warnings
     cargo clippy -p line-client --target wasm32-unknown-unknown --all-targets -- -D warnings
     cargo clippy -p line-protocol --target wasm32-unknown-unknown --lib --tests -- -D warnings
+    cargo clippy -p line-playout --target wasm32-unknown-unknown --features module --lib -- -D warnings
     cargo clippy -p line-protocol --no-default-features -- -D warnings
 
 # Format the code

@@ -96,7 +96,8 @@ after(async () => {
 });
 
 // [label, who makes the link, who joins it, query]. The suite's set covers each engine with
-// Chromium at both rates, Firefox with itself, and WebKit with and without shared memory.
+// Chromium at both rates, Firefox with itself, and WebKit with and without shared memory; one
+// pair plays out in the worker (`playout=worker`), the path before playout on the audio thread.
 const CALLS = [
   ['firefox-chromium-200k', 'firefox', 'chromium', 'studio=1'],
   ['chromium-firefox-48k', 'chromium', 'firefox', 'studio=1&mobile=1'],
@@ -104,6 +105,7 @@ const CALLS = [
   ['firefox-firefox-48k', 'firefox', 'firefox2', 'studio=1&mobile=1'],
   ['webkit-chromium-200k', 'webkit', 'chromium', 'studio=1'],
   ['chromium-webkit-shm-48k', 'chromium', 'webkit-shm', 'studio=1&mobile=1'],
+  ['webkit-chromium-200k-worker', 'webkit', 'chromium', 'studio=1&playout=worker'],
 ];
 const MORE_CALLS = [
   ['chromium-firefox-200k', 'chromium', 'firefox', 'studio=1'],

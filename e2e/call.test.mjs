@@ -177,6 +177,9 @@ const CALLS = [
   ['studio-200k', 'studio=1'],
   ['studio-48k', 'studio=1&mobile=1'],
   ['studio-200k-2.5ms', 'studio=1&frame=2.5'], // the low-latency goal (BENCHMARKS.md, Goals) is set for 2.5 ms frames
+  // The jitter buffer in the worker (docs/CLIENT.md), beside the audio thread's default, in one run.
+  ['studio-200k-worker', 'studio=1&playout=worker'],
+  ['studio-48k-worker', 'studio=1&mobile=1&playout=worker'],
 ];
 for (const [label, params] of CALLS) {
   describe(`a call at ${label}`, () => {

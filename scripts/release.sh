@@ -10,6 +10,9 @@ scripts/check-wasm-bindgen.sh
 # rebuilds when a file there is newer, so an unchanged bundle must keep its timestamp.
 stage=target/wasm-pkg
 wasm-pack --quiet build client-wasm --target web --out-dir "../$stage" --mode no-install --release --no-pack
+# The playout module the playback worklet runs (docs/CLIENT.md): plain wasm, no glue.
+cargo build --quiet --release --locked -p line-playout --features module --target wasm32-unknown-unknown
+cp target/wasm32-unknown-unknown/release/line_playout.wasm "$stage/"
 mkdir -p www/pkg
 for f in "$stage"/* "$stage"/.gitignore; do
   cmp -s "$f" "www/pkg/${f##*/}" || cp "$f" www/pkg/

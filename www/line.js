@@ -138,7 +138,7 @@ async function join() {
   try {
     await client.join({
       apiKey: link.apiKey, leaf: link.leaf, rate: link.rate, frameMs: link.frameMs,
-      studio: $('studio').checked, transport: link.transport,
+      studio: $('studio').checked, transport: link.transport, playout: link.playout,
     });
   } catch (e) {
     const retry = { label: 'Try again', run: () => { clearError(); setState('ready'); } };

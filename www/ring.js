@@ -24,6 +24,28 @@ export class Ring {
     if (n < src.length) Atomics.add(this.idx, 2, src.length - n);
     return n;
   }
+  // Samples (or record words) ready to read.
+  available() {
+    return (Atomics.load(this.idx, 1) + this.cap - Atomics.load(this.idx, 0)) % this.cap;
+  }
+  // Free slots.
+  free() {
+    return this.cap - 1 - this.available();
+  }
+  // The next word, not taken (a frame record's length, for playout in the worklet).
+  peek() {
+    return this.data[Atomics.load(this.idx, 0)];
+  }
+  // Moves exactly `n` words (the caller checked `available()`) into `dst`, no xruns counted.
+  read(dst, n) {
+    const cap = this.cap, data = this.data;
+    let r = Atomics.load(this.idx, 0);
+    for (let i = 0; i < n; i++) {
+      dst[i] = data[r];
+      if (++r === cap) r = 0;
+    }
+    Atomics.store(this.idx, 0, r);
+  }
   // Fills `dst` with what there is, zeros and xruns for the rest; returns how many it read.
   pop(dst) {
     const cap = this.cap, data = this.data, w = Atomics.load(this.idx, 1);

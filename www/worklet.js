@@ -1,4 +1,5 @@
-// line's AudioWorklet shim: it only moves samples between the audio thread and the engine's worker.
+// line's AudioWorklet shim: it moves samples between the audio thread and the engine's worker, and
+// by default runs the playout (the jitter buffer, in line-playout's wasm module) per render quantum.
 import { Ring } from './ring.js';
 
 // Without cross-origin isolation there is no shared memory: the worker sends a MessagePort instead,
@@ -41,17 +42,78 @@ class Capture extends AudioWorkletProcessor {
 class Playback extends AudioWorkletProcessor {
   constructor(options) {
     super();
-    const shared = options.processorOptions.ring;
-    this.ring = new Ring(shared || new ArrayBuffer(16 + 4 * options.processorOptions.capacity));
+    const po = options.processorOptions;
+    const shared = po.ring;
+    this.ring = new Ring(shared || new ArrayBuffer(16 + 4 * po.capacity));
     this.consumed = 0;
     this.blocks = 0;
+    // Playout here (docs/CLIENT.md, "Playout on the audio thread"): the ring carries frame
+    // records, and the jitter buffer runs in line-playout's module.
+    if (po.playout) this.startPlayout(po.playout, po.stats);
     this.port.onmessage = (e) => {
       this.in = e.data.port;
-      this.in.onmessage = (m) => this.ring.push(m.data);
+      // A record goes whole or not at all: half a record would be garbage to the reader.
+      this.in.onmessage = this.wasm
+        ? (m) => { if (this.ring.free() >= m.data.length) this.ring.push(m.data); }
+        : (m) => this.ring.push(m.data);
     };
+  }
+  startPlayout(bytes, stats) {
+    // Compiled here, synchronously: the module is small, and the scope has no fetch.
+    this.wasm = new WebAssembly.Instance(new WebAssembly.Module(bytes), {}).exports;
+    this.wasm.playout_init(sampleRate);
+    if (stats) {
+      this.seq = new Int32Array(stats, 0, 1);
+      this.shared = new Float64Array(stats, 8);
+    }
+    this.views();
+  }
+  // Typed arrays over the module's memory, made again whenever it grew (a new stream's buffer).
+  views() {
+    const w = this.wasm;
+    this.memory = w.memory.buffer;
+    this.record = new Float32Array(this.memory, w.playout_record(), w.playout_record_words());
+    this.stats = new Float64Array(this.memory, w.playout_stats(), w.playout_stats_len());
+    this.rendered = new Float32Array(this.memory, w.playout_out(), 4096);
+  }
+  // Per quantum, allocation-free but for the port mode's report every 8 quanta.
+  playout(out) {
+    const w = this.wasm, ring = this.ring, frame = currentFrame;
+    let avail = ring.available();
+    while (avail > 0) {
+      const len = ring.peek();
+      if (!(len > 8 && len <= avail && len <= this.record.length)) {
+        // Not a record: drop what is there rather than play garbage, and count it.
+        ring.read(this.record, Math.min(avail, this.record.length));
+        w.playout_push(0, frame);
+        break;
+      }
+      ring.read(this.record, len);
+      w.playout_push(len, frame);
+      if (w.memory.buffer !== this.memory) this.views();
+      avail -= len;
+    }
+    w.playout_render(frame, out.length);
+    const src = this.rendered;
+    for (let i = 0; i < out.length; i++) out[i] = src[i];
+    w.playout_stats();
+    const stats = this.stats;
+    if (this.shared) {
+      // Odd while writing: the worker takes only a read that saw the same even number around it.
+      Atomics.add(this.seq, 0, 1);
+      for (let i = 0; i < stats.length; i++) this.shared[i] = stats[i];
+      Atomics.add(this.seq, 0, 1);
+    } else if (this.in && ++this.blocks % 8 === 0) {
+      this.in.postMessage(stats.slice());
+    }
   }
   process(_inputs, outputs) {
     const out = outputs[0][0];
+    if (this.wasm) {
+      this.playout(out);
+      for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
+      return true;
+    }
     this.consumed += this.ring.pop(out);
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     // In port mode the worker learns how much was played, so it can keep the ring filled.

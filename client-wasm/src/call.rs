@@ -14,6 +14,8 @@
 
 use std::collections::VecDeque;
 
+use line_playout::record::{self, Header as RecordHeader};
+use line_playout::{ClockMap, stat};
 use line_protocol::audio::{CHANNELS, FrameDuration};
 use line_protocol::binding::{Binding, OpenError};
 use line_protocol::header::Header;
@@ -100,7 +102,10 @@ pub enum CallEvent {
 struct Incoming {
     rate: u32,
     kid: u64,
-    jitter: JitterBuffer,
+    /// The jitter buffer, when this side plays out itself (`None`: the playback worklet does).
+    jitter: Option<JitterBuffer>,
+    /// The next frame record starts a new stream in the playback worklet.
+    new_stream: bool,
     next_sample: Option<u64>,
     frame_samples: usize,
 }
@@ -122,6 +127,17 @@ impl Playout {
         self.ring_us
             .saturating_sub(now_us.saturating_sub(self.at_us))
     }
+}
+
+/// Playout on the audio thread: frame records for the playback worklet, and what it reports.
+#[derive(Debug)]
+struct Worklet {
+    clock: ClockMap,
+    /// Records written since the worker last took them, one after the other.
+    records: Vec<f32>,
+    record: Vec<f32>,
+    /// The worklet's latest statistics (`line_playout::stat`).
+    stats: [f64; stat::LEN],
 }
 
 /// One person's side of a call.
@@ -168,6 +184,7 @@ pub struct Call {
     refusal_said: bool,
     input_peak: f32,
     output_peak: f32,
+    worklet: Option<Box<Worklet>>,
 }
 
 impl core::fmt::Debug for Call {
@@ -223,6 +240,40 @@ impl Call {
             refusal_said: false,
             input_peak: 0.0,
             output_peak: 0.0,
+            worklet: None,
+        }
+    }
+
+    /// Hands the other side's audio to the playback worklet as frame records
+    /// ([`Self::take_records`]) instead of playing it out here.
+    pub fn play_in_worklet(&mut self) {
+        self.worklet = Some(Box::new(Worklet {
+            clock: ClockMap::default(),
+            records: Vec::new(),
+            record: Vec::new(),
+            stats: [0.0; stat::LEN],
+        }));
+        self.incoming = None;
+    }
+
+    /// The frame records written since the last call, one after the other; the caller empties
+    /// it. Always empty unless [`Self::play_in_worklet`].
+    pub fn take_records(&mut self) -> Option<&mut Vec<f32>> {
+        self.worklet
+            .as_mut()
+            .map(|w| &mut w.records)
+            .filter(|r| !r.is_empty())
+    }
+
+    /// The playback worklet's statistics (`line_playout::stat`), read at `now_us`.
+    pub fn worklet_report(&mut self, now_us: u64, stats: &[f64]) {
+        let rate = f64::from(self.config.context_rate);
+        if let Some(worklet) = &mut self.worklet
+            && stats.len() == stat::LEN
+        {
+            worklet.clock.observe(now_us, stats[stat::RENDERED], rate);
+            worklet.stats.copy_from_slice(stats);
+            self.output_peak = self.output_peak.max(stats[stat::OUTPUT_PEAK] as f32);
         }
     }
 
@@ -552,7 +603,12 @@ impl Call {
         }
         if fresh {
             let config = JitterConfig::new(audio.sample_rate, self.config.context_rate, samples);
-            let Ok(jitter) = JitterBuffer::new(config) else {
+            // The playback worklet builds its own buffer; here the configuration is only checked.
+            let jitter = match &self.worklet {
+                Some(_) => config.validate().map(|()| None),
+                None => JitterBuffer::new(config).map(Some),
+            };
+            let Ok(jitter) = jitter else {
                 // A rate or frame size the jitter buffer refuses: not playable.
                 self.refuse_audio(audio);
                 return;
@@ -561,6 +617,7 @@ impl Call {
                 rate: audio.sample_rate,
                 kid,
                 jitter,
+                new_stream: true,
                 next_sample: None,
                 frame_samples: samples,
             });
@@ -587,9 +644,33 @@ impl Call {
         // A rebuilt frame arrives when the last frame of its group and the repair have: the
         // jitter buffer takes that as its arrival, so that its delay comes to cover the wait
         // (up to three frames) when frames are often lost, and rebuilt frames are in time.
-        incoming
-            .jitter
-            .push(now_us, audio.first_sample, &self.scratch_samples);
+        if let Some(worklet) = &mut self.worklet {
+            // Dated on this worker's clock, mapped to the audio clock the worklet pulls on.
+            let arrival = worklet.clock.to_audio_us(now_us);
+            let mut flags = 0;
+            if incoming.new_stream {
+                flags |= record::NEW_STREAM;
+            }
+            if rebuilt {
+                flags |= record::REBUILT;
+            }
+            if arrival.is_none() {
+                flags |= record::NO_CLOCK;
+            }
+            incoming.new_stream = false;
+            RecordHeader {
+                flags,
+                rate: audio.sample_rate,
+                first_sample: audio.first_sample,
+                arrival_us: arrival.unwrap_or(0),
+                age_us: now_us.saturating_sub(audio.capture_time_us),
+            }
+            .write(&self.scratch_samples, &mut worklet.record);
+            worklet.records.extend_from_slice(&worklet.record);
+        }
+        if let Some(jitter) = &mut incoming.jitter {
+            jitter.push(now_us, audio.first_sample, &self.scratch_samples);
+        }
         if rebuilt {
             self.stats.frames_repaired += 1;
             // The age of a frame that waited for others says nothing of the network's delay.
@@ -601,8 +682,12 @@ impl Call {
         // and what the ring still holds have played; the device adds its own latency. (What is
         // held ahead is negative for a frame that came partly too late: the rest of it plays
         // that much earlier than its first sample would have.)
+        let Some(jitter) = &incoming.jitter else {
+            // The worklet estimates it when it takes the record.
+            return;
+        };
         let age_us = now_us.saturating_sub(audio.capture_time_us);
-        let held_us = incoming.jitter.held_before(audio.first_sample) * 1e6;
+        let held_us = jitter.held_before(audio.first_sample) * 1e6;
         let after_us = self.playout.ring_left_us(now_us) + self.playout.device_us;
         let delay_us = age_us as f64 + held_us + after_us as f64;
         self.stats.mouth_to_ear_ms = delay_us.max(0.0) / 1000.0;
@@ -628,8 +713,8 @@ impl Call {
     /// Like [`Call::play`], for audio that starts playing `ahead_us` after `now_us` (it goes into
     /// a playback ring that holds that much): the jitter buffer measures its delay to the playout.
     pub fn play_ahead(&mut self, now_us: u64, ahead_us: u64, out: &mut [f32]) {
-        match &mut self.incoming {
-            Some(incoming) => incoming.jitter.pull_ahead(now_us, ahead_us, out),
+        match self.incoming.as_mut().and_then(|i| i.jitter.as_mut()) {
+            Some(jitter) => jitter.pull_ahead(now_us, ahead_us, out),
             None => out.fill(0.0),
         }
         for &s in out.iter() {
@@ -640,8 +725,8 @@ impl Call {
     /// The device played `samples` of silence because the playback ring ran dry: what the
     /// jitter buffer holds plays that much later (see [`JitterBuffer::output_gap`]).
     pub fn output_gap(&mut self, samples: u64) {
-        if let Some(incoming) = &mut self.incoming {
-            incoming.jitter.output_gap(samples);
+        if let Some(jitter) = self.incoming.as_mut().and_then(|i| i.jitter.as_mut()) {
+            jitter.output_gap(samples);
         }
     }
 
@@ -654,8 +739,32 @@ impl Call {
     /// A snapshot of the statistics; resets the level peaks.
     pub fn stats(&mut self) -> Stats {
         let mut stats = self.stats.clone();
-        if let Some(incoming) = &self.incoming {
-            let jitter = incoming.jitter.stats();
+        if let Some(worklet) = &self.worklet {
+            let s = &worklet.stats;
+            let count = |i: usize| s[i].max(0.0) as u64;
+            let frame = count(stat::FRAME_SAMPLES).max(1);
+            stats.jitter_depth_ms = s[stat::DEPTH_MS];
+            stats.jitter_target_ms = s[stat::TARGET_MS];
+            stats.arrival_jitter_ms = s[stat::JITTER_MS];
+            stats.drift_ppm = s[stat::DRIFT_PPM];
+            stats.drift_error_ppm = Some(s[stat::DRIFT_ERROR_PPM]).filter(|e| e.is_finite());
+            stats.resample_ratio_ppm = s[stat::CORRECTION_PPM];
+            stats.samples_dropped = count(stat::DROPPED);
+            stats.samples_inserted = count(stat::INSERTED);
+            stats.edits = count(stat::EDITS);
+            stats.underruns = count(stat::UNDERRUNS);
+            stats.frames_concealed = count(stat::CONCEALED).div_ceil(frame);
+            stats.samples_concealed = count(stat::CONCEALED);
+            stats.frames_discarded = count(stat::DISCARDED) + count(stat::DROPPED).div_ceil(frame);
+            // The worklet's estimate stops at the device, which it does not know.
+            let m2e = s[stat::MOUTH_TO_EAR_MS];
+            if m2e.is_finite() && m2e > 0.0 {
+                stats.mouth_to_ear_ms = m2e + self.playout.device_us as f64 / 1e3;
+            }
+        } else if let Some(incoming) = &self.incoming
+            && let Some(jitter) = &incoming.jitter
+        {
+            let jitter = jitter.stats();
             stats.jitter_depth_ms = jitter.depth_ms;
             stats.jitter_target_ms = jitter.target_ms;
             stats.arrival_jitter_ms = jitter.jitter_ms;
@@ -823,6 +932,59 @@ mod tests {
         assert_eq!((received.decrypt_failures, received.frames_lost), (0, 0));
         assert_eq!(received.peer_rate, RATE);
         assert!(received.output_level > 0.4 && sent.input_level > 0.4);
+    }
+
+    #[test]
+    fn a_tone_sent_to_a_worklet_plays_there_from_frame_records() {
+        let (mut a, mut b) = pair([7; 32]);
+        b.play_in_worklet();
+        b.set_playout(0, 0, 12_000);
+        let mut playout = line_playout::Playout::new(RATE);
+        let (mut rendered, mut heard) = (0u64, Vec::new());
+        let mut quantum = [0.0f32; 128];
+        for step in 0..100u64 {
+            let now = step * 10_000;
+            a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
+            while let Some(out) = a.poll_transmit() {
+                b.receive(now, &out.bytes);
+            }
+            // What the worker writes to the ring, the worklet reads at its next quantum.
+            if let Some(records) = b.take_records() {
+                let mut words = &records[..];
+                while !words.is_empty() {
+                    let len = words[0] as usize;
+                    playout.push(&words[..len], rendered as f64);
+                    words = &words[len..];
+                }
+                records.clear();
+            }
+            while (rendered + 128) * 1_000_000 <= (now + 10_000) * u64::from(RATE) {
+                playout.render(rendered as f64, &mut quantum);
+                heard.extend_from_slice(&quantum);
+                rendered += 128;
+            }
+            b.worklet_report(now + 10_000, playout.stats());
+        }
+        let last_half = &heard[heard.len() / 2..];
+        let amp = amplitude(last_half, 1000.0, RATE);
+        assert!(amp > 0.45 && amp < 0.52, "heard {amp}");
+        let received = b.stats();
+        assert_eq!(received.frames_received, 100);
+        assert_eq!(received.underruns, 0);
+        assert!(received.output_level > 0.4, "{}", received.output_level);
+        assert!(received.jitter_target_ms > 0.0);
+        // Age (0: one clock, no network) + what the buffer holds (about its target) + device.
+        assert!(
+            received.mouth_to_ear_ms > 12.0 + received.jitter_target_ms - 5.0
+                && received.mouth_to_ear_ms < 12.0 + received.jitter_target_ms + 15.0,
+            "{received:?}"
+        );
+        let mut own = vec![1.0; FRAME];
+        b.play(1_000_000, &mut own);
+        assert!(
+            own.iter().all(|&s| s == 0.0),
+            "the worker itself plays nothing"
+        );
     }
 
     #[test]

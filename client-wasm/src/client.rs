@@ -23,12 +23,19 @@ use web_sys::{
 
 use crate::js_ring::JsRing;
 use crate::link::{FrameDuration, MAX_RATE, MIN_RATE};
-use crate::messages::{CallState, ClientState, EngineConfig, ErrorCode, FromWorker, ToWorker};
+use crate::messages::{
+    CallState, ClientState, EngineConfig, ErrorCode, FromWorker, PlayoutPath, ToWorker,
+};
 use crate::page::js_error;
 
 /// Seconds of audio each ring holds: far more than the engine keeps in it, so a late worker tick
 /// never overflows capture.
 const RING_SECONDS: f64 = 0.25;
+/// Seconds of wire-rate audio the playback ring holds when it carries frame records.
+const RECORD_RING_SECONDS: f64 = 0.5;
+/// The playout statistics block: an Int32 sequence number, padding, then the Float64 statistics
+/// (`line_playout::stat`).
+const PLAYOUT_STATS_BYTES: u32 = 8 + 8 * line_playout::stat::LEN as u32;
 /// The state of a client whose call is over.
 const ENDED: ClientState = ClientState::Call(CallState::Ended);
 /// How long `hangUp()` waits for the worker to say goodbye, milliseconds.
@@ -56,6 +63,9 @@ export interface JoinOptions {
   /** "auto" (default): WebTransport where the browser and the server have it, else a WebSocket;
    *  "websocket": a WebSocket only (for networks that mishandle UDP). */
   transport?: "auto" | "websocket";
+  /** "worklet" (default): the audio thread runs the jitter buffer (docs/CLIENT.md); "worker":
+   *  the engine's worker runs it and keeps a sample ring filled ahead of the audio thread. */
+  playout?: "worker" | "worklet";
   /** Base URL of worklet.js and worker.js (default: the page's base URL). */
   assets?: string;
   /** Run the AudioContext at this rate (8000..=384000) instead of the device's own; the engine
@@ -163,6 +173,7 @@ struct Join {
     studio: bool,
     /// Whether WebTransport may be tried (`transport` is not `"websocket"`).
     webtransport: bool,
+    playout: PlayoutPath,
     assets: String,
     /// The AudioContext's rate when it should differ from the device's.
     context_rate: Option<u32>,
@@ -203,6 +214,8 @@ enum JoinError {
     BadFrame,
     /// `transport` neither `"auto"` nor `"websocket"`.
     BadTransport(String),
+    /// `playout` neither `"worker"` nor `"worklet"`.
+    BadPlayout(String),
     /// `server` or `assets` is not a URL.
     BadAddress(String),
     /// No `navigator.mediaDevices` (an insecure page).
@@ -235,6 +248,9 @@ impl fmt::Display for JoinError {
             Self::BadTransport(t) => {
                 write!(f, "transport must be \"auto\" or \"websocket\", not {t:?}")
             }
+            Self::BadPlayout(p) => {
+                write!(f, "playout must be \"worker\" or \"worklet\", not {p:?}")
+            }
             Self::BadAddress(url) => write!(f, "{url:?} is not a web address"),
             Self::NoMediaDevices => {
                 f.write_str("this page cannot use a microphone here (it needs https)")
@@ -263,9 +279,11 @@ impl JoinError {
             Self::NoApiKey => ErrorCode::NoApiKey,
             Self::NoLeaf => ErrorCode::NoLeaf,
             Self::BadLeaf(_) => ErrorCode::BadLeaf,
-            Self::BadRate(_) | Self::BadFrame | Self::BadTransport(_) | Self::BadAddress(_) => {
-                ErrorCode::BadLink
-            }
+            Self::BadRate(_)
+            | Self::BadFrame
+            | Self::BadTransport(_)
+            | Self::BadPlayout(_)
+            | Self::BadAddress(_) => ErrorCode::BadLink,
             Self::NoMediaDevices | Self::MicMissing => ErrorCode::MicMissing,
             Self::MicDenied => ErrorCode::MicDenied,
             Self::Mic(_) | Self::Audio(_) | Self::AudioStuck => ErrorCode::AudioFailed,
@@ -320,6 +338,10 @@ impl Join {
             Some("websocket") => false,
             Some(other) => return Err(JoinError::BadTransport(other.to_owned())),
         };
+        let playout = match text("playout") {
+            None => PlayoutPath::default(),
+            Some(name) => PlayoutPath::from_name(&name).ok_or(JoinError::BadPlayout(name))?,
+        };
         let context_rate = match get(options, "contextRate").as_f64() {
             None => None,
             Some(r)
@@ -340,6 +362,7 @@ impl Join {
             frame,
             studio: get(options, "studio").is_truthy(),
             webtransport,
+            playout,
             assets: text("assets").unwrap_or_else(base_url),
             context_rate,
         })
@@ -717,10 +740,16 @@ impl Inner {
         let webtransport_url = join.webtransport_url()?;
         let worklet_url = resolve("worklet.js", &join.assets)?;
         let worker_url = resolve("worker.js", &join.assets)?;
+        let playout = match join.playout {
+            PlayoutPath::Worker => None,
+            PlayoutPath::Worklet => {
+                Some(fetch_bytes(&resolve("pkg/line_playout.wasm", &join.assets)?).await?)
+            }
+        };
         // The microphone first: its prompt is what a person answers, and a refusal needs no audio.
         let stream = open_microphone(join.studio).await?;
         let rings = self
-            .build_audio(stream, join.context_rate, &worklet_url)
+            .build_audio(stream, join.context_rate, &worklet_url, playout, join.rate)
             .await?;
         self.link_worker(&worker_url).await?;
         let config = EngineConfig {
@@ -735,6 +764,7 @@ impl Inner {
             ring_capacity: rings.capacity,
             shared: rings.shared,
             muted: self.muted.get(),
+            playout: join.playout,
         };
         self.post_start(config, &rings)
     }
@@ -746,6 +776,8 @@ impl Inner {
         stream: MediaStream,
         rate: Option<u32>,
         worklet_url: &str,
+        playout: Option<js_sys::ArrayBuffer>,
+        wire_rate: u32,
     ) -> Result<Rings, JoinError> {
         let (context, source) = match connect_at(rate, &stream, worklet_url).await {
             Ok(pair) => pair,
@@ -759,9 +791,18 @@ impl Inner {
         let context_rate = context.sample_rate() as u32;
         let shared = is_cross_origin_isolated();
         let capacity = (f64::from(context_rate) * RING_SECONDS) as u32 + 1;
+        // Frame records are at the wire rate, and the ring must take a burst of them.
+        let playback_capacity = match playout {
+            Some(_) => (f64::from(wire_rate.max(context_rate)) * RECORD_RING_SECONDS) as u32 + 1,
+            None => capacity,
+        };
         let rings = Rings {
             capture: JsRing::allocate(capacity, shared).buffer().clone(),
-            playback: JsRing::allocate(capacity, shared).buffer().clone(),
+            playback: JsRing::allocate(playback_capacity, shared).buffer().clone(),
+            playout_stats: playout
+                .as_ref()
+                .filter(|_| shared)
+                .map(|_| js_sys::SharedArrayBuffer::new(PLAYOUT_STATS_BYTES).into()),
             capacity,
             shared,
             context_rate,
@@ -779,6 +820,7 @@ impl Inner {
             1,
             &ring_or_null(&rings.capture),
             capacity,
+            None,
         )
         .map_err(JoinError::audio)?;
         let playback = worklet_node(
@@ -786,7 +828,10 @@ impl Inner {
             "line-playback",
             0,
             &ring_or_null(&rings.playback),
-            capacity,
+            playback_capacity,
+            playout
+                .as_ref()
+                .map(|module| (module, rings.playout_stats.as_ref())),
         )
         .map_err(JoinError::audio)?;
         let remote = context.create_gain().map_err(JoinError::audio)?;
@@ -854,6 +899,9 @@ impl Inner {
         if rings.shared {
             let _ = Reflect::set(&extra, &"capture".into(), &rings.capture);
             let _ = Reflect::set(&extra, &"playback".into(), &rings.playback);
+            if let Some(stats) = &rings.playout_stats {
+                let _ = Reflect::set(&extra, &"playoutStats".into(), stats);
+            }
         } else {
             let audio = self.audio.borrow();
             let audio = audio.as_ref().ok_or_else(|| {
@@ -884,12 +932,34 @@ impl Inner {
 struct Rings {
     capture: Object,
     playback: Object,
+    /// The block the playback worklet reports its playout in (shared memory, worklet playout).
+    playout_stats: Option<Object>,
     /// Slots in each ring.
     capacity: u32,
     /// Whether they are `SharedArrayBuffer`s (else MessagePorts carry the audio).
     shared: bool,
     /// The AudioContext's rate, which the rings run at.
     context_rate: u32,
+}
+
+/// The bytes at `url` (the playout module, which the playback worklet compiles itself: its scope
+/// has no `fetch`).
+async fn fetch_bytes(url: &str) -> Result<js_sys::ArrayBuffer, JoinError> {
+    let window = web_sys::window().ok_or_else(|| JoinError::Audio("no window".to_owned()))?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(JoinError::audio)?
+        .unchecked_into();
+    if !response.ok() {
+        return Err(JoinError::Audio(format!(
+            "{url} answered {}",
+            response.status()
+        )));
+    }
+    let bytes = JsFuture::from(response.array_buffer().map_err(JoinError::audio)?)
+        .await
+        .map_err(JoinError::audio)?;
+    Ok(bytes.unchecked_into())
 }
 
 /// What `promise` settles to, or `None` when it has not settled within `ms` milliseconds.
@@ -1010,10 +1080,17 @@ fn worklet_node(
     inputs: u32,
     ring: &JsValue,
     capacity: u32,
+    playout: Option<(&js_sys::ArrayBuffer, Option<&Object>)>,
 ) -> Result<AudioWorkletNode, JsValue> {
     let processor = Object::new();
     let _ = Reflect::set(&processor, &"ring".into(), ring);
     let _ = Reflect::set(&processor, &"capacity".into(), &capacity.into());
+    if let Some((module, stats)) = playout {
+        let _ = Reflect::set(&processor, &"playout".into(), module);
+        if let Some(stats) = stats {
+            let _ = Reflect::set(&processor, &"stats".into(), stats);
+        }
+    }
     let options = AudioWorkletNodeOptions::new();
     options.set_number_of_inputs(inputs);
     options.set_number_of_outputs(1);

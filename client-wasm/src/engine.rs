@@ -25,6 +25,7 @@
 //!     ring_capacity: 12_001,
 //!     shared: true,
 //!     muted: false,
+//!     playout: line_client::messages::PlayoutPath::Worker,
 //! };
 //! let mut engine = Engine::new(&config, 0, 7).expect("a good config");
 //! let state = FromWorker::State { state: CallState::Connecting };
@@ -50,7 +51,7 @@ use line_protocol::webtransport::MAX_DATAGRAM_FRAME_LEN;
 
 use crate::call::{Call, CallConfig, CallEvent, Outgoing, frame_within};
 use crate::liveness::{Liveness, Verdict};
-use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, Transport};
+use crate::messages::{CallState, EngineConfig, ErrorCode, FromWorker, PlayoutPath, Transport};
 use crate::playback_fill::PlaybackFill;
 use crate::uplink::{Uplink, too_slow_message};
 
@@ -219,6 +220,8 @@ pub struct Engine {
     output_latency_ms: f64,
     liveness: Liveness,
     fill: PlaybackFill,
+    /// Whether the playback worklet plays out (frame records) rather than this engine (samples).
+    worklet: bool,
     /// Whether the socket keeps up with the audio, judged over time.
     uplink: Uplink,
     socket: Socket,
@@ -297,12 +300,17 @@ impl Engine {
             leaf,
         );
         call.set_muted(config.muted);
+        let worklet = config.playout == PlayoutPath::Worklet;
+        if worklet {
+            call.play_in_worklet();
+        }
         let datagram_frame = config
             .webtransport_url
             .as_ref()
             .and_then(|_| frame_within(config.wire_rate, frame, MAX_DATAGRAM_FRAME_LEN));
         let mut engine = Self {
             call,
+            worklet,
             wire_rate: config.wire_rate,
             context_rate: config.context_rate,
             ring_capacity: config.ring_capacity as usize,
@@ -477,6 +485,18 @@ impl Engine {
         self.attempts = 0;
         self.refused_upgrades = 0;
         self.call.connected(now_us, kid);
+    }
+
+    /// The playback worklet's statistics (`line_playout::stat`), read at `now_us`: its playout
+    /// and how far it has rendered, which maps this clock to the audio clock.
+    pub fn handle_worklet_report(&mut self, now_us: u64, stats: &[f64]) {
+        self.call.worklet_report(now_us, stats);
+    }
+
+    /// Frame records for the playback worklet, written since the last call (the caller empties
+    /// it); `None` when there are none, or this engine plays out itself.
+    pub fn take_records(&mut self) -> Option<&mut Vec<f32>> {
+        self.call.take_records()
     }
 
     /// A binary message arrived: an SFrame frame from the other person.
@@ -701,7 +721,9 @@ impl Engine {
         // them plays that much later, a step the jitter buffer must not take for drift.
         let gap = wake.playback_xruns.saturating_sub(self.playback_xruns);
         self.playback_xruns = wake.playback_xruns;
-        self.call.output_gap(gap);
+        if !self.worklet {
+            self.call.output_gap(gap);
+        }
         self.call.capture(now_us, wake.captured);
         self.call.tick(now_us);
         if let Some(buffered) = wake.socket_buffered.filter(|_| self.socket == Socket::Open) {
@@ -712,7 +734,13 @@ impl Engine {
             self.give_up_socket(now_us, verdict);
         }
         self.handle_call_events(now_us);
-        self.top_up(now_us, wake.playback_filled);
+        if self.worklet {
+            // Nothing waits between the worklet's jitter buffer and the device but the device.
+            let device_us = (self.output_latency_ms * 1000.0) as u64;
+            self.call.set_playout(now_us, 0, device_us);
+        } else {
+            self.top_up(now_us, wake.playback_filled);
+        }
         if now_us >= self.next_stats_us {
             self.next_stats_us = now_us + STATS_INTERVAL_US;
             self.report(now_us, wake.capture_xruns);
@@ -815,7 +843,12 @@ impl Engine {
             .map_or(0.0, |since| now_us.saturating_sub(since) as f64 / 1e6);
         let rate = f64::from(self.context_rate);
         stats.playback_fill_ms = self.playback_fill_low.take().unwrap_or(0) as f64 * 1e3 / rate;
-        stats.playback_target_ms = self.fill.target_ms();
+        // No sample ring when the worklet plays out.
+        stats.playback_target_ms = if self.worklet {
+            0.0
+        } else {
+            self.fill.target_ms()
+        };
         stats.wake_gap_ms = core::mem::take(&mut self.wake_gap_us) as f64 / 1e3;
         stats.output_latency_ms = self.output_latency_ms;
         stats.uplink_backlog_ms = self.uplink.take_peak_backlog_ms();
@@ -912,6 +945,7 @@ mod tests {
             ring_capacity: RATE / 4 + 1,
             shared: true,
             muted: false,
+            playout: PlayoutPath::Worker,
         }
     }
 

@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use crate::messages::PlayoutPath;
+
 pub use line_protocol::audio::{DEFAULT_RATE, FrameDuration, MAX_RATE, MIN_RATE, MOBILE_RATE};
 /// The fragment that asks the page to make a new leaf key.
 pub const GENERATE_FRAGMENT: &str = "generate_leaf";
@@ -51,6 +53,8 @@ pub struct Link {
     pub mobile: bool,
     /// `&transport=websocket`: never try WebTransport (`auto`, the default, prefers it).
     pub websocket_only: bool,
+    /// `&playout=worklet|worker`: where the jitter buffer runs.
+    pub playout: PlayoutPath,
     /// What the fragment asks for.
     pub fragment: Fragment,
 }
@@ -70,6 +74,8 @@ pub enum LinkError {
     Frame,
     /// `&transport=` is neither `auto` nor `websocket`.
     Transport,
+    /// `&playout=` is neither `worker` nor `worklet`.
+    Playout,
     /// A flag (`mobile`, `studio`) that is neither `0` nor `1`.
     Flag {
         /// The parameter's name.
@@ -89,6 +95,7 @@ impl fmt::Display for LinkError {
             ),
             Self::Frame => f.write_str("the link's frame length must be 2.5, 5, 10 or 20 ms"),
             Self::Transport => f.write_str("the link's transport must be auto or websocket"),
+            Self::Playout => f.write_str("the link's playout must be worker or worklet"),
             Self::Flag { name } => write!(f, "the link's {name} setting must be 0 or 1"),
             Self::Fragment => f.write_str(
                 "the part of the link after # is not a leaf key; ask for the link again",
@@ -118,6 +125,7 @@ impl Link {
             studio: false,
             mobile: false,
             websocket_only: false,
+            playout: PlayoutPath::default(),
             fragment: parse_fragment(fragment)?,
         };
         let mut rate = None;
@@ -141,6 +149,9 @@ impl Link {
                         "websocket" => true,
                         _ => return Err(LinkError::Transport),
                     };
+                }
+                "playout" => {
+                    link.playout = PlayoutPath::from_name(value).ok_or(LinkError::Playout)?;
                 }
                 // Unknown parameters are left for whoever added them.
                 _ => {}
@@ -226,6 +237,21 @@ mod tests {
         assert_eq!(link.frame.samples(link.rate), 2000);
         assert!(!link.studio && !link.mobile && !link.websocket_only);
         assert_eq!(link.fragment, Fragment::Generate);
+    }
+
+    #[test]
+    fn playout_names_where_the_jitter_buffer_runs() {
+        let parse = |q: &str| Link::parse(&format!("{PAGE}?apikey=k&{q}"));
+        assert_eq!(parse("").unwrap().playout, PlayoutPath::Worklet);
+        assert_eq!(
+            parse("playout=worklet").unwrap().playout,
+            PlayoutPath::Worklet
+        );
+        assert_eq!(
+            parse("playout=worker").unwrap().playout,
+            PlayoutPath::Worker
+        );
+        assert_eq!(parse("playout=gpu"), Err(LinkError::Playout));
     }
 
     #[test]

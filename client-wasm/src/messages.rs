@@ -34,6 +34,41 @@ pub struct EngineConfig {
     pub shared: bool,
     /// Start muted.
     pub muted: bool,
+    /// Where the other side's audio is played out from.
+    #[serde(default)]
+    pub playout: PlayoutPath,
+}
+
+/// Where the jitter buffer runs (the link's `&playout=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayoutPath {
+    /// The worker runs it and keeps a sample ring filled ahead of the audio thread.
+    Worker,
+    /// The playback worklet runs it; the worker hands it frame records (`line-playout`).
+    #[default]
+    Worklet,
+}
+
+impl PlayoutPath {
+    /// The link's and the API's name (`worker`, `worklet`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Worker => "worker",
+            Self::Worklet => "worklet",
+        }
+    }
+
+    /// The path named `name`, if any.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "worker" => Some(Self::Worker),
+            "worklet" => Some(Self::Worklet),
+            _ => None,
+        }
+    }
 }
 
 /// What carries the call's frames to the relay.

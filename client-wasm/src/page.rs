@@ -25,6 +25,8 @@ export interface LinkInfo {
   mobile: boolean;
   /** `&transport=`: "websocket" never tries WebTransport; "auto" (the default) prefers it. */
   transport: "auto" | "websocket";
+  /** `&playout=`: where the jitter buffer runs, "worklet" (the audio thread, the default) or "worker". */
+  playout: "worker" | "worklet";
   /** The leaf key (`leaf_...`), or null when the link has none. */
   leaf: string | null;
   /** Whether this page just generated the leaf (the link came with `#generate_leaf`). */
@@ -54,6 +56,7 @@ struct LinkInfoData {
     studio: bool,
     mobile: bool,
     transport: &'static str,
+    playout: &'static str,
     leaf: Option<String>,
     generated: bool,
     share_url: Option<String>,
@@ -150,6 +153,7 @@ pub fn read_link() -> Result<LinkInfo, JsValue> {
         } else {
             "auto"
         },
+        playout: link.playout.name(),
         share_url: text.as_deref().map(|t| link.share_url(t)),
         mobile_share_url: text.as_deref().map(|t| link.mobile_share_url(t)),
         line_id: leaf.as_ref().map(|l| l.line_id().to_string()),

@@ -17,7 +17,7 @@ use web_sys::{
     BinaryType, CloseEvent, DedicatedWorkerGlobalScope, Event, MessageEvent, Response, WebSocket,
 };
 
-use crate::audio_io::{CaptureSource, PlaybackSink, port_fallback};
+use crate::audio_io::{CaptureSource, PlaybackSink, SharedReport, port_fallback};
 use crate::engine::{Engine, Output, StartError, WEBTRANSPORT_READY_MS, Wake};
 use crate::js_ring::JsRing;
 use crate::messages::{EngineConfig, ErrorCode, FromWorker, ToWorker, Transport};
@@ -62,7 +62,7 @@ fn post(message: &FromWorker) {
     let _ = scope().post_message(&object);
 }
 
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     let performance = scope().performance().expect("workers have performance");
     ((performance.time_origin() + performance.now()) * 1000.0) as u64
 }
@@ -183,6 +183,8 @@ struct Shell {
     engine: Engine,
     capture: CaptureSource,
     playback: PlaybackSink,
+    /// The playback worklet's statistics block (shared memory, playout in the worklet).
+    report: Option<SharedReport>,
     connection: Option<Connection>,
     /// Connections and timeouts whose handlers may still be running; dropped on the next wake.
     retired: (Vec<Connection>, Vec<Timeout>),
@@ -212,6 +214,7 @@ impl Shell {
         } else {
             port_fallback(&field("capturePort"), &field("playbackPort"))?
         };
+        let report = SharedReport::over(&field("playoutStats"));
         let shell = Rc::new_cyclic(|me| {
             RefCell::new(Self {
                 me: me.clone(),
@@ -219,6 +222,7 @@ impl Shell {
                 engine,
                 capture,
                 playback,
+                report,
                 connection: None,
                 retired: (Vec::new(), Vec::new()),
                 tick: None,
@@ -247,6 +251,13 @@ impl Shell {
 
     /// Sends what the call queued, then does what the engine asks, and arms its timer.
     fn pump(&mut self) {
+        // Frames decrypted just now go to the audio thread now, not at the next wake.
+        if let Some(records) = self.engine.take_records() {
+            // A ring with no room means an audio thread stalled for half a second: those
+            // frames are lost, as they would be late anyway, and the worklet conceals them.
+            self.playback.push_records(records);
+            records.clear();
+        }
         self.flush();
         while let Some(output) = self.engine.poll_output() {
             match output {
@@ -503,6 +514,13 @@ impl Shell {
         self.retired.1.clear();
         if !self.engine.running() {
             return;
+        }
+        if let Some(report) = &mut self.report
+            && report.read()
+        {
+            self.engine.handle_worklet_report(now_us(), &report.stats);
+        } else if let Some((at, stats)) = self.playback.take_port_report() {
+            self.engine.handle_worklet_report(at, &stats);
         }
         let mut captured = core::mem::take(&mut self.capture_scratch);
         captured.clear();

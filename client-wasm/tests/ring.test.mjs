@@ -35,3 +35,35 @@ for (const c of cases) {
     assert.equal(ring.idx[3], 0, 'the reserved slot');
   });
 }
+
+// Frame records (docs/CLIENT.md, "Playout on the audio thread"): the worker writes whole records
+// (their first word is their length) and the playback worklet takes them whole, across the end.
+test('records are read back whole, in order, across the end of the ring', () => {
+  const seed = Date.now();
+  console.log(`seed ${seed}`);
+  let x = seed % 2147483647 || 1;
+  const next = (n) => { x = (x * 48271) % 2147483647; return x % n; };
+  const ring = new Ring(new SharedArrayBuffer(16 + 4 * 101));
+  const scratch = new Float32Array(100);
+  let written = 0;
+  let read = 0;
+  for (let round = 0; round < 500; round++) {
+    const len = 9 + next(40);
+    if (ring.free() >= len) {
+      const record = Float32Array.from({ length: len }, (_, i) => (i === 0 ? len : written * 1000 + i));
+      assert.equal(ring.push(record), len);
+      written++;
+    }
+    if (next(2) === 0) {
+      while (ring.available() > 0) {
+        const n = ring.peek();
+        assert.ok(n <= ring.available(), 'a record is there whole');
+        ring.read(scratch, n);
+        for (let i = 1; i < n; i++) assert.equal(scratch[i], read * 1000 + i);
+        read++;
+      }
+    }
+  }
+  assert.ok(read > 100, `${read} records read`);
+  assert.equal(ring.idx[2], 0, 'no xruns are counted for records');
+});

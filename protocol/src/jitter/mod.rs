@@ -152,7 +152,9 @@ impl JitterConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), JitterConfigError> {
+    /// Whether [`JitterBuffer::new`] accepts this configuration, without building the buffer
+    /// (whose allocation a caller that only decides whether a stream is playable can spare).
+    pub fn validate(&self) -> Result<(), JitterConfigError> {
         if !(MIN_RATE..=MAX_RATE).contains(&self.wire_rate) {
             return Err(JitterConfigError::WireRate(self.wire_rate));
         }

@@ -1,0 +1,215 @@
+//! The jitter buffer per render quantum, as the playback processor runs it.
+
+use line_protocol::jitter::{JitterBuffer, JitterConfig};
+
+use crate::record::{self, Header};
+
+/// Indices into the statistics [`Playout::stats`] fills: what the worker's `stats()` reads back.
+pub mod stat {
+    /// `currentFrame` at the end of the last quantum rendered (the worker's [`crate::ClockMap`]).
+    pub const RENDERED: usize = 0;
+    /// Audio held in the jitter buffer after the last pull, ms.
+    pub const DEPTH_MS: usize = 1;
+    /// The delay the jitter buffer aims at, ms.
+    pub const TARGET_MS: usize = 2;
+    /// Arrival jitter it measured, ms.
+    pub const JITTER_MS: usize = 3;
+    /// The other side's clock against the audio clock, ppm.
+    pub const DRIFT_PPM: usize = 4;
+    /// Its standard error, ppm (infinite until measured).
+    pub const DRIFT_ERROR_PPM: usize = 5;
+    /// The resampling ratio in use for the drift, ppm.
+    pub const CORRECTION_PPM: usize = 6;
+    /// Samples dropped (edits and after stalls).
+    pub const DROPPED: usize = 7;
+    /// Samples played twice by edits.
+    pub const INSERTED: usize = 8;
+    /// Edits.
+    pub const EDITS: usize = 9;
+    /// Underruns.
+    pub const UNDERRUNS: usize = 10;
+    /// Samples made up by concealment.
+    pub const CONCEALED: usize = 11;
+    /// Frames discarded as late or duplicate.
+    pub const DISCARDED: usize = 12;
+    /// Mouth to ear of the last frame received, less the device's latency, ms (NaN: none yet).
+    pub const MOUTH_TO_EAR_MS: usize = 13;
+    /// Peak level played over the last 50-100 ms.
+    pub const OUTPUT_PEAK: usize = 14;
+    /// Samples per frame of the stream playing.
+    pub const FRAME_SAMPLES: usize = 15;
+    /// Records taken from the ring.
+    pub const RECORDS: usize = 16;
+    /// Records that were no record (a bug if ever non-zero).
+    pub const BAD_RECORDS: usize = 17;
+    /// How many statistics there are.
+    pub const LEN: usize = 18;
+}
+
+/// The longest quantum rendered at once (Web Audio's is 128; later specs allow a few more).
+pub const MAX_QUANTUM: usize = 4_096;
+/// How long the output peak holds, microseconds (reported as the larger of two such windows).
+const PEAK_WINDOW_US: f64 = 50_000.0;
+
+struct Stream {
+    rate: u32,
+    frame_samples: usize,
+    jitter: JitterBuffer,
+}
+
+/// The playback processor's state: the stream playing, its jitter buffer, scratch buffers that
+/// JavaScript reads and writes in place, and the statistics.
+pub struct Playout {
+    context_rate: u32,
+    stream: Option<Stream>,
+    record: Vec<f32>,
+    out: Vec<f32>,
+    stats: [f64; stat::LEN],
+    peak: (f32, f32),
+    peak_since_us: f64,
+    mouth_to_ear_ms: f64,
+    rendered: f64,
+    records: u64,
+    bad_records: u64,
+}
+
+impl Playout {
+    /// Playout into a context running at `context_rate`; every buffer is allocated here (a new
+    /// stream allocates its jitter buffer, nothing else does).
+    #[must_use]
+    pub fn new(context_rate: u32) -> Self {
+        Self {
+            context_rate,
+            stream: None,
+            record: vec![0.0; record::MAX_WORDS],
+            out: vec![0.0; MAX_QUANTUM],
+            stats: [0.0; stat::LEN],
+            peak: (0.0, 0.0),
+            peak_since_us: 0.0,
+            mouth_to_ear_ms: f64::NAN,
+            rendered: 0.0,
+            records: 0,
+            bad_records: 0,
+        }
+    }
+
+    /// Where JavaScript copies a record before [`Self::push_scratch`].
+    pub fn record_scratch(&mut self) -> &mut [f32] {
+        &mut self.record
+    }
+
+    /// Where [`Self::render_scratch`] leaves the quantum.
+    #[must_use]
+    pub fn out(&self) -> &[f32] {
+        &self.out
+    }
+
+    fn now_us(&self, frame: f64) -> f64 {
+        frame * 1e6 / f64::from(self.context_rate)
+    }
+
+    /// Takes the record of `len` words in the record scratch, before rendering the quantum
+    /// that starts at `frame`.
+    pub fn push_scratch(&mut self, len: usize, frame: f64) {
+        let record = core::mem::take(&mut self.record);
+        if let Some(words) = record.get(..len) {
+            self.push(words, frame);
+        } else {
+            self.bad_records += 1;
+        }
+        self.record = record;
+    }
+
+    /// Takes one record, before rendering the quantum that starts at `frame`.
+    pub fn push(&mut self, words: &[f32], frame: f64) {
+        let Some((header, samples)) = Header::read(words) else {
+            self.bad_records += 1;
+            return;
+        };
+        self.records += 1;
+        let now_us = self.now_us(frame);
+        let fresh = header.flags & record::NEW_STREAM != 0
+            || self.stream.as_ref().is_none_or(|s| s.rate != header.rate);
+        if fresh {
+            let config = JitterConfig::new(header.rate, self.context_rate, samples.len());
+            let Ok(jitter) = JitterBuffer::new(config) else {
+                // The worker refuses streams the buffer cannot play; this is no such stream.
+                self.bad_records += 1;
+                return;
+            };
+            self.stream = Some(Stream {
+                rate: header.rate,
+                frame_samples: samples.len(),
+                jitter,
+            });
+        }
+        let stream = self.stream.as_mut().expect("set just above");
+        let arrival_us = if header.flags & record::NO_CLOCK != 0 {
+            now_us as u64
+        } else {
+            header.arrival_us
+        };
+        stream.jitter.push(arrival_us, header.first_sample, samples);
+        if header.flags & record::REBUILT == 0 {
+            // Its first sample plays once what the buffer holds ahead of it has played, from
+            // this quantum on; it arrived `now - arrival` before this quantum.
+            let held_us = stream.jitter.held_before(header.first_sample) * 1e6;
+            let waited_us = now_us - arrival_us as f64;
+            self.mouth_to_ear_ms = (header.age_us as f64 + waited_us + held_us).max(0.0) / 1e3;
+        }
+    }
+
+    /// Renders `n` samples (at most [`MAX_QUANTUM`]) for the quantum starting at `frame` into
+    /// the output scratch.
+    pub fn render_scratch(&mut self, frame: f64, n: usize) {
+        let n = n.min(MAX_QUANTUM);
+        let mut out = core::mem::take(&mut self.out);
+        self.render(frame, &mut out[..n]);
+        self.out = out;
+    }
+
+    /// Renders the quantum starting at `frame` into `out`.
+    pub fn render(&mut self, frame: f64, out: &mut [f32]) {
+        let now_us = self.now_us(frame);
+        match &mut self.stream {
+            Some(stream) => stream.jitter.pull(now_us as u64, out),
+            None => out.fill(0.0),
+        }
+        let peak = out.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        if now_us - self.peak_since_us >= PEAK_WINDOW_US {
+            self.peak = (self.peak.1, 0.0);
+            self.peak_since_us = now_us;
+        }
+        self.peak.1 = self.peak.1.max(peak);
+        self.rendered = frame + out.len() as f64;
+    }
+
+    /// The statistics (indices in [`stat`]), as of now.
+    pub fn stats(&mut self) -> &[f64] {
+        let s = &mut self.stats;
+        s.fill(0.0);
+        s[stat::RENDERED] = self.rendered;
+        s[stat::MOUTH_TO_EAR_MS] = self.mouth_to_ear_ms;
+        s[stat::OUTPUT_PEAK] = f64::from(self.peak.0.max(self.peak.1));
+        s[stat::RECORDS] = self.records as f64;
+        s[stat::BAD_RECORDS] = self.bad_records as f64;
+        s[stat::DRIFT_ERROR_PPM] = f64::INFINITY;
+        if let Some(stream) = &self.stream {
+            let j = stream.jitter.stats();
+            s[stat::DEPTH_MS] = j.depth_ms;
+            s[stat::TARGET_MS] = j.target_ms;
+            s[stat::JITTER_MS] = j.jitter_ms;
+            s[stat::DRIFT_PPM] = j.drift_ppm;
+            s[stat::DRIFT_ERROR_PPM] = j.drift_error_ppm;
+            s[stat::CORRECTION_PPM] = j.correction_ppm;
+            s[stat::DROPPED] = j.dropped_samples as f64;
+            s[stat::INSERTED] = j.inserted_samples as f64;
+            s[stat::EDITS] = j.edits as f64;
+            s[stat::UNDERRUNS] = j.underruns as f64;
+            s[stat::CONCEALED] = j.concealed_samples as f64;
+            s[stat::DISCARDED] = (j.late_packets + j.duplicate_packets) as f64;
+            s[stat::FRAME_SAMPLES] = stream.frame_samples as f64;
+        }
+        &self.stats
+    }
+}
