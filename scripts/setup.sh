@@ -127,6 +127,11 @@ fi
 if ! command -v setcap >/dev/null 2>&1 && [ ! -x /usr/sbin/setcap ] || ! command -v setpriv >/dev/null 2>&1; then
   need_root_apt "setcap and setpriv" libcap2-bin util-linux
 fi
+# 7. The WebTransport fallback test blocks UDP inside its network namespace with iptables (on
+#    nftables); network namespaces themselves come with iproute2.
+if ! command -v iptables >/dev/null 2>&1 && [ ! -x /usr/sbin/iptables ]; then
+  need_root_apt "iptables" iptables
+fi
 
 if [ ${#did[@]} -eq 0 ]; then
   echo "setup: nothing to do, everything is installed"
