@@ -1,5 +1,5 @@
 // The sample ring between the audio thread and the engine's worker, as the worklet sees it. Layout
-// (docs/CLIENT.md, client-wasm/src/ring.rs): Int32 [read, write, xruns, reserved], then Float32
+// (docs/CLIENT.md, client-wasm/src/ring.rs): Int32 [read, write, xruns, wake-after], then Float32
 // samples; one slot stays empty; indices published with Atomics after the data. Both this file and
 // ring.rs are tested against one table of cases, client-wasm/tests/ring_cases.json.
 export class Ring {

@@ -11,11 +11,11 @@ class Capture extends AudioWorkletProcessor {
     this.ring = shared ? new Ring(shared) : null;
     this.batch = new Float32Array(Math.max(128, Math.round(sampleRate / 400 / 128) * 128));
     this.fill = 0;
-    // The engine's worker sleeps in Atomics.waitAsync on the write index: waking it about every
-    // 2.7-4.5 ms of audio (every quantum at 48 kHz, every seventh at 200 kHz) makes it follow the
-    // audio clock instead of its own timer, which browsers clamp, throttle and deliver late. At
-    // 200 kHz the device renders in 10 ms bursts anyway: waking more often there only costs CPU
-    // and gains no latency.
+    // The engine's worker sleeps in Atomics.waitAsync on the write index, and this wakes it on
+    // the audio clock instead of its own timer, which browsers clamp, throttle and deliver late:
+    // once the samples its next frame needs are here (it says how many in the ring's slot 3), or,
+    // where it also feeds the playback ring (slot 3 is 0), about every 2.7-4.5 ms of audio (every
+    // quantum at 48 kHz, every seventh at 200 kHz, which renders in 10 ms bursts anyway).
     this.every = Math.max(1, Math.floor(sampleRate / 128 / 200));
     this.quanta = 0;
     this.port.onmessage = (e) => { this.out = e.data.port; };
@@ -25,7 +25,11 @@ class Capture extends AudioWorkletProcessor {
     if (!ch) return true;
     if (this.ring) {
       this.ring.push(ch);
-      if (++this.quanta % this.every === 0) Atomics.notify(this.ring.idx, 1);
+      // The worker says in slot 3 how many samples its next frame needs (0: wake it anyway).
+      const want = Atomics.load(this.ring.idx, 3);
+      if (want > 0 ? this.ring.available() >= want : ++this.quanta % this.every === 0) {
+        Atomics.notify(this.ring.idx, 1);
+      }
       return true;
     }
     if (!this.out) return true;

@@ -77,6 +77,14 @@ impl CaptureSource {
             Self::Port { .. } => 0,
         }
     }
+
+    /// Asks the capture worklet to wake the worker once `samples` wait (0: every quantum). The
+    /// port fallback posts its batches whatever this says.
+    pub(crate) fn wake_after(&self, samples: usize) {
+        if let Self::Shared(consumer) = self {
+            consumer.memory().wake_after(samples);
+        }
+    }
 }
 
 impl PlaybackSink {

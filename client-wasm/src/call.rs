@@ -354,6 +354,16 @@ impl Call {
         self.send_control(&Payload::Bye(Bye { reason: "hang up" }));
     }
 
+    /// How many more microphone samples (context rate) the next frame needs at least: the worker
+    /// sleeps until the audio thread has gathered that many, so it wakes once a frame rather
+    /// than at every render quantum, and never after the frame could have left.
+    #[must_use]
+    pub fn capture_wanted(&self) -> usize {
+        let frame_samples = self.config.frame.samples(self.config.wire_rate);
+        let missing = frame_samples.saturating_sub(self.pending.len()).max(1);
+        self.resampler.input_for(missing).max(1)
+    }
+
     /// Microphone samples at the context rate; the last one was captured at `now_us`.
     pub fn capture(&mut self, now_us: u64, samples: &[f32]) {
         for &s in samples {
@@ -1247,6 +1257,66 @@ mod tests {
             (99..=100).contains(&frames),
             "{frames} frames from one second"
         );
+    }
+
+    #[test]
+    fn waking_only_when_a_frame_can_leave_sends_every_frame_as_early_as_waking_every_quantum() {
+        let mut rng = line_protocol::testing::Rng::from_env();
+        for (context_rate, wire_rate, frame) in [
+            (44_100, 200_000, FrameDuration::Ms10),
+            (48_000, 200_000, FrameDuration::Ms2_5),
+            (44_100, 48_000, FrameDuration::Ms10),
+            (48_000, 48_000, FrameDuration::Ms20),
+        ] {
+            let config = CallConfig {
+                wire_rate,
+                frame,
+                context_rate,
+            };
+            let start = |kid| {
+                let mut call = Call::new(config, LeafKey::from_random([7; 32]));
+                call.connected(0, kid);
+                call.peer_joined();
+                greet(&mut call, 9);
+                while call.poll_transmit().is_some() {}
+                call
+            };
+            // One call woken at every 128-sample quantum, one only once it has what it asked for.
+            let (mut every, mut asked) = (start(1), start(2));
+            let mut gathered: Vec<f32> = Vec::new();
+            let (mut sent, mut wakes) = (0, 0);
+            let frames = |call: &mut Call| {
+                let mut n = 0;
+                while let Some(out) = call.poll_transmit() {
+                    n += usize::from(out.is_audio);
+                }
+                n
+            };
+            for quantum in 0..2_000u64 {
+                let now = quantum * 128 * 1_000_000 / u64::from(context_rate);
+                let samples: Vec<f32> = (0..128).map(|_| rng.range(-0.5, 0.5) as f32).collect();
+                every.capture(now, &samples);
+                gathered.extend_from_slice(&samples);
+                let mut now_asked = 0;
+                if gathered.len() >= asked.capture_wanted() {
+                    asked.capture(now, &gathered);
+                    gathered.clear();
+                    wakes += 1;
+                    now_asked = frames(&mut asked);
+                }
+                let now_every = frames(&mut every);
+                assert_eq!(
+                    now_asked, now_every,
+                    "{context_rate} -> {wire_rate} Hz, {frame:?}: quantum {quantum} sent {now_asked} frames, not {now_every}"
+                );
+                sent += now_every;
+            }
+            assert!(sent > 0, "frames were sent");
+            assert!(
+                wakes <= sent + sent / 4,
+                "{context_rate} -> {wire_rate} Hz, {frame:?}: {wakes} wakes for {sent} frames"
+            );
+        }
     }
 
     #[test]

@@ -748,6 +748,20 @@ impl Engine {
         &self.play_scratch
     }
 
+    /// How many captured samples the audio thread should gather before it wakes the worker (0:
+    /// at every render quantum). With the playout on the audio thread a wake only moves
+    /// capture, so the worker sleeps until the next frame can leave (100 wakes a second with
+    /// 10 ms frames, where every quantum is 345-375); on the worker's path it tops up the
+    /// playback ring at every quantum.
+    #[must_use]
+    pub fn wake_after(&self) -> usize {
+        if self.worklet {
+            self.call.capture_wanted()
+        } else {
+            0
+        }
+    }
+
     fn handle_call_events(&mut self, now_us: u64) {
         while let Some(event) = self.call.poll_event() {
             match event {

@@ -5,7 +5,7 @@
 
 use js_sys::{Atomics, Float32Array, Int32Array, Object};
 
-use crate::ring::{HEADER_BYTES, READ_SLOT, RingMemory, WRITE_SLOT, XRUN_SLOT};
+use crate::ring::{HEADER_BYTES, READ_SLOT, RingMemory, WAKE_SLOT, WRITE_SLOT, XRUN_SLOT};
 
 /// A ring's indices and samples in a JavaScript buffer laid out as documented in [`crate::ring`].
 #[derive(Debug, Clone)]
@@ -65,6 +65,12 @@ impl JsRing {
     #[must_use]
     pub fn xruns(&self) -> u32 {
         load(&self.indices, XRUN_SLOT) as u32
+    }
+
+    /// Asks the capture worklet to wake the worker only once `samples` are readable (0: at every
+    /// render quantum).
+    pub fn wake_after(&self, samples: usize) {
+        store(&self.indices, WAKE_SLOT, samples);
     }
 }
 

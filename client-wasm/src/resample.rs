@@ -128,6 +128,21 @@ impl Resampler {
         })
     }
 
+    /// The fewest further input samples after which `wanted` more output samples may have come
+    /// out. A lower bound (every chunk is taken to give the most a chunk gives, its share of
+    /// the ratio rounded up), so whoever waits for this much input before looking never looks
+    /// after the output was there; at most a chunk or two early.
+    #[must_use]
+    pub fn input_for(&self, wanted: usize) -> usize {
+        match &self.sinc {
+            None => wanted,
+            Some(s) => {
+                let most = (CHUNK as u64 * u64::from(self.to)).div_ceil(u64::from(self.from));
+                (wanted.div_ceil(most as usize) * CHUNK).saturating_sub(s.held)
+            }
+        }
+    }
+
     /// Appends the resampled form of `input` to `out`. Allocates nothing but what `out` needs
     /// to grow.
     pub fn process(&mut self, mut input: &[f32], out: &mut Vec<f32>) {
@@ -348,5 +363,45 @@ mod tests {
         r.process(&[0.0; CHUNK - 10], &mut out);
         assert_eq!(r.delay(), filter);
         assert!(!out.is_empty());
+    }
+
+    #[test]
+    fn input_for_never_asks_for_more_input_than_the_output_needs() {
+        let mut rng = Rng::from_env();
+        for (from, to) in [
+            (48_000, 200_000),
+            (44_100, 200_000),
+            (44_100, 48_000),
+            (192_000, 48_000),
+        ] {
+            let mut r = Resampler::new(from, to);
+            let mut out = Vec::new();
+            let input = |r: &mut Resampler, out: &mut Vec<f32>, rng: &mut Rng, n: usize| {
+                for _ in 0..n {
+                    r.process(&[rng.range(-0.5, 0.5) as f32], out);
+                }
+            };
+            for _ in 0..200 {
+                // Anywhere in the stream, any frame length a call uses (2.5 to 20 ms of `to`).
+                let n = (rng.unit() * 300.0) as usize;
+                input(&mut r, &mut out, &mut rng, n);
+                let wanted = 1 + (rng.unit() * f64::from(to) / 50.0) as usize;
+                let before = out.len();
+                let n = r.input_for(wanted);
+                input(&mut r, &mut out, &mut rng, n.saturating_sub(1));
+                assert!(
+                    out.len() - before < wanted,
+                    "{from} -> {to} Hz: {} of {wanted} came out before the {n} samples asked for",
+                    out.len() - before,
+                );
+                // Nor far too few: two chunks more, and the output is there.
+                input(&mut r, &mut out, &mut rng, 2 * CHUNK + 1);
+                assert!(
+                    out.len() - before >= wanted,
+                    "{from} -> {to} Hz: only {} of {wanted} two chunks after the {n} asked for",
+                    out.len() - before,
+                );
+            }
+        }
     }
 }

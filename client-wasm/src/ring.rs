@@ -7,7 +7,7 @@
 //! | 0..4             | Int32         | read index, in `0..capacity`; only the consumer stores it |
 //! | 4..8             | Int32         | write index, in `0..capacity`; only the producer stores it|
 //! | 8..12            | Int32         | samples the worklet could not move (overflow/underrun)    |
-//! | 12..16           | Int32         | reserved, zero                                            |
+//! | 12..16           | Int32         | capture: samples before the worker is woken ([`WAKE_SLOT`])|
 //! | 16..16+4*capacity| Float32       | the samples                                               |
 //!
 //! One slot always stays empty, so `read == write` means empty and the ring holds at most
@@ -30,6 +30,9 @@ pub const READ_SLOT: u32 = 0;
 pub const WRITE_SLOT: u32 = 1;
 /// Int32 slot where the worklet counts samples it could not move.
 pub const XRUN_SLOT: u32 = 2;
+/// Int32 slot of the capture ring where the worker says how many samples it wants readable
+/// before the worklet wakes it (0: at every render quantum).
+pub const WAKE_SLOT: u32 = 3;
 
 /// Where a ring's indices and samples live: a shared buffer in the browser, a `Vec` in tests.
 pub trait RingMemory {

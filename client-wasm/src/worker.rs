@@ -542,6 +542,7 @@ impl Shell {
             self.playback.push(play);
         }
         self.capture_scratch = captured;
+        self.capture.wake_after(self.engine.wake_after());
         self.pump();
     }
 }
@@ -560,8 +561,8 @@ fn has_wait_async() -> bool {
 }
 
 /// Runs the engine each time the capture worklet publishes samples (it `Atomics.notify`s the
-/// capture ring's write index every 1.9-2.7 ms), so frames leave and the playback ring is topped
-/// up on the audio clock, not on a worker timer that browsers clamp to 4 ms and deliver late.
+/// capture ring's write index once the next frame's samples are there, or every 1.9-2.7 ms on the
+/// worker's playout path), so frames leave and the playback ring is topped up on the audio clock, not on a worker timer that browsers clamp to 4 ms and deliver late.
 /// Wakes at least every [`WAKE_TIMEOUT_MS`] (a suspended context) for pings and stats; ends
 /// with the engine, its hang-up or its fatal stop.
 fn follow_audio_clock(me: Weak<RefCell<Shell>>, indices: Int32Array) {
