@@ -100,12 +100,18 @@ bench: build
     -LINE_LONG_CALL_SECONDS=600 just e2e
     -just test-browsers
     -just bench-network
+    -just bench-latency
     node scripts/bench-summary.mjs
 
 # Impaired networks, measured (root; about 20 minutes, after `just build`): Chromium on each line-netem profile calls the native tone peer beside the server, 60 s at 200 and at 48 kHz, over a WebSocket and over WebTransport (LINE_NETWORK_PROFILES, LINE_NETWORK_RATES, LINE_NETWORK_TRANSPORTS, LINE_NETWORK_BENCH_SECONDS); mouth to ear p50/p95, concealed frames and ms a minute, underruns, in target/bench/network.json
 bench-network:
     cargo build --release --locked -p line-netem -p line-loadgen
     node e2e/network-bench.mjs
+
+# Mouth to ear (clicks measured beside the engine's estimate) and CPU, before (`&playout=worker`) and after (the default), in one run (root; about 30 minutes, after `just build`): two Chromium browsers, one on each line-netem profile and one beside the server, at 200 kHz, 48 kHz, 2.5 ms frames and over WebTransport (LINE_LATENCY_PROFILES, LINE_LATENCY_CALLS, LINE_LATENCY_PLAYOUTS, LINE_LATENCY_SECONDS); target/bench/latency.json and latency.md
+bench-latency:
+    cargo build --release --locked -p line-netem
+    node e2e/latency-bench.mjs
 
 # Relay capacity, latency and memory: line-server against a Node `ws` relay and a raw-TCP relay (LINE_BENCH_SOAK_SECS=0 skips the 10-minute soak)
 bench-relay:

@@ -139,12 +139,28 @@ export function matchClicks(sent, received) {
 }
 
 /** The measured delays (ms) from `sender`'s microphone to `receiver`'s ear, one per matched click,
- *  with how many clicks the receiver heard. */
+ *  when each was sent (wall clock, ms), and how many clicks the receiver heard. */
 export function mouthToEar(sender, receiver) {
   const [from, to] = [fitClock(sender.clock, sender.timeOrigin), fitClock(receiver.clock, receiver.timeOrigin)];
-  const delays = matchClicks(sender.mic, receiver.remote)
-    .map(([j, k]) => to(receiver.remote[k]) - from(sender.mic[j]) + receiver.deviceMs);
-  return { delays, heard: receiver.remote.length };
+  const pairs = matchClicks(sender.mic, receiver.remote);
+  const sentAt = pairs.map(([j]) => from(sender.mic[j]));
+  const delays = pairs.map(([j, k], i) => to(receiver.remote[k]) - sentAt[i] + receiver.deviceMs);
+  return { delays, sentAt, heard: receiver.remote.length };
+}
+
+/**
+ * How much slower than the sender the receiver plays, ppm, from the delays of successive matched
+ * clicks: the median slope between neighbours whose delay moved by less than `editMs` (a larger
+ * step is a latency edit or a loss, not a rate). A receiver that plays at the sender's rate reads
+ * near 0; one that stretches time, say by resampling, reads its stretch. NaN with too few pairs.
+ */
+export function rateErrorPpm({ delays, sentAt }, editMs = 1) {
+  const slopes = [];
+  for (let i = 1; i < delays.length; i++) {
+    const [dd, dt] = [delays[i] - delays[i - 1], sentAt[i] - sentAt[i - 1]];
+    if (Math.abs(dd) < editMs && dt > 0) slopes.push((dd / dt) * 1e6);
+  }
+  return slopes.length >= 5 ? Math.round(percentile(slopes, 50)) : NaN;
 }
 
 /** p50 and p95 of `values`, rounded to 0.1. */
