@@ -155,6 +155,51 @@ async function callOnce(network, server, profile, call, playout) {
   }
 }
 
+/**
+ * What a browser costs before line does anything, in the same run: one Chromium beside the server
+ * with line's page open (not in a call), then its microphone played to its speaker through an
+ * AudioWorklet (the shape of line's audio path, no engine, no network) with the smallest buffer
+ * (`latencyHint` 0, what line asks for at the device's rate) and with `"interactive"`.
+ */
+async function browserFloor(network, server) {
+  const origin = `http://${network.farAddr}:${PORT}`;
+  const p = await launchPerson('floor', {
+    wav: clicks[0],
+    executablePath: chromiumIn(network.far),
+    args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
+  });
+  const cpuOver = async () => {
+    const m = cpuMeter(p.pid);
+    await sleep(CPU_S * 1000);
+    const c = m.stop();
+    return { percent: round(c.total), threads: c.threads };
+  };
+  try {
+    await p.page.goto(`${origin}/line.html?apikey=${server.apikey}#leaf_${randomBytes(32).toString('base64url')}`);
+    await waitState(p, 'ready');
+    await sleep(2000);
+    const floor = { pageOpen: await cpuOver() };
+    for (const hint of [0, 'interactive']) {
+      const opened = await p.page.evaluate(async (latencyHint) => {
+        await window.__floor?.ctx.close();
+        const ctx = new AudioContext({ latencyHint });
+        const mic = await navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+        await ctx.audioWorklet.addModule('/e2e-tap.js');
+        const node = new AudioWorkletNode(ctx, 'line-onsets', { processorOptions: { threshold: 2, quiet: 1 } });
+        ctx.createMediaStreamSource(mic).connect(node).connect(ctx.destination);
+        await ctx.resume();
+        window.__floor = { ctx };
+        return { rate: ctx.sampleRate, deviceMs: 1000 * (ctx.baseLatency + ctx.outputLatency) };
+      }, hint);
+      await sleep(1000);
+      floor[hint === 0 ? 'audioSmallestBuffer' : 'audioInteractive'] = { ...opened, ...(await cpuOver()) };
+    }
+    return floor;
+  } finally {
+    await p.close();
+  }
+}
+
 /** One row of the table: both directions' measured and estimated p50/p95, the receiver's jitter
  *  target, glitches, and CPU. */
 function row(r) {
@@ -181,6 +226,8 @@ const network = await startNetwork({ profile: 'lan', seed: Math.floor(random() *
 const server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT, webtransport: true });
 const results = { seed: random.seed, seconds: SECONDS, settleSeconds: SETTLE_S, goals: GOALS, calls: [] };
 try {
+  results.browserFloor = await browserFloor(network, server);
+  console.log(`latency: one browser before line does anything: ${JSON.stringify(results.browserFloor, (k, v) => (k === 'threads' ? undefined : v))}`);
   for (const profile of PROFILES) {
     await network.command(`profile ${profile === 'loopback' ? 'lan' : profile}`);
     for (const call of CALLS) {
@@ -196,6 +243,9 @@ try {
   await server.stop();
   await network.stop();
 }
-const md = table(results.calls);
+const f = results.browserFloor;
+const md = `${table(results.calls)}\n\nOne browser before line does anything (same run): line's page open ${f.pageOpen.percent} % of a core; `
+  + `its microphone through an AudioWorklet to its speaker at ${f.audioSmallestBuffer.rate} Hz, smallest buffer (${round(f.audioSmallestBuffer.deviceMs)} ms) `
+  + `${f.audioSmallestBuffer.percent} %, "interactive" (${round(f.audioInteractive.deviceMs)} ms) ${f.audioInteractive.percent} %.`;
 writeFileSync(path.join(OUT, 'latency.md'), `${md}\n`);
 console.log(`${md}\n\nlatency bench: target/bench/latency.json, latency.md (seed ${random.seed})`);
