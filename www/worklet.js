@@ -56,9 +56,13 @@ class Playback extends AudioWorkletProcessor {
     if (po.playout) this.startPlayout(po.playout, po.stats);
     this.port.onmessage = (e) => {
       this.in = e.data.port;
-      // A record goes whole or not at all: half a record would be garbage to the reader.
+      // A record goes whole or not at all: half a record would be garbage to the reader. One
+      // with no room is counted in the statistics (the playout conceals it).
       this.in.onmessage = this.wasm
-        ? (m) => { if (this.ring.free() >= m.data.length) this.ring.push(m.data); }
+        ? (m) => {
+          if (this.ring.free() >= m.data.length) this.ring.push(m.data);
+          else this.wasm.playout_dropped();
+        }
         : (m) => this.ring.push(m.data);
     };
   }

@@ -43,8 +43,11 @@ pub mod stat {
     pub const RECORDS: usize = 16;
     /// Records that were no record (a bug if ever non-zero).
     pub const BAD_RECORDS: usize = 17;
+    /// Records lost before they reached the playout: no room for them in the worklet's own ring
+    /// (without shared memory; the worker counts those it found no room for in a shared one).
+    pub const DROPPED_RECORDS: usize = 18;
     /// How many statistics there are.
-    pub const LEN: usize = 18;
+    pub const LEN: usize = 19;
 }
 
 /// The longest quantum rendered at once (Web Audio's is 128; later specs allow a few more).
@@ -88,6 +91,7 @@ pub struct Playout {
     rendered: f64,
     records: u64,
     bad_records: u64,
+    dropped_records: u64,
 }
 
 impl Playout {
@@ -123,6 +127,7 @@ impl Playout {
             rendered: 0.0,
             records: 0,
             bad_records: 0,
+            dropped_records: 0,
         }
     }
 
@@ -151,6 +156,11 @@ impl Playout {
             self.bad_records += 1;
         }
         self.record = record;
+    }
+
+    /// A record never came: it found no room in the ring before the playout.
+    pub fn record_dropped(&mut self) {
+        self.dropped_records += 1;
     }
 
     /// Takes one record, before rendering the quantum that starts at `frame`.
@@ -263,6 +273,7 @@ impl Playout {
         s[stat::OUTPUT_PEAK] = f64::from(self.peak.0.max(self.peak.1));
         s[stat::RECORDS] = self.records as f64;
         s[stat::BAD_RECORDS] = self.bad_records as f64;
+        s[stat::DROPPED_RECORDS] = self.dropped_records as f64;
         s[stat::DRIFT_ERROR_PPM] = f64::INFINITY;
         if let Some(stream) = self.playing.and_then(|i| self.streams.get(i)) {
             let j = stream.jitter.stats();
@@ -281,5 +292,60 @@ impl Playout {
             s[stat::FRAME_SAMPLES] = stream.frame_samples as f64;
         }
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_and_malformed_records_are_counted_apart_from_those_played() {
+        let mut seed = 0x10c7_u64 ^ u64::from(std::process::id());
+        eprintln!("seed {seed}");
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut playout = Playout::new(48_000);
+        let samples = vec![0.25; 480];
+        let (mut good, mut bad, mut lost) = (0u64, 0u64, 0u64);
+        let mut words = Vec::new();
+        for k in 0..300u64 {
+            match next() % 5 {
+                0 => {
+                    playout.record_dropped();
+                    lost += 1;
+                }
+                1 => {
+                    // Words that are no record: cut short, or longer than the scratch.
+                    if next() % 2 == 0 {
+                        let cut = (next() % (words.len().max(1) as u64)) as usize;
+                        playout.push(&words[..cut], 0.0);
+                    } else {
+                        playout.push_scratch(record::MAX_WORDS + 1, 0.0);
+                    }
+                    bad += 1;
+                }
+                _ => {
+                    Header {
+                        flags: 0,
+                        rate: 48_000,
+                        first_sample: k * 480,
+                        arrival_us: k * 10_000,
+                        age_us: 0,
+                    }
+                    .write(&samples, &mut words);
+                    playout.push(&words, (k * 480) as f64);
+                    good += 1;
+                }
+            }
+        }
+        let s = playout.stats();
+        assert_eq!(s[stat::RECORDS], good as f64);
+        assert_eq!(s[stat::BAD_RECORDS], bad as f64);
+        assert_eq!(s[stat::DROPPED_RECORDS], lost as f64);
     }
 }
