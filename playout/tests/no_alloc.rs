@@ -15,11 +15,17 @@ const CONTEXT: u32 = 48_000;
 /// Frames per stream: one second of 10 ms frames.
 const FRAMES: u64 = 100;
 
+/// `LINE_TEST_SEED` if set, else the clock; printed, so that a failing run can be repeated.
 fn seed() -> u64 {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_nanos() as u64);
-    eprintln!("seed {seed}");
+    let seed = std::env::var("LINE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
     seed | 1
 }
 
