@@ -366,7 +366,9 @@ impl Call {
     #[must_use]
     pub fn capture_wanted(&self) -> usize {
         let frame_samples = self.config.frame.samples(self.config.wire_rate);
-        let missing = frame_samples.saturating_sub(self.pending.len()).max(1);
+        let missing = frame_samples.saturating_sub(self.pending.len());
+        // 0 would ask the capture worklet to wake the worker at every quantum; a frame already
+        // waiting (0 missing) wants the next quantum's wake, not one a resampler chunk later.
         self.resampler.input_for(missing).max(1)
     }
 
