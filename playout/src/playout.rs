@@ -97,7 +97,7 @@ pub struct Playout {
 impl Playout {
     /// Playout into a context running at `context_rate`; every buffer is allocated here, the
     /// jitter buffers for the standard streams included. Only a stream at a rate or frame size
-    /// neither standard nor among the last [`KEPT`] allocates, its jitter buffer.
+    /// neither standard nor among the last few played allocates, its jitter buffer.
     #[must_use]
     pub fn new(context_rate: u32) -> Self {
         let mut streams = Vec::with_capacity(KEPT);
