@@ -211,6 +211,7 @@ for (const [label, params] of CALLS) {
         flowAtoB: m.ab, flowBtoA: m.ba,
         underruns: { a: m.a1.underruns, b: m.b1.underruns },
         playbackXruns: { a: m.a1.playbackXruns, b: m.b1.playbackXruns },
+        recordsDropped: { a: m.a1.recordsDropped, b: m.b1.recordsDropped },
         mouthToEarMs: {
           p50: percentile(lat, 50), p95: percentile(lat, 95), samples: lat.length,
           // The window's second half: the call settled (a real call lasts minutes, not seconds).
@@ -248,6 +249,13 @@ for (const [label, params] of CALLS) {
       for (const s of [m.a1, m.b1]) {
         assert.equal(s.decryptFailures, 0, 'no decryption failures');
         assert.equal(s.replays, 0, 'no replays');
+        // Counted on both playout paths (0 on the worker's); a malformed record is a bug.
+        assert.ok(Number.isInteger(s.recordsDropped), `recordsDropped is ${s.recordsDropped}`);
+        assert.equal(s.recordsMalformed, 0, 'no malformed playout records');
+      }
+      for (const p of [a, b]) {
+        const shown = await p.page.textContent('[data-stat="records"]');
+        assert.match(shown, /^\d+ \/ \d+$/, `the statistics panel shows playout records: ${shown}`);
       }
       assert.ok(lat.length > 50, 'mouth-to-ear estimates were recorded');
       // The estimate uses the device latency the context reports now, not what it said at the

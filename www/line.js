@@ -112,6 +112,7 @@ function showStats(s) {
   set('framesDropped', String(s.framesDropped));
   set('decryptFailures', `${s.decryptFailures} / ${s.replays}`);
   set('underruns', String(s.underruns));
+  set('records', `${s.recordsDropped} / ${s.recordsMalformed}`);
   const timer = fmtTime(s.callSeconds);
   if ($('timer').textContent !== timer) $('timer').textContent = timer;
 }

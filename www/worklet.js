@@ -56,9 +56,13 @@ class Playback extends AudioWorkletProcessor {
     if (po.playout) this.startPlayout(po.playout, po.stats);
     this.port.onmessage = (e) => {
       this.in = e.data.port;
-      // A record goes whole or not at all: half a record would be garbage to the reader.
+      // A record goes whole or not at all: half a record would be garbage to the reader. One
+      // with no room is counted in the statistics (the playout conceals it).
       this.in.onmessage = this.wasm
-        ? (m) => { if (this.ring.free() >= m.data.length) this.ring.push(m.data); }
+        ? (m) => {
+          if (this.ring.free() >= m.data.length) this.ring.push(m.data);
+          else this.wasm.playout_dropped();
+        }
         : (m) => this.ring.push(m.data);
     };
   }
@@ -100,6 +104,9 @@ class Playback extends AudioWorkletProcessor {
     w.playout_render(frame, out.length);
     const src = this.rendered;
     for (let i = 0; i < out.length; i++) out[i] = src[i];
+    // Statistics every 8 quanta (2.7-21 ms), in both modes: the worker reads them once a frame
+    // at most, and its clock map keeps the earliest report, which this thins but does not bias.
+    if (++this.blocks % 8 !== 0) return;
     w.playout_stats();
     const stats = this.stats;
     if (this.shared) {
@@ -107,7 +114,7 @@ class Playback extends AudioWorkletProcessor {
       Atomics.add(this.seq, 0, 1);
       for (let i = 0; i < stats.length; i++) this.shared[i] = stats[i];
       Atomics.add(this.seq, 0, 1);
-    } else if (this.in && ++this.blocks % 8 === 0) {
+    } else if (this.in) {
       this.in.postMessage(stats.slice());
     }
   }

@@ -277,6 +277,12 @@ impl Call {
         }
     }
 
+    /// `records` frame records from [`Self::take_records`] never reached the worklet: the
+    /// playback ring had no room.
+    pub fn records_dropped(&mut self, records: u64) {
+        self.stats.records_dropped += records;
+    }
+
     /// Frames of `frame` from the next connection on (its Hello says so): a transport may carry
     /// only frames up to a size.
     pub fn set_frame(&mut self, frame: FrameDuration) {
@@ -360,7 +366,9 @@ impl Call {
     #[must_use]
     pub fn capture_wanted(&self) -> usize {
         let frame_samples = self.config.frame.samples(self.config.wire_rate);
-        let missing = frame_samples.saturating_sub(self.pending.len()).max(1);
+        let missing = frame_samples.saturating_sub(self.pending.len());
+        // 0 would ask the capture worklet to wake the worker at every quantum; a frame already
+        // waiting (0 missing) wants the next quantum's wake, not one a resampler chunk later.
         self.resampler.input_for(missing).max(1)
     }
 
@@ -766,6 +774,9 @@ impl Call {
             stats.frames_concealed = count(stat::CONCEALED).div_ceil(frame);
             stats.samples_concealed = count(stat::CONCEALED);
             stats.frames_discarded = count(stat::DISCARDED) + count(stat::DROPPED).div_ceil(frame);
+            // Lost on the worker's side of the ring (shared memory) or on the worklet's (port).
+            stats.records_dropped += count(stat::DROPPED_RECORDS);
+            stats.records_malformed = count(stat::BAD_RECORDS);
             // The worklet's estimate stops at the device, which it does not know.
             let m2e = s[stat::MOUTH_TO_EAR_MS];
             if m2e.is_finite() && m2e > 0.0 {
@@ -942,6 +953,39 @@ mod tests {
         assert_eq!((received.decrypt_failures, received.frames_lost), (0, 0));
         assert_eq!(received.peer_rate, RATE);
         assert!(received.output_level > 0.4 && sent.input_level > 0.4);
+    }
+
+    #[test]
+    fn records_lost_on_either_side_of_the_ring_and_malformed_ones_reach_the_statistics() {
+        let mut rng = line_protocol::testing::Rng::from_env();
+        let (_, mut b) = pair([7; 32]);
+        b.play_in_worklet();
+        let mut worker_lost = 0;
+        let mut report = [0.0; stat::LEN];
+        for step in 1..=20u64 {
+            // Worker side: a batch that found no room in the shared ring.
+            if rng.unit() < 0.3 {
+                let n = 1 + rng.next_u64() % 5;
+                b.records_dropped(n);
+                worker_lost += n;
+            }
+            // Worklet side: its own counts, which only grow.
+            report[stat::DROPPED_RECORDS] += (rng.next_u64() % 3) as f64;
+            report[stat::BAD_RECORDS] += (rng.next_u64() % 2) as f64;
+            report[stat::RENDERED] = (step * 480) as f64;
+            b.worklet_report(step * 10_000, &report);
+            let stats = b.stats();
+            assert_eq!(
+                stats.records_dropped,
+                worker_lost + report[stat::DROPPED_RECORDS] as u64
+            );
+            assert_eq!(stats.records_malformed, report[stat::BAD_RECORDS] as u64);
+            assert_eq!(
+                b.stats().records_dropped,
+                stats.records_dropped,
+                "read twice"
+            );
+        }
     }
 
     #[test]

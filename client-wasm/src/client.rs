@@ -83,7 +83,8 @@ export interface LineStats {
   samplesInserted: number; edits: number; mouthToEarMs: number;
   framesSent: number; framesReceived: number; framesLost: number; framesRepaired: number; framesConcealed: number; samplesConcealed: number;
   framesDropped: number; framesDiscarded: number; framesRefused: number; decryptFailures: number; underruns: number;
-  playbackXruns: number; captureXruns: number; inputLevel: number; outputLevel: number;
+  playbackXruns: number; captureXruns: number; recordsDropped: number; recordsMalformed: number;
+  inputLevel: number; outputLevel: number;
   muted: boolean; reconnects: number; callSeconds: number;
   playbackFillMs: number; playbackTargetMs: number; wakeGapMs: number; outputLatencyMs: number;
   uplinkBacklogMs: number;

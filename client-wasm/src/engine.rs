@@ -493,6 +493,11 @@ impl Engine {
         self.call.worklet_report(now_us, stats);
     }
 
+    /// `records` frame records from [`Self::take_records`] found no room in the playback ring.
+    pub fn handle_records_dropped(&mut self, records: u64) {
+        self.call.records_dropped(records);
+    }
+
     /// Frame records for the playback worklet, written since the last call (the caller empties
     /// it); `None` when there are none, or this engine plays out itself.
     pub fn take_records(&mut self) -> Option<&mut Vec<f32>> {

@@ -330,6 +330,12 @@ pub struct Stats {
     pub playback_xruns: u64,
     /// Samples the audio thread could not put in the full capture ring.
     pub capture_xruns: u64,
+    /// Playout on the audio thread: decrypted frames lost on their way to it, because the
+    /// playback ring had no room (the audio thread stalled); the playout conceals them.
+    pub records_dropped: u64,
+    /// Playout on the audio thread: words in the playback ring that were no frame record,
+    /// dropped unplayed (a bug if ever non-zero).
+    pub records_malformed: u64,
     /// Input level, 0..1 (peak over the last interval).
     pub input_level: f32,
     /// Output level, 0..1.

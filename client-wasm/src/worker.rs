@@ -254,9 +254,17 @@ impl Shell {
         // Frames decrypted just now go to the audio thread now, not at the next wake.
         if let Some(records) = self.engine.take_records() {
             // A ring with no room means an audio thread stalled for half a second: those
-            // frames are lost, as they would be late anyway, and the worklet conceals them.
-            self.playback.push_records(records);
+            // frames are lost, as they would be late anyway, and the worklet conceals them;
+            // the statistics count them.
+            let lost = if self.playback.push_records(records) {
+                0
+            } else {
+                line_playout::record::count(records)
+            };
             records.clear();
+            if lost > 0 {
+                self.engine.handle_records_dropped(lost as u64);
+            }
         }
         self.flush();
         while let Some(output) = self.engine.poll_output() {

@@ -42,6 +42,12 @@ pub extern "C" fn playout_push(len: usize, frame: f64) {
     with(|p| p.push_scratch(len, frame));
 }
 
+/// Counts a record that found no room in the worklet's ring.
+#[unsafe(no_mangle)]
+pub extern "C" fn playout_dropped() {
+    with(|p| p.record_dropped());
+}
+
 /// Address of the output scratch (`playout::MAX_QUANTUM` f32), where a quantum is rendered.
 #[unsafe(no_mangle)]
 pub extern "C" fn playout_out() -> usize {

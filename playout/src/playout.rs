@@ -1,5 +1,6 @@
 //! The jitter buffer per render quantum, as the playback processor runs it.
 
+use line_protocol::audio::{DEFAULT_RATE, FrameDuration, MOBILE_RATE};
 use line_protocol::jitter::{JitterBuffer, JitterConfig};
 
 use crate::record::{self, Header};
@@ -42,26 +43,45 @@ pub mod stat {
     pub const RECORDS: usize = 16;
     /// Records that were no record (a bug if ever non-zero).
     pub const BAD_RECORDS: usize = 17;
+    /// Records lost before they reached the playout: no room for them in the worklet's own ring
+    /// (without shared memory; the worker counts those it found no room for in a shared one).
+    pub const DROPPED_RECORDS: usize = 18;
     /// How many statistics there are.
-    pub const LEN: usize = 18;
+    pub const LEN: usize = 19;
 }
 
 /// The longest quantum rendered at once (Web Audio's is 128; later specs allow a few more).
 pub const MAX_QUANTUM: usize = 4_096;
 /// How long the output peak holds, microseconds (reported as the larger of two such windows).
 const PEAK_WINDOW_US: f64 = 50_000.0;
+/// Jitter buffers kept, the playing one included. A jitter buffer is sized for its rate and
+/// frame (1.6 MB at 200 kHz) and its resampler's filter is built for its rates, so a new stream
+/// takes a kept one when it can: building one would allocate on the audio thread.
+const KEPT: usize = 4;
+
+/// The streams a buffer is built for at the start: the protocol's two standard rates, at the
+/// default frame.
+fn standard_streams() -> [(u32, usize); 2] {
+    [DEFAULT_RATE, MOBILE_RATE].map(|rate| (rate, FrameDuration::DEFAULT.samples(rate)))
+}
 
 struct Stream {
     rate: u32,
     frame_samples: usize,
     jitter: JitterBuffer,
+    /// When it last started, in streams started (the one kept longest unused goes first).
+    started: u64,
 }
 
 /// The playback processor's state: the stream playing, its jitter buffer, scratch buffers that
 /// JavaScript reads and writes in place, and the statistics.
 pub struct Playout {
     context_rate: u32,
-    stream: Option<Stream>,
+    /// Built jitter buffers, at most [`KEPT`], one per rate and frame size.
+    streams: Vec<Stream>,
+    /// Which of them is playing.
+    playing: Option<usize>,
+    starts: u64,
     record: Vec<f32>,
     out: Vec<f32>,
     stats: [f64; stat::LEN],
@@ -71,16 +91,33 @@ pub struct Playout {
     rendered: f64,
     records: u64,
     bad_records: u64,
+    dropped_records: u64,
 }
 
 impl Playout {
-    /// Playout into a context running at `context_rate`; every buffer is allocated here (a new
-    /// stream allocates its jitter buffer, nothing else does).
+    /// Playout into a context running at `context_rate`; every buffer is allocated here, the
+    /// jitter buffers for the standard streams included. Only a stream at a rate or frame size
+    /// neither standard nor among the last few played allocates, its jitter buffer.
     #[must_use]
     pub fn new(context_rate: u32) -> Self {
+        let mut streams = Vec::with_capacity(KEPT);
+        for (rate, frame_samples) in standard_streams() {
+            let config = JitterConfig::new(rate, context_rate, frame_samples);
+            // A context rate the jitter buffer refuses plays nothing anyway.
+            if let Ok(jitter) = JitterBuffer::new(config) {
+                streams.push(Stream {
+                    rate,
+                    frame_samples,
+                    jitter,
+                    started: 0,
+                });
+            }
+        }
         Self {
             context_rate,
-            stream: None,
+            streams,
+            playing: None,
+            starts: 0,
             record: vec![0.0; record::MAX_WORDS],
             out: vec![0.0; MAX_QUANTUM],
             stats: [0.0; stat::LEN],
@@ -90,6 +127,7 @@ impl Playout {
             rendered: 0.0,
             records: 0,
             bad_records: 0,
+            dropped_records: 0,
         }
     }
 
@@ -120,6 +158,11 @@ impl Playout {
         self.record = record;
     }
 
+    /// A record never came: it found no room in the ring before the playout.
+    pub fn record_dropped(&mut self) {
+        self.dropped_records += 1;
+    }
+
     /// Takes one record, before rendering the quantum that starts at `frame`.
     pub fn push(&mut self, words: &[f32], frame: f64) {
         let Some((header, samples)) = Header::read(words) else {
@@ -129,21 +172,18 @@ impl Playout {
         self.records += 1;
         let now_us = self.now_us(frame);
         let fresh = header.flags & record::NEW_STREAM != 0
-            || self.stream.as_ref().is_none_or(|s| s.rate != header.rate);
+            || self.stream().is_none_or(|s| s.rate != header.rate);
         if fresh {
-            let config = JitterConfig::new(header.rate, self.context_rate, samples.len());
-            let Ok(jitter) = JitterBuffer::new(config) else {
+            let Some(playing) = self.start(header.rate, samples.len()) else {
                 // The worker refuses streams the buffer cannot play; this is no such stream.
                 self.bad_records += 1;
                 return;
             };
-            self.stream = Some(Stream {
-                rate: header.rate,
-                frame_samples: samples.len(),
-                jitter,
-            });
+            self.playing = Some(playing);
         }
-        let stream = self.stream.as_mut().expect("set just above");
+        let Some(stream) = self.playing.and_then(|i| self.streams.get_mut(i)) else {
+            return;
+        };
         let arrival_us = if header.flags & record::NO_CLOCK != 0 {
             now_us as u64
         } else {
@@ -159,6 +199,46 @@ impl Playout {
         }
     }
 
+    fn stream(&self) -> Option<&Stream> {
+        self.playing.and_then(|i| self.streams.get(i))
+    }
+
+    /// A jitter buffer for a new stream, by its index in `streams`: a kept one for the same rate
+    /// and frame size, reset (which keeps the adapted target and measured drift: mostly the same
+    /// sender, reconnected), or else a new one, which allocates.
+    fn start(&mut self, rate: u32, frame_samples: usize) -> Option<usize> {
+        self.starts += 1;
+        let kept = self
+            .streams
+            .iter()
+            .position(|s| s.rate == rate && s.frame_samples == frame_samples);
+        if let Some(i) = kept {
+            let stream = &mut self.streams[i];
+            stream.jitter.reset();
+            stream.started = self.starts;
+            return Some(i);
+        }
+        let config = JitterConfig::new(rate, self.context_rate, frame_samples);
+        let stream = Stream {
+            rate,
+            frame_samples,
+            jitter: JitterBuffer::new(config).ok()?,
+            started: self.starts,
+        };
+        if self.streams.len() < KEPT {
+            self.streams.push(stream);
+            return Some(self.streams.len() - 1);
+        }
+        // The playing one started last but for this one: never the longest unused.
+        let (oldest, _) = self
+            .streams
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.started)?;
+        self.streams[oldest] = stream;
+        Some(oldest)
+    }
+
     /// Renders `n` samples (at most [`MAX_QUANTUM`]) for the quantum starting at `frame` into
     /// the output scratch.
     pub fn render_scratch(&mut self, frame: f64, n: usize) {
@@ -171,7 +251,7 @@ impl Playout {
     /// Renders the quantum starting at `frame` into `out`.
     pub fn render(&mut self, frame: f64, out: &mut [f32]) {
         let now_us = self.now_us(frame);
-        match &mut self.stream {
+        match self.playing.and_then(|i| self.streams.get_mut(i)) {
             Some(stream) => stream.jitter.pull(now_us as u64, out),
             None => out.fill(0.0),
         }
@@ -193,8 +273,9 @@ impl Playout {
         s[stat::OUTPUT_PEAK] = f64::from(self.peak.0.max(self.peak.1));
         s[stat::RECORDS] = self.records as f64;
         s[stat::BAD_RECORDS] = self.bad_records as f64;
+        s[stat::DROPPED_RECORDS] = self.dropped_records as f64;
         s[stat::DRIFT_ERROR_PPM] = f64::INFINITY;
-        if let Some(stream) = &self.stream {
+        if let Some(stream) = self.playing.and_then(|i| self.streams.get(i)) {
             let j = stream.jitter.stats();
             s[stat::DEPTH_MS] = j.depth_ms;
             s[stat::TARGET_MS] = j.target_ms;
@@ -211,5 +292,60 @@ impl Playout {
             s[stat::FRAME_SAMPLES] = stream.frame_samples as f64;
         }
         &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_and_malformed_records_are_counted_apart_from_those_played() {
+        let mut seed = 0x10c7_u64 ^ u64::from(std::process::id());
+        eprintln!("seed {seed}");
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut playout = Playout::new(48_000);
+        let samples = vec![0.25; 480];
+        let (mut good, mut bad, mut lost) = (0u64, 0u64, 0u64);
+        let mut words = Vec::new();
+        for k in 0..300u64 {
+            match next() % 5 {
+                0 => {
+                    playout.record_dropped();
+                    lost += 1;
+                }
+                1 => {
+                    // Words that are no record: cut short, or longer than the scratch.
+                    if next() % 2 == 0 {
+                        let cut = (next() % (words.len().max(1) as u64)) as usize;
+                        playout.push(&words[..cut], 0.0);
+                    } else {
+                        playout.push_scratch(record::MAX_WORDS + 1, 0.0);
+                    }
+                    bad += 1;
+                }
+                _ => {
+                    Header {
+                        flags: 0,
+                        rate: 48_000,
+                        first_sample: k * 480,
+                        arrival_us: k * 10_000,
+                        age_us: 0,
+                    }
+                    .write(&samples, &mut words);
+                    playout.push(&words, (k * 480) as f64);
+                    good += 1;
+                }
+            }
+        }
+        let s = playout.stats();
+        assert_eq!(s[stat::RECORDS], good as f64);
+        assert_eq!(s[stat::BAD_RECORDS], bad as f64);
+        assert_eq!(s[stat::DROPPED_RECORDS], lost as f64);
     }
 }

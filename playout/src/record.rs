@@ -90,6 +90,22 @@ impl Header {
     }
 }
 
+/// How many records lie one after the other at the start of `words` (a batch of them), up to
+/// the first word that starts no record.
+#[must_use]
+pub fn count(mut words: &[f32]) -> usize {
+    let mut n = 0;
+    while let Some(&len) = words.first() {
+        let len = len as usize;
+        if len <= HEADER || len > words.len() {
+            break;
+        }
+        n += 1;
+        words = &words[len..];
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +137,35 @@ mod tests {
         }
         assert_eq!(Header::read(&out[..out.len() - 1]), None, "a cut record");
         assert_eq!(Header::read(&[0.0; 3]), None);
+    }
+
+    #[test]
+    fn a_batch_counts_its_records() {
+        let mut seed = 0xba7c_u64 ^ u64::from(std::process::id());
+        eprintln!("seed {seed}");
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut batch, mut record) = (Vec::new(), Vec::new());
+        assert_eq!(count(&batch), 0);
+        for n in 1..=50 {
+            let samples = vec![0.5; 1 + (next() % 2_000) as usize];
+            let header = Header {
+                flags: 0,
+                rate: 200_000,
+                first_sample: n,
+                arrival_us: 0,
+                age_us: 0,
+            };
+            header.write(&samples, &mut record);
+            batch.extend_from_slice(&record);
+            assert_eq!(count(&batch), n as usize);
+        }
+        // A cut last record is none.
+        let cut = batch.len() - 1 - (next() % record.len() as u64) as usize;
+        assert_eq!(count(&batch[..cut]), 49);
     }
 }
