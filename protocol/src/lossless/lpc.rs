@@ -12,11 +12,11 @@ pub(super) const MAX_SHIFT: u32 = 31;
 
 /// The orders the encoder fits; each is tried when the frame holds four times as many samples.
 const ORDERS: [usize; 7] = [2, 4, 8, 12, 16, 24, 32];
-/// How many of the orders, best estimated first, are quantized and measured exactly.
-const MEASURED_ORDERS: usize = 2;
-/// Coefficient precisions tried for each measured order, bits with sign: fewer bits cost less in
-/// the header, more bits predict better.
-const PRECISIONS: [u32; 2] = [13, 17];
+/// Coefficient precisions tried for each order, bits with sign: fewer bits cost less in the
+/// header, more bits predict better.
+const PRECISIONS: [u32; 4] = [12, 15, 18, 21];
+/// Predictors measured exactly: one for each order.
+const MEASURED: usize = ORDERS.len();
 /// The largest shift the encoder uses.
 const ENCODER_MAX_SHIFT: u32 = 24;
 
@@ -53,7 +53,7 @@ pub(super) fn predict(coefs: &[i32], history: &[i16], shift: u32) -> i64 {
     acc >> shift
 }
 
-/// Quantized predictors worth measuring for `samples`, best estimated first.
+/// Quantized predictors worth measuring for `samples`.
 pub(super) fn candidates(samples: &[i16]) -> impl Iterator<Item = Lpc> {
     let n = samples.len();
     let max_order = ORDERS
@@ -62,27 +62,31 @@ pub(super) fn candidates(samples: &[i16]) -> impl Iterator<Item = Lpc> {
         .filter(|&p| 4 * p <= n)
         .max()
         .unwrap_or(0);
-    let mut found: [Option<Lpc>; MEASURED_ORDERS * PRECISIONS.len()] = [None; 4];
+    let mut found: [Option<Lpc>; MEASURED] = [None; MEASURED];
     if max_order > 0 {
-        let r = autocorrelation(samples, max_order);
+        let (r, window_energy) = autocorrelation(samples, max_order);
         if r[0] > 0.0 {
-            fit(&r, max_order, n, &mut found);
+            fit(&r, window_energy, max_order, n, &mut found);
         }
     }
     found.into_iter().flatten()
 }
 
 /// Autocorrelation at lags `0..=max_order` of the frame under a Welch window, which tapers the
-/// ends so the frame's edges do not read as content.
-fn autocorrelation(samples: &[i16], max_order: usize) -> [f64; MAX_ORDER + 1] {
+/// ends so the frame's edges do not read as content; and the window's energy (the sum of its
+/// squares), which scales the lag-0 figure back to a power per sample.
+fn autocorrelation(samples: &[i16], max_order: usize) -> ([f64; MAX_ORDER + 1], f64) {
     const RING: usize = 64;
     let mut r = [0f64; MAX_ORDER + 1];
     let mut ring = [0f64; RING];
+    let mut window_energy = 0.0;
     let half = (samples.len() as f64 + 1.0) / 2.0;
     let centre = (samples.len() as f64 - 1.0) / 2.0;
     for (i, &s) in samples.iter().enumerate() {
         let d = (i as f64 - centre) / half;
-        let x = f64::from(s) * (1.0 - d * d);
+        let w = 1.0 - d * d;
+        window_energy += w * w;
+        let x = f64::from(s) * w;
         ring[i % RING] = x;
         for (lag, acc) in r.iter_mut().enumerate().take(max_order.min(i) + 1) {
             *acc += x * ring[(i - lag) % RING];
@@ -90,16 +94,21 @@ fn autocorrelation(samples: &[i16], max_order: usize) -> [f64; MAX_ORDER + 1] {
     }
     // A tiny noise floor keeps the recursion stable on pure tones and rounded ramps.
     r[0] *= 1.0 + 1e-9;
-    r
+    (r, window_energy)
 }
 
-/// Levinson-Durbin up to `max_order`, then the quantized predictors of the orders with the
-/// smallest estimated size.
-fn fit(r: &[f64; MAX_ORDER + 1], max_order: usize, n: usize, found: &mut [Option<Lpc>]) {
+/// Levinson-Durbin up to `max_order`; for each order in [`ORDERS`], the quantized predictor of
+/// the precision with the smallest estimated size.
+fn fit(
+    r: &[f64; MAX_ORDER + 1],
+    window_energy: f64,
+    max_order: usize,
+    n: usize,
+    found: &mut [Option<Lpc>; MEASURED],
+) {
     let mut a = [0f64; MAX_ORDER + 1];
     let mut err = r[0];
-    // (estimated bits, order, coefficients) of each order in ORDERS.
-    let mut fits = [(f64::MAX, 0usize, [0f64; MAX_ORDER]); ORDERS.len()];
+    let signal_power = r[0] / window_energy;
     for i in 1..=max_order {
         let mut acc = r[i];
         for j in 1..i {
@@ -115,25 +124,30 @@ fn fit(r: &[f64; MAX_ORDER + 1], max_order: usize, n: usize, found: &mut [Option
         if !(err > 0.0) {
             break;
         }
-        if let Some(slot) = ORDERS.iter().position(|&p| p == i) {
-            // Half a bit per sample per halving of the error power, plus the header.
-            let bits = 0.5 * n as f64 * log2(err) + 32.0 * i as f64;
-            let mut coefs = [0f64; MAX_ORDER];
-            coefs[..i].copy_from_slice(&a[1..=i]);
-            fits[slot] = (bits, i, coefs);
-        }
-    }
-    fits.sort_unstable_by(|x, y| x.0.total_cmp(&y.0));
-    let mut slots = found.iter_mut();
-    for (bits, order, coefs) in fits.iter().take(MEASURED_ORDERS) {
-        if *bits == f64::MAX {
+        let Some(slot) = ORDERS.iter().position(|&p| p == i) else {
             continue;
-        }
+        };
+        // The estimate chooses each order's precision, not the order: a fit to the windowed
+        // frame misjudges how well a low order predicts a strong tone in the frame itself.
+        // The residual's power is what the fit leaves, plus two noises it does not see: the
+        // samples' rounding (1/12 LSB^2) through the prediction filter, and the coefficients'
+        // rounding (1/12 of a step each) times the signal.
+        let gain: f64 = 1.0 + a[1..=i].iter().map(|c| c * c).sum::<f64>();
+        let mut chosen = (f64::MAX, None);
         for precision in PRECISIONS {
-            if let Some(slot) = slots.next() {
-                *slot = quantize(&coefs[..*order], precision);
+            let Some(lpc) = quantize(&a[1..=i], precision) else {
+                continue;
+            };
+            let step = 1.0 / f64::from(1u32 << lpc.shift);
+            let power =
+                err / window_energy + gain / 12.0 + i as f64 * signal_power * step * step / 12.0;
+            // Half a bit per sample per halving of the power, plus the header.
+            let bits = 0.5 * n as f64 * log2(power) + lpc.header_bits() as f64;
+            if bits < chosen.0 {
+                chosen = (bits, Some(lpc));
             }
         }
+        found[slot] = chosen.1;
     }
 }
 
