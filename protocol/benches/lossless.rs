@@ -22,7 +22,8 @@ fn ratios() {
     let mut coded = Vec::new();
     let mut back = Vec::new();
     for kind in Kind::ALL {
-        let mut row = format!("{:<16}", format!("{kind:?}"));
+        let name = format!("{kind:?}");
+        let mut row = format!("{name:<16}");
         for rate in [48_000u32, 200_000] {
             for ms_x10 in [25usize, 100] {
                 let n = rate as usize * ms_x10 / 10_000;

@@ -121,7 +121,8 @@ fn fit(
             a[j] = previous[j] - k * previous[i - j];
         }
         err *= 1.0 - k * k;
-        if !(err > 0.0) {
+        // Stop where the fit is exact or numerically broken.
+        if !err.is_finite() || err <= 0.0 {
             break;
         }
         let Some(slot) = ORDERS.iter().position(|&p| p == i) else {

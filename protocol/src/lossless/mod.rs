@@ -2,12 +2,13 @@
 //! alone, whatever was lost or reordered before it. Not on the wire yet; docs/LOSSLESS.md has the
 //! format byte by byte.
 //!
-//! The method is FLAC's simplest one, hand-written because FLAC crates code whole streams (a
-//! stream header, allocation per block) rather than one header-less frame into a caller's
-//! buffer: each frame picks the fixed polynomial predictor (order 0 to 4) that leaves the
-//! smallest residual, and Rice-codes that residual in 1 to 256 partitions, each with its own
-//! parameter. A frame of one repeated value is coded as that value; a frame that would not get
-//! smaller is sent verbatim, so a frame is never more than [`HEADER_LEN`] bytes larger than raw.
+//! The method is FLAC's, reduced to one frame and hand-written, because FLAC crates code whole
+//! streams (a stream header, allocation per block) rather than one header-less frame into a
+//! caller's buffer: each frame picks the predictor that leaves the smallest residual, a fixed
+//! polynomial (order 0 to 4) or a quantized linear predictor (order 2 to 32), and Rice-codes that
+//! residual in 1 to 256 partitions, each with its own parameter. A frame of one repeated value is
+//! coded as that value; a frame that would not get smaller is sent verbatim, so a frame is never
+//! more than [`HEADER_LEN`] bytes larger than raw.
 //!
 //! ```
 //! use line_protocol::lossless;
@@ -43,14 +44,21 @@ const METHOD_CONSTANT: u8 = 1;
 const METHOD_FIXED: u8 = 2;
 const METHOD_LPC: u8 = 3;
 
-const MAX_ORDER: usize = 4;
+/// The highest order of the fixed polynomial predictors.
+const MAX_FIXED_ORDER: usize = 4;
+/// At most 2^8 partitions of the residual.
 const MAX_PARTITION_ORDER: u32 = 8;
+/// A partition should hold at least this many residuals: smaller ones cost more in parameter
+/// fields than they save.
+const MIN_PARTITION_LEN: usize = 16;
 /// Width of each partition's Rice parameter field.
 const RICE_FIELD_BITS: u32 = 5;
 /// The largest Rice parameter: enough for any residual of an order-4 predictor on 16-bit samples.
 const MAX_RICE: u32 = 20;
-/// The largest zigzagged residual: an order-4 residual is at most 16 * 32768 = 2^19 in magnitude.
+/// The largest zigzagged residual a frame may carry: an order-4 fixed residual is at most
+/// 16 * 32768 = 2^19 in magnitude; the encoder drops a linear predictor that overshoots it.
 const MAX_RESIDUAL: u32 = 1 << 20;
+
 /// How each sample is predicted from the ones before it.
 #[derive(Clone, Copy)]
 enum Predictor {
@@ -109,10 +117,6 @@ fn fixed_residuals<const O: usize>(samples: &[i16], mut f: impl FnMut(u32)) -> b
     }
     true
 }
-
-/// A partition should hold at least this many residuals: smaller ones cost more in parameter
-/// fields than they save.
-const MIN_PARTITION_LEN: usize = 16;
 
 /// Why a frame could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -341,7 +345,7 @@ fn best_plan(samples: &[i16]) -> Option<Plan> {
             best = Some(plan);
         }
     };
-    for order in 0..=MAX_ORDER.min(n) {
+    for order in 0..=MAX_FIXED_ORDER.min(n) {
         // The parameter byte and the warm-up samples.
         let header = 8 + 16 * order as u64;
         consider(plan_rice(samples, Predictor::Fixed(order), header));
@@ -421,7 +425,7 @@ fn decode_fixed(rest: &[u8], n: usize, out: &mut Vec<i16>) -> Result<(), Lossles
     };
     let order = usize::from(params >> 4);
     let p = u32::from(params & 0x0f);
-    if order > MAX_ORDER || order > n || p > MAX_PARTITION_ORDER {
+    if order > MAX_FIXED_ORDER || order > n || p > MAX_PARTITION_ORDER {
         return Err(LosslessError::BadParameter);
     }
     out.reserve(n);

@@ -244,3 +244,37 @@ fn forged_headers_are_refused_by_name() {
         &mut out,
     );
 }
+
+/// The `hex example=NAME` block of docs/LOSSLESS.md.
+fn doc_example(name: &str) -> Vec<u8> {
+    let doc = include_str!("../../../docs/LOSSLESS.md");
+    let start = doc
+        .find(&format!("```hex example={name}\n"))
+        .unwrap_or_else(|| panic!("docs/LOSSLESS.md has no example {name}"));
+    let body = &doc[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .collect::<Vec<_>>()
+        .join(" ");
+    body.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).expect("hex bytes"))
+        .collect()
+}
+
+#[test]
+fn the_examples_of_the_format_document_are_what_the_coder_writes_and_reads() {
+    for (name, samples) in [
+        ("verbatim", &[i16::MIN, i16::MAX][..]),
+        ("constant", &[-2, -2, -2][..]),
+        ("fixed", &[1000, 1001, 1002, 1004, 1003][..]),
+    ] {
+        let bytes = doc_example(name);
+        let mut coded = Vec::new();
+        encode(samples, &mut coded);
+        assert_eq!(coded, bytes, "{name}");
+        let mut back = Vec::new();
+        decode(&bytes, samples.len(), &mut back).expect(name);
+        assert_eq!(back, samples, "{name}");
+    }
+}
