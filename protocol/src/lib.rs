@@ -36,6 +36,7 @@ pub mod jitter;
 pub mod join;
 pub mod leaf;
 pub mod line_id;
+pub mod lossless;
 pub mod payload;
 pub mod pcm;
 pub mod repair;
