@@ -298,17 +298,12 @@ impl Playout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use line_protocol::testing::Rng;
 
     #[test]
     fn lost_and_malformed_records_are_counted_apart_from_those_played() {
-        let mut seed = 0x10c7_u64 ^ u64::from(std::process::id());
-        eprintln!("seed {seed}");
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::from_env();
+        let mut next = || rng.next_u64();
         let mut playout = Playout::new(48_000);
         let samples = vec![0.25; 480];
         let (mut good, mut bad, mut lost) = (0u64, 0u64, 0u64);

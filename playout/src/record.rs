@@ -109,17 +109,12 @@ pub fn count(mut words: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use line_protocol::testing::Rng;
 
     #[test]
     fn a_record_reads_back_what_was_written() {
-        let mut seed = 0x5eed_u64 ^ u64::from(std::process::id());
-        eprintln!("seed {seed}");
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::from_env();
+        let mut next = || rng.next_u64();
         let mut out = Vec::new();
         for _ in 0..1000 {
             let header = Header {
@@ -141,14 +136,8 @@ mod tests {
 
     #[test]
     fn a_batch_counts_its_records() {
-        let mut seed = 0xba7c_u64 ^ u64::from(std::process::id());
-        eprintln!("seed {seed}");
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng::from_env();
+        let mut next = || rng.next_u64();
         let (mut batch, mut record) = (Vec::new(), Vec::new());
         assert_eq!(count(&batch), 0);
         for n in 1..=50 {

@@ -6,26 +6,16 @@
 
 use line_playout::record::{self, Header};
 use line_playout::{ClockMap, Playout, stat};
+use line_protocol::testing::{Rng, seed_from_env};
 
 const RATE: u32 = 48_000;
 const FRAME: usize = 480;
 const QUANTUM: usize = 128;
 const BURST_US: u64 = 10_000;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Runs `seconds` with the sender's clock `ppm` fast; returns the playout's statistics.
 fn call(ppm: f64, seconds: u64, seed: u64, mapped: bool) -> Vec<f64> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut playout = Playout::new(RATE);
     let mut map = ClockMap::default();
     // Frames in flight: (arrival on the worker's clock, first sample).
@@ -44,7 +34,7 @@ fn call(ppm: f64, seconds: u64, seed: u64, mapped: bool) -> Vec<f64> {
         // stamped by the worker when it decrypts them.
         loop {
             let sent = next_frame as f64 * frame_us;
-            let arrival = (sent + 5_000.0 + 3_000.0 * rng.next()) as u64;
+            let arrival = (sent + 5_000.0 + 3_000.0 * rng.unit()) as u64;
             if arrival > t {
                 break;
             }
@@ -77,25 +67,11 @@ fn call(ppm: f64, seconds: u64, seed: u64, mapped: bool) -> Vec<f64> {
             rendered += QUANTUM as u64;
         }
         // The worker reads the processor's report 0.2-2.7 ms after the burst.
-        let wake = t + 200 + (2_500.0 * rng.next()) as u64;
+        let wake = t + 200 + (2_500.0 * rng.unit()) as u64;
         map.observe(wake, playout.stats()[stat::RENDERED], f64::from(RATE));
         t = burst_end;
     }
     playout.stats().to_vec()
-}
-
-/// `LINE_TEST_SEED` if set, else the clock; printed, so that a failing run can be repeated.
-fn seed() -> u64 {
-    let seed = std::env::var("LINE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-    seed
 }
 
 /// Drifts as far as real devices go (a few hundred ppm), either way.
@@ -103,10 +79,10 @@ const MAX_PPM: f64 = 400.0;
 
 #[test]
 fn drift_is_found_through_a_bursty_device() {
-    let seed = seed();
-    let mut draw = Rng(seed ^ 0xd71f7 | 1);
+    let seed = seed_from_env();
+    let mut draw = Rng::new(seed ^ 0xd71f7);
     for _ in 0..3 {
-        let ppm = ((2.0 * draw.next() - 1.0) * MAX_PPM).round();
+        let ppm = ((2.0 * draw.unit() - 1.0) * MAX_PPM).round();
         let s = call(ppm, 120, seed, true);
         eprintln!(
             "{ppm:+} ppm: measured {:+.1} ± {:.1}, playing at {:+.1}, underruns {}, edits {}, target {:.1} ms",
@@ -125,7 +101,7 @@ fn drift_is_found_through_a_bursty_device() {
 
 #[test]
 fn no_drift_is_found_where_there_is_none() {
-    let s = call(0.0, 120, seed(), true);
+    let s = call(0.0, 120, seed_from_env(), true);
     eprintln!(
         "0 ppm: measured {:+.1} ± {:.1}, underruns {}",
         s[stat::DRIFT_PPM],
@@ -140,10 +116,10 @@ fn no_drift_is_found_where_there_is_none() {
 /// reads no drift (the fit's points sit on the bursts' steps), so a clear drift goes unseen.
 #[test]
 fn dated_by_the_bursts_the_drift_is_lost() {
-    let seed = seed();
-    let mut draw = Rng(seed ^ 0xd71f7 | 1);
-    let sign = if draw.next() < 0.5 { -1.0 } else { 1.0 };
-    let ppm = (sign * (100.0 + draw.next() * (MAX_PPM - 100.0))).round();
+    let seed = seed_from_env();
+    let mut draw = Rng::new(seed ^ 0xd71f7);
+    let sign = if draw.unit() < 0.5 { -1.0 } else { 1.0 };
+    let ppm = (sign * (100.0 + draw.unit() * (MAX_PPM - 100.0))).round();
     let s = call(ppm, 120, seed, false);
     eprintln!(
         "{ppm:+} ppm dated by quanta: measured {:+.1} ± {:.1}, playing at {:+.1}",

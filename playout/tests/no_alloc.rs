@@ -7,6 +7,7 @@
 use assert_no_alloc::{AllocDisabler, assert_no_alloc};
 use line_playout::record::{self, Header};
 use line_playout::{Playout, stat};
+use line_protocol::testing::Rng;
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
@@ -15,30 +16,9 @@ const CONTEXT: u32 = 48_000;
 /// Frames per stream: one second of 10 ms frames.
 const FRAMES: u64 = 100;
 
-/// `LINE_TEST_SEED` if set, else the clock; printed, so that a failing run can be repeated.
-fn seed() -> u64 {
-    let seed = std::env::var("LINE_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    eprintln!("seed {seed} (LINE_TEST_SEED={seed} repeats this run)");
-    seed | 1
-}
-
-fn next(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 /// One second of a stream at `rate` (10 ms frames of a tone at `freq` Hz, its sample count
 /// starting again at 0), arriving from `start_us` on, 0-3 ms late.
-fn stream(rate: u32, freq: f32, start_us: u64, state: &mut u64) -> Vec<(u64, Vec<f32>)> {
+fn stream(rate: u32, freq: f32, start_us: u64, rng: &mut Rng) -> Vec<(u64, Vec<f32>)> {
     let frame = rate as usize / 100;
     (0..FRAMES)
         .map(|k| {
@@ -48,7 +28,7 @@ fn stream(rate: u32, freq: f32, start_us: u64, state: &mut u64) -> Vec<(u64, Vec
                     (t * freq * std::f32::consts::TAU).sin() * 0.5
                 })
                 .collect();
-            let arrival_us = start_us + k * 10_000 + next(state) % 3_000;
+            let arrival_us = start_us + k * 10_000 + rng.next_u64() % 3_000;
             let mut words = Vec::new();
             Header {
                 flags: if k == 0 { record::NEW_STREAM } else { 0 },
@@ -65,15 +45,15 @@ fn stream(rate: u32, freq: f32, start_us: u64, state: &mut u64) -> Vec<(u64, Vec
 
 #[test]
 fn records_quanta_and_new_streams_allocate_nothing() {
-    let mut state = seed();
-    let freq = 300.0 + (next(&mut state) % 1_000) as f32;
+    let mut rng = Rng::from_env();
+    let freq = 300.0 + (rng.next_u64() % 1_000) as f32;
     // 200 kHz on the wire into a 48 kHz context (the sinc path, as in a default call), the same
     // sender reconnected, then a 48 kHz sender (a mobile link), then 200 kHz again.
     let rates = [200_000u32, 200_000, 48_000, 200_000];
     let streams: Vec<_> = rates
         .iter()
         .enumerate()
-        .map(|(i, &rate)| stream(rate, freq, i as u64 * 1_000_000, &mut state))
+        .map(|(i, &rate)| stream(rate, freq, i as u64 * 1_000_000, &mut rng))
         .collect();
     let mut playout = Playout::new(CONTEXT);
     let mut out = [0.0f32; 128];
