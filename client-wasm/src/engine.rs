@@ -381,6 +381,11 @@ impl Engine {
         self.call.poll_transmit()
     }
 
+    /// `frame` went out (or was dropped): its buffer carries a later frame.
+    pub fn recycle(&mut self, frame: Outgoing) {
+        self.call.recycle(frame);
+    }
+
     /// The worker sent `bytes` bytes on the socket.
     pub fn sent(&mut self, bytes: usize) {
         self.bytes.sent += bytes as u64;

@@ -490,15 +490,18 @@ impl Shell {
                     };
                     if out.is_audio && !session.has_room(backlog) {
                         self.engine.dropped_outgoing(&out);
-                        continue;
+                    } else {
+                        session.send(&out.bytes);
+                        self.engine.sent(out.bytes.len());
                     }
-                    session.send(&out.bytes);
-                    self.engine.sent(out.bytes.len());
+                    self.engine.recycle(out);
                 }
                 return;
             }
             _ => {
-                while self.engine.poll_transmit().is_some() {}
+                while let Some(out) = self.engine.poll_transmit() {
+                    self.engine.recycle(out);
+                }
                 return;
             }
         };
@@ -509,11 +512,10 @@ impl Shell {
                     .admits_audio(u64::from(socket.ws.buffered_amount()))
             {
                 self.engine.dropped_outgoing(&out);
-                continue;
-            }
-            if socket.ws.send_with_u8_array(&out.bytes).is_ok() {
+            } else if socket.ws.send_with_u8_array(&out.bytes).is_ok() {
                 self.engine.sent(out.bytes.len());
             }
+            self.engine.recycle(out);
         }
     }
 
