@@ -89,12 +89,14 @@ fmt:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# Run every benchmark and print the summary table (figures, never a pass/fail): frame crypto natively and in headless Chromium beside WebCrypto, the jitter buffer, the relay comparison (LINE_BENCH_SOAK_SECS=0 skips its 10-minute soak), then real calls for browser CPU and mouth-to-ear latency (Chromium, and every pairing with Firefox and WebKit), after every build
+# Run every benchmark and print the summary table (figures, never a pass/fail): frame crypto natively and in headless Chromium beside WebCrypto, the jitter buffer, the lossless frame coder natively and in Chromium, the relay comparison (LINE_BENCH_SOAK_SECS=0 skips its 10-minute soak), then real calls for browser CPU and mouth-to-ear latency (Chromium, and every pairing with Firefox and WebKit), after every build
 bench: build
     mkdir -p target/bench
     cargo bench -p line-protocol --bench sframe
     cargo bench -p line-protocol --bench jitter
+    cargo bench -p line-protocol --bench lossless
     CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_bench -- --include-ignored --nocapture | tee target/bench/wasm-crypto.txt
+    CHROMEDRIVER=/usr/bin/chromedriver cargo test -p line-protocol --release --target wasm32-unknown-unknown --test wasm_lossless_bench -- --include-ignored --nocapture | tee target/bench/wasm-lossless.txt
     just bench-relay
     cargo test --release -p line-server --test it asset_flood_figures -- --ignored --nocapture 2>&1 | tee target/bench/assets.txt
     -LINE_LONG_CALL_SECONDS=600 just e2e
