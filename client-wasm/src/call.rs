@@ -1021,7 +1021,11 @@ mod tests {
         // Kept alive in the pool, the buffer cannot come back from the allocator by chance.
         a.recycle(first);
         let second = next_audio(&mut a);
-        assert_eq!(second.bytes.as_ptr(), buffer, "the next frame was sealed into a new buffer");
+        assert_eq!(
+            second.bytes.as_ptr(),
+            buffer,
+            "the next frame was sealed into a new buffer"
+        );
         b.receive(10_000, &second.bytes);
         assert_eq!(b.stats().frames_received, 2, "both frames decrypt");
     }
