@@ -14,14 +14,14 @@
 //   node e2e/latency-bench.mjs      every profile and setting (about 25 minutes)
 //   LINE_LATENCY_PROFILES=loopback,wifi LINE_LATENCY_CALLS=200k,48k LINE_LATENCY_SECONDS=15 \
 //     node e2e/latency-bench.mjs
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { launchPerson } from './lib/browser.mjs';
 import { cpuMeter } from './lib/cpu.mjs';
 import { clickGaps, mouthToEar, rateErrorPpm, spread, startClicks, stopClicks } from './lib/latency.mjs';
-import { startNetwork } from './lib/netem.mjs';
+import { chromiumIn, startNetwork } from './lib/netem.mjs';
 import { percentile, stats, waitState } from './lib/page.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { repoRoot, startServer } from './lib/server.mjs';
@@ -61,14 +61,6 @@ const clicks = ['a', 'b'].map((who) => {
 });
 const round = (x) => Math.round(10 * x) / 10;
 
-/** A Chromium that runs inside network namespace `ns`: Playwright starts this script instead. */
-function chromiumIn(ns) {
-  const script = path.join(OUT, `chromium-in-${ns}.sh`);
-  writeFileSync(script, `#!/bin/sh\nexec ip netns exec ${ns} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
-  chmodSync(script, 0o755);
-  return script;
-}
-
 /** Concealed milliseconds a minute and underruns between two stats readings of one page. */
 function glitches(s0, s1, seconds) {
   const rate = s1.wireRate || 48_000;
@@ -85,7 +77,7 @@ async function callOnce(network, server, profile, call, playout) {
   const nsOf = { a: profile === 'loopback' ? network.far : network.near, b: network.far };
   const launch = (who, i) => launchPerson(`${profile}-${call.label}-${playout.label}-${who}`, {
     wav: clicks[i],
-    executablePath: chromiumIn(nsOf[who]),
+    executablePath: chromiumIn(nsOf[who], OUT),
     // A page from a plain-HTTP address is not a secure context: no microphone, no worklet.
     args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
   });
@@ -165,7 +157,7 @@ async function browserFloor(network, server) {
   const origin = `http://${network.farAddr}:${PORT}`;
   const p = await launchPerson('floor', {
     wav: clicks[0],
-    executablePath: chromiumIn(network.far),
+    executablePath: chromiumIn(network.far, OUT),
     args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
   });
   const cpuOver = async () => {

@@ -11,11 +11,11 @@
 //   node e2e/network-bench.mjs                 every profile, 200 and 48 kHz, both transports, 60 s each
 //   LINE_NETWORK_PROFILES=wifi LINE_NETWORK_RATES=200k LINE_NETWORK_TRANSPORTS=webtransport \
 //     LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { launchPerson } from './lib/browser.mjs';
-import { startNetwork } from './lib/netem.mjs';
+import { chromiumIn, startNetwork } from './lib/netem.mjs';
 import { percentile, stats, waitState } from './lib/page.mjs';
 import { seededRandom } from './lib/seed.mjs';
 import { repoRoot, startServer } from './lib/server.mjs';
@@ -38,14 +38,6 @@ const PORT = 7777;
 mkdirSync(OUT, { recursive: true });
 const random = seededRandom('network-bench');
 const tone = () => Math.round((1000 + 19000 * random()) * 10) / 10;
-
-/** A Chromium that runs inside network namespace `ns`: Playwright starts this script instead. */
-function chromiumIn(ns) {
-  const script = path.join(OUT, `chromium-in-${ns}.sh`);
-  writeFileSync(script, `#!/bin/sh\nexec ip netns exec ${ns} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
-  chmodSync(script, 0o755);
-  return script;
-}
 
 /** The native tone peer inside the far namespace, in the call until the browser hangs up. */
 function tonePeer(network, link, { tones, heard, transport, json }) {
@@ -94,7 +86,7 @@ async function benchOne(network, server, profile, rate, transport) {
   });
   const person = await launchPerson('browser', {
     wav,
-    executablePath: chromiumIn(network.near),
+    executablePath: chromiumIn(network.near, OUT),
     // A page from a plain-HTTP address is not a secure context: no microphone, no worklet.
     args: [`--unsafely-treat-insecure-origin-as-secure=${origin}`],
   });

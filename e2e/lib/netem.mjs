@@ -3,6 +3,7 @@
 // the server, the near side the clients; every packet between them crosses the impairment.
 // Needs root (CAP_NET_ADMIN, and /run/netns for `ip netns`).
 import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { repoRoot } from './server.mjs';
@@ -90,4 +91,13 @@ export async function startNetwork({ profile = 'lan', seed }) {
       removeNamespaces();
     },
   };
+}
+
+/** A script in `dir` that starts Chromium inside network namespace `ns`, for Playwright's
+ *  `executablePath` (it starts this instead of the browser). */
+export function chromiumIn(ns, dir) {
+  const script = path.join(dir, `chromium-in-${ns}.sh`);
+  writeFileSync(script, `#!/bin/sh\nexec ip netns exec ${ns} ${process.env.CHROMIUM || '/usr/bin/chromium'} "$@"\n`);
+  chmodSync(script, 0o755);
+  return script;
 }
