@@ -104,6 +104,8 @@ function showStats(s) {
   set('transport', `${TRANSPORT[s.transport] ?? '–'}, ${s.frameMs} ms frames`);
   set('rates', `${fmtRate(s.wireRate)} / ${fmtRate(s.peerRate)}`);
   set('bitrate', `${fmtBits(s.sendBitrate)} / ${fmtBits(s.receiveBitrate)}`);
+  const out = s.framesSentLossless > 0 ? `lossless, ${Math.round(100 * s.losslessRatio)} % of PCM` : 'PCM';
+  set('coding', `${out} / ${s.framesReceivedLossless > 0 ? 'lossless' : 'PCM'}`);
   set('rttMs', fmtMs(s.rttMs));
   set('jitterDepthMs', `${s.jitterDepthMs.toFixed(1)} ms (target ${s.jitterTargetMs.toFixed(0)} ms)`);
   set('mouthToEarMs', fmtMs(s.mouthToEarMs));
@@ -140,6 +142,7 @@ async function join() {
     await client.join({
       apiKey: link.apiKey, leaf: link.leaf, rate: link.rate, frameMs: link.frameMs,
       studio: $('studio').checked, transport: link.transport, playout: link.playout,
+      coding: link.coding,
     });
   } catch (e) {
     const retry = { label: 'Try again', run: () => { clearError(); setState('ready'); } };

@@ -17,18 +17,19 @@ use std::collections::VecDeque;
 use line_playout::record::{self, Header as RecordHeader};
 use line_playout::{ClockMap, stat};
 use line_protocol::audio::{CHANNELS, FrameDuration};
-use line_protocol::binding::{Binding, OpenError};
+use line_protocol::binding::{self, Binding, OpenError};
 use line_protocol::header::Header;
 use line_protocol::jitter::{JitterBuffer, JitterConfig};
 use line_protocol::leaf::LeafKey;
 use line_protocol::payload::{
-    AUDIO_HEADER_LEN, Audio, Bye, Hello, Payload, Ping, REPAIR_HEADER_LEN,
+    AUDIO_HEADER_LEN, Audio, Bye, CODED_REPAIR_HEADER_LEN, CodedAudio, Hello, LOSSLESS_VERSION,
+    Payload, Ping, REPAIR_HEADER_LEN,
 };
-use line_protocol::pcm;
 use line_protocol::repair::{GROUP, RepairDecoder, RepairEncoder};
 use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender, TAG_LEN};
+use line_protocol::{lossless, pcm};
 
-use crate::messages::Stats;
+use crate::messages::{Coding, Stats};
 use crate::resample::Resampler;
 
 /// How often to measure the round trip.
@@ -41,18 +42,25 @@ const DECRYPT_FAILURES_BEFORE_ALARM: u64 = 3;
 const CLIENT_NAME: &str = "line-web";
 
 /// The longest frame duration, no longer than `wanted`, whose audio frames at `rate` Hz, and the
-/// repair frames that protect them, are at most `max_len` bytes whatever their header, or `None`
-/// when even the shortest is longer. On datagrams, where a frame must fit one
-/// (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes 2.5 ms frames and 48 kHz 10 ms; above about
-/// 208 kHz no frame fits.
+/// repair frames that protect them, are at most `max_len` bytes whatever their header and coding
+/// (a coded frame is at most a few bytes longer than raw), or `None` when even the shortest is
+/// longer. On datagrams, where a frame must fit one (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes
+/// 2.5 ms frames and 48 kHz 10 ms; above 206 kHz no frame fits.
 #[must_use]
 pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<FrameDuration> {
-    let overhead = Header::MAX_LEN + AUDIO_HEADER_LEN.max(REPAIR_HEADER_LEN) + TAG_LEN;
     FrameDuration::ALL
         .into_iter()
         .filter(|d| d.micros() <= wanted.micros())
-        .filter(|d| overhead + 2 * CHANNELS as usize * d.samples(rate) <= max_len)
+        .filter(|d| sealed_len_at_most(rate, *d) <= max_len)
         .max_by_key(|d| d.micros())
+}
+
+/// The longest sealed audio or repair frame of `frame` at `rate` Hz, PCM or coded.
+fn sealed_len_at_most(rate: u32, frame: FrameDuration) -> usize {
+    let coded_repair = CODED_REPAIR_HEADER_LEN + 2 * usize::from(GROUP) + lossless::HEADER_LEN;
+    let overhead =
+        Header::MAX_LEN + AUDIO_HEADER_LEN.max(REPAIR_HEADER_LEN).max(coded_repair) + TAG_LEN;
+    overhead + 2 * CHANNELS as usize * frame.samples(rate)
 }
 
 /// What the call needs to know about this side.
@@ -155,6 +163,11 @@ pub struct Call {
     /// Captured audio at the wire rate, not yet framed.
     pending: Vec<f32>,
     scratch_pcm: Vec<u8>,
+    /// Samples of a frame to code, or decoded from a coded frame.
+    scratch_i16: Vec<i16>,
+    scratch_coded: Vec<u8>,
+    /// The PCM of a coded frame received.
+    scratch_decoded: Vec<u8>,
     scratch_plain: Vec<u8>,
     /// The repair payload to seal after the audio frame that completed its group.
     scratch_repair: Vec<u8>,
@@ -170,6 +183,12 @@ pub struct Call {
     repair_encoder: Option<RepairEncoder>,
     /// Whether the next connection sends repair frames.
     send_repair: bool,
+    coding: Coding,
+    /// The KID of the other side's connection whose Hello says it reads coded audio.
+    peer_reads_coded: Option<u64>,
+    /// PCM and coded bytes of the coded frames sent, for [`Stats::lossless_ratio`].
+    coded_raw_bytes: u64,
+    coded_bytes: u64,
     /// Rebuilds the other side's lost frames, and the KID of the stream it holds.
     repair_decoder: RepairDecoder,
     repair_kid: Option<u64>,
@@ -216,6 +235,9 @@ impl Call {
             resampler: Resampler::new(config.context_rate, config.wire_rate),
             pending: Vec::new(),
             scratch_pcm: Vec::new(),
+            scratch_i16: Vec::new(),
+            scratch_coded: Vec::new(),
+            scratch_decoded: Vec::new(),
             scratch_plain: Vec::new(),
             scratch_repair: Vec::new(),
             scratch_decrypted: Vec::new(),
@@ -226,6 +248,10 @@ impl Call {
             incoming: None,
             repair_encoder: None,
             send_repair: false,
+            coding: Coding::default(),
+            peer_reads_coded: None,
+            coded_raw_bytes: 0,
+            coded_bytes: 0,
             repair_decoder: RepairDecoder::new(),
             repair_kid: None,
             scratch_rebuilt: Vec::new(),
@@ -300,6 +326,20 @@ impl Call {
     /// that rebuilds any one of them: on datagrams, where a frame may be lost; not over TCP.
     pub fn set_repair(&mut self, on: bool) {
         self.send_repair = on;
+    }
+
+    /// How this side writes its audio frames from now on.
+    pub fn set_coding(&mut self, coding: Coding) {
+        self.coding = coding;
+    }
+
+    /// Whether audio goes out coded: this side codes, and the connection its frames are bound
+    /// to said in its Hello that it reads coded audio.
+    fn sends_coded(&self) -> bool {
+        self.coding == Coding::Lossless
+            && self
+                .peer_reads_coded
+                .is_some_and(|kid| self.binding.outgoing() == Some(binding::metadata(kid)))
     }
 
     /// A new connection with a fresh 64-bit `kid`: new sender keys, and a Hello to send first.
@@ -425,14 +465,44 @@ impl Call {
         };
         self.next_sample += len as u64;
         self.scratch_plain.clear();
-        Payload::Audio(audio).encode(&mut self.scratch_plain);
         self.scratch_repair.clear();
-        if let Some(repair) = self
-            .repair_encoder
-            .as_mut()
-            .and_then(|encoder| encoder.handle_audio(&audio))
-        {
-            Payload::Repair(repair).encode(&mut self.scratch_repair);
+        if self.sends_coded() {
+            self.scratch_i16.clear();
+            self.scratch_i16.extend(
+                self.scratch_pcm
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
+            );
+            self.scratch_coded.clear();
+            lossless::encode(&self.scratch_i16, &mut self.scratch_coded);
+            self.coded_raw_bytes += self.scratch_pcm.len() as u64;
+            self.coded_bytes += self.scratch_coded.len() as u64;
+            self.stats.frames_sent_lossless += 1;
+            self.stats.lossless_ratio = self.coded_bytes as f64 / self.coded_raw_bytes as f64;
+            let coded = CodedAudio {
+                sample_rate: audio.sample_rate,
+                channels: audio.channels,
+                first_sample: audio.first_sample,
+                capture_time_us,
+                coded: &self.scratch_coded,
+            };
+            Payload::CodedAudio(coded).encode(&mut self.scratch_plain);
+            if let Some(repair) = self
+                .repair_encoder
+                .as_mut()
+                .and_then(|encoder| encoder.handle_coded_audio(&coded))
+            {
+                Payload::CodedRepair(repair).encode(&mut self.scratch_repair);
+            }
+        } else {
+            Payload::Audio(audio).encode(&mut self.scratch_plain);
+            if let Some(repair) = self
+                .repair_encoder
+                .as_mut()
+                .and_then(|encoder| encoder.handle_audio(&audio))
+            {
+                Payload::Repair(repair).encode(&mut self.scratch_repair);
+            }
         }
         let Some(bytes) = self.seal(true) else {
             return;
@@ -492,7 +562,13 @@ impl Call {
         };
         let metadata: &[u8] = if bound { &metadata } else { &[] };
         let sender = self.sender.as_mut()?;
-        let mut out = self.spare.pop().unwrap_or_default();
+        // A new buffer holds any frame this side seals (a coded frame's length varies), so that
+        // a reused one never grows.
+        let capacity = sealed_len_at_most(self.config.wire_rate, self.config.frame);
+        let mut out = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(capacity));
         out.clear();
         match sender.encrypt_with(metadata, &self.scratch_plain, &mut out) {
             Ok(_) => Some(out),
@@ -568,9 +644,26 @@ impl Call {
                         self.repair_stream(header.kid).handle_audio(&audio);
                         self.receive_rebuilt(now_us, header.kid);
                     }
+                    Payload::CodedAudio(audio) => {
+                        self.receive_coded(now_us, header.kid, &audio, false);
+                        self.repair_stream(header.kid).handle_coded_audio(&audio);
+                        self.receive_rebuilt(now_us, header.kid);
+                    }
                     Payload::Repair(repair) => {
                         self.repair_stream(header.kid).handle_repair(&repair);
                         self.receive_rebuilt(now_us, header.kid);
+                    }
+                    Payload::CodedRepair(repair) => {
+                        self.repair_stream(header.kid).handle_coded_repair(&repair);
+                        self.receive_rebuilt(now_us, header.kid);
+                    }
+                    Payload::Hello(hello) => {
+                        // What it reads decides how this side's audio goes to that connection.
+                        if hello.protocol_version >= LOSSLESS_VERSION {
+                            self.peer_reads_coded = Some(header.kid);
+                        } else if self.peer_reads_coded == Some(header.kid) {
+                            self.peer_reads_coded = None;
+                        }
                     }
                     Payload::Ping(ping) => self.send_control(&Payload::Pong(ping)),
                     Payload::Pong(pong) if pong.id == self.ping_id => {
@@ -578,7 +671,7 @@ impl Call {
                             now_us.saturating_sub(pong.send_time_us) as f64 / 1000.0;
                     }
                     Payload::Bye(_) => self.events.push_back(CallEvent::Bye),
-                    // Hello says the rate the audio frames declare anyway; late Pongs are ignored.
+                    // Late Pongs are ignored.
                     _ => {}
                 }
             }
@@ -610,18 +703,50 @@ impl Call {
 
     /// Plays the frames the repair decoder rebuilt from sender `kid`'s frames.
     fn receive_rebuilt(&mut self, now_us: u64, kid: u64) {
-        let mut pcm = core::mem::take(&mut self.scratch_rebuilt);
-        while let Some(audio) = self.repair_decoder.poll_rebuilt(&mut pcm) {
-            self.receive_audio(now_us, kid, &audio, true);
+        let mut buf = core::mem::take(&mut self.scratch_rebuilt);
+        while let Some(payload) = self.repair_decoder.poll_rebuilt(&mut buf) {
+            match payload {
+                Payload::Audio(audio) => self.receive_audio(now_us, kid, &audio, true),
+                Payload::CodedAudio(audio) => self.receive_coded(now_us, kid, &audio, true),
+                _ => {}
+            }
         }
-        self.scratch_rebuilt = pcm;
+        self.scratch_rebuilt = buf;
+    }
+
+    /// A coded audio frame received, or `rebuilt`: decoded, then played as any other.
+    fn receive_coded(&mut self, now_us: u64, kid: u64, coded: &CodedAudio<'_>, rebuilt: bool) {
+        let mut samples = core::mem::take(&mut self.scratch_i16);
+        let mut pcm = core::mem::take(&mut self.scratch_decoded);
+        // The frame's own count bounds what decoding allocates; the jitter buffer refuses
+        // frames longer than it plays.
+        if lossless::decode(coded.coded, lossless::MAX_SAMPLES, &mut samples).is_ok() {
+            pcm.clear();
+            pcm.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+            let audio = Audio {
+                sample_rate: coded.sample_rate,
+                channels: coded.channels,
+                first_sample: coded.first_sample,
+                capture_time_us: coded.capture_time_us,
+                pcm: &pcm,
+            };
+            if !rebuilt {
+                self.stats.frames_received_lossless += 1;
+            }
+            self.receive_audio(now_us, kid, &audio, rebuilt);
+        } else if !rebuilt {
+            // Authentic but not a coded frame: the other side's software is broken.
+            self.refuse_audio(coded.sample_rate, coded.channels);
+        }
+        self.scratch_i16 = samples;
+        self.scratch_decoded = pcm;
     }
 
     /// An audio frame received, or `rebuilt` from the others and a repair frame.
     fn receive_audio(&mut self, now_us: u64, kid: u64, audio: &Audio<'_>, rebuilt: bool) {
         if audio.channels != CHANNELS || audio.pcm.len() < 2 {
             if !rebuilt {
-                self.refuse_audio(audio);
+                self.refuse_audio(audio.sample_rate, audio.channels);
             }
             return;
         }
@@ -643,7 +768,7 @@ impl Call {
             };
             let Ok(jitter) = jitter else {
                 // A rate or frame size the jitter buffer refuses: not playable.
-                self.refuse_audio(audio);
+                self.refuse_audio(audio.sample_rate, audio.channels);
                 return;
             };
             self.incoming = Some(Incoming {
@@ -727,13 +852,13 @@ impl Call {
     }
 
     /// Counts an authentic audio frame this side cannot play, and says so once per arrival.
-    fn refuse_audio(&mut self, audio: &Audio<'_>) {
+    fn refuse_audio(&mut self, sample_rate: u32, channels: u8) {
         self.stats.frames_refused += 1;
         if !self.refusal_said {
             self.refusal_said = true;
             self.events.push_back(CallEvent::AudioRefused {
-                channels: audio.channels,
-                sample_rate: audio.sample_rate,
+                channels,
+                sample_rate,
             });
         }
     }
@@ -1127,7 +1252,16 @@ mod tests {
     }
 
     #[test]
-    fn on_datagrams_lost_frames_are_rebuilt_exactly_and_not_concealed() {
+    fn on_datagrams_lost_coded_frames_are_rebuilt_exactly_and_not_concealed() {
+        lost_frames_are_rebuilt_exactly_and_not_concealed(Coding::Lossless);
+    }
+
+    #[test]
+    fn on_datagrams_lost_pcm_frames_are_rebuilt_exactly_and_not_concealed() {
+        lost_frames_are_rebuilt_exactly_and_not_concealed(Coding::Pcm);
+    }
+
+    fn lost_frames_are_rebuilt_exactly_and_not_concealed(coding: Coding) {
         // 2.5 ms frames, as on datagrams, sent four at a time (a worker wakes every 10 ms or
         // so): a group and its repair arrive together, and every rebuilt frame is in time.
         let mut rng = line_protocol::testing::Rng::from_env();
@@ -1139,6 +1273,7 @@ mod tests {
         let mut a = Call::new(short, LeafKey::from_random([7; 32]));
         let mut b = Call::new(short, LeafKey::from_random([7; 32]));
         a.set_repair(true);
+        a.set_coding(coding);
         a.connected(0, 0xA);
         b.connected(0, 0xB);
         a.peer_joined();
@@ -1180,6 +1315,8 @@ mod tests {
         }
         let stats = b.stats();
         assert_eq!(a.stats().frames_sent, 4_000);
+        let coded = if coding == Coding::Lossless { 4_000 } else { 0 };
+        assert_eq!(a.stats().frames_sent_lossless, coded);
         assert!(lost_audio > 40, "{lost_audio}");
         assert_eq!(stats.frames_repaired, rebuildable, "{stats:?}");
         assert_eq!(stats.frames_lost, lost_audio - rebuildable, "{stats:?}");
@@ -1189,6 +1326,104 @@ mod tests {
             "{rebuildable} of {lost_audio} lost frames rebuildable: {stats:?}"
         );
         assert!(heard.iter().any(|v| *v != 0.0), "B played audio");
+    }
+
+    /// What a side that speaks protocol `version` makes of `from`'s next frames: whether each
+    /// audio frame is coded, after its Hello announced `version` on connection `kid`.
+    fn kinds_heard_by_a_peer_of_version(from: &mut Call, kid: u64, version: u16) -> Vec<bool> {
+        let mut peer = Call::new(config(RATE), from.leaf.clone());
+        peer.connected(0, kid);
+        peer.outgoing.clear();
+        peer.scratch_plain.clear();
+        Payload::Hello(Hello {
+            protocol_version: version,
+            client: "test",
+            sample_rate: RATE,
+            channels: CHANNELS,
+            frame_duration_us: 10_000,
+        })
+        .encode(&mut peer.scratch_plain);
+        let hello = peer.seal(false).expect("connected");
+        from.receive(0, &hello);
+        // The peer's side of the binding: it heard `from` once.
+        from.tick(u64::MAX / 2);
+        while let Some(out) = from.poll_transmit() {
+            peer.receive(0, &out.bytes);
+        }
+        from.capture(0, &tone(1000.0, 0, 4 * FRAME, RATE));
+        let mut kinds = Vec::new();
+        let mut plain = Vec::new();
+        while let Some(out) = from.poll_transmit() {
+            let Ok((_, payload)) = peer
+                .binding
+                .open(&mut peer.receiver, &out.bytes, &mut plain)
+            else {
+                panic!("the peer opens every frame");
+            };
+            match payload {
+                Payload::Audio(_) => kinds.push(false),
+                Payload::CodedAudio(_) => kinds.push(true),
+                _ => {}
+            }
+        }
+        kinds
+    }
+
+    #[test]
+    fn audio_goes_out_coded_only_to_a_connection_whose_hello_says_it_reads_it() {
+        let (mut a, _b) = pair([7; 32]);
+        // A peer of version 1 (a client written to the first protocol) hears PCM only, a peer of
+        // version 2 or later coded audio; each new connection says again.
+        assert_eq!(
+            kinds_heard_by_a_peer_of_version(&mut a, 0xC1, 1),
+            [false; 4]
+        );
+        assert_eq!(kinds_heard_by_a_peer_of_version(&mut a, 0xC2, 2), [true; 4]);
+        assert_eq!(kinds_heard_by_a_peer_of_version(&mut a, 0xC3, 7), [true; 4]);
+        assert_eq!(
+            kinds_heard_by_a_peer_of_version(&mut a, 0xC4, 1),
+            [false; 4]
+        );
+        // Asked for PCM, a side sends PCM to anyone.
+        a.set_coding(Coding::Pcm);
+        assert_eq!(
+            kinds_heard_by_a_peer_of_version(&mut a, 0xC6, 2),
+            [false; 4]
+        );
+        let stats = a.stats();
+        assert_eq!(stats.frames_sent_lossless, 8);
+        // A 1 kHz tone at 48 kHz codes to well under half its PCM.
+        assert!(
+            stats.lossless_ratio > 0.05 && stats.lossless_ratio < 0.5,
+            "{stats:?}"
+        );
+    }
+
+    #[test]
+    fn a_coded_frame_that_does_not_decode_is_refused_and_said() {
+        let (mut a, mut b) = pair([7; 32]);
+        a.scratch_plain.clear();
+        Payload::CodedAudio(CodedAudio {
+            sample_rate: RATE,
+            channels: 1,
+            first_sample: 0,
+            capture_time_us: 0,
+            // 480 samples announced, method 9: no such method.
+            coded: &[1, 0xe0, 9, 0, 0],
+        })
+        .encode(&mut a.scratch_plain);
+        let frame = a.seal(true).expect("bound");
+        b.receive(0, &frame);
+        b.receive(0, &frame);
+        assert_eq!(b.stats().frames_refused, 1, "a replay is not refused twice");
+        assert_eq!(
+            b.poll_event(),
+            Some(CallEvent::AudioRefused {
+                channels: 1,
+                sample_rate: RATE
+            })
+        );
+        assert_eq!(b.stats().frames_received, 0);
     }
 
     #[test]
@@ -1248,10 +1483,10 @@ mod tests {
         assert_eq!(fit(48_000, FrameDuration::Ms5), Some(FrameDuration::Ms5));
         assert_eq!(fit(96_000, FrameDuration::Ms10), Some(FrameDuration::Ms5));
         assert_eq!(
-            fit(208_000, FrameDuration::Ms10),
+            fit(206_000, FrameDuration::Ms10),
             Some(FrameDuration::Ms2_5)
         );
-        assert_eq!(fit(210_000, FrameDuration::Ms10), None);
+        assert_eq!(fit(207_000, FrameDuration::Ms10), None);
         assert_eq!(fit(384_000, FrameDuration::Ms2_5), None);
         // What the sender makes at 200 kHz in 2.5 ms, with the longest header, fits.
         let mut a = Call::new(
@@ -1485,6 +1720,8 @@ mod tests {
             (stats.underruns, stats.frames_concealed, stats.frames_lost),
             (0, 0, 0)
         );
+        // Every frame came losslessly coded: what follows checks the coding bit for bit too.
+        assert_eq!(stats.frames_received_lossless, stats.frames_received);
         assert_eq!(stats.resample_ratio_ppm, 0.0);
         // Follow the sequence through B's output: exact runs, and a jump at each edit.
         let start = heard

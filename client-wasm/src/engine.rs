@@ -26,6 +26,7 @@
 //!     shared: true,
 //!     muted: false,
 //!     playout: line_client::messages::PlayoutPath::Worker,
+//!     coding: line_client::messages::Coding::Lossless,
 //! };
 //! let mut engine = Engine::new(&config, 0, 7).expect("a good config");
 //! let state = FromWorker::State { state: CallState::Connecting };
@@ -300,6 +301,7 @@ impl Engine {
             leaf,
         );
         call.set_muted(config.muted);
+        call.set_coding(config.coding);
         let worklet = config.playout == PlayoutPath::Worklet;
         if worklet {
             call.play_in_worklet();
@@ -946,7 +948,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use crate::messages::Stats;
+    use crate::messages::{Coding, Stats};
     use line_protocol::leaf::LeafKey;
 
     use super::*;
@@ -970,6 +972,7 @@ mod tests {
             shared: true,
             muted: false,
             playout: PlayoutPath::Worker,
+            coding: Coding::Lossless,
         }
     }
 

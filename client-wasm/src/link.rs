@@ -5,7 +5,7 @@
 
 use core::fmt;
 
-use crate::messages::PlayoutPath;
+use crate::messages::{Coding, PlayoutPath};
 
 pub use line_protocol::audio::{DEFAULT_RATE, FrameDuration, MAX_RATE, MIN_RATE, MOBILE_RATE};
 /// The fragment that asks the page to make a new leaf key.
@@ -55,6 +55,8 @@ pub struct Link {
     pub websocket_only: bool,
     /// `&playout=worklet|worker`: where the jitter buffer runs.
     pub playout: PlayoutPath,
+    /// `&coding=lossless|pcm`: how this side writes its audio frames.
+    pub coding: Coding,
     /// What the fragment asks for.
     pub fragment: Fragment,
 }
@@ -76,6 +78,8 @@ pub enum LinkError {
     Transport,
     /// `&playout=` is neither `worker` nor `worklet`.
     Playout,
+    /// `&coding=` is neither `lossless` nor `pcm`.
+    Coding,
     /// A flag (`mobile`, `studio`) that is neither `0` nor `1`.
     Flag {
         /// The parameter's name.
@@ -96,6 +100,7 @@ impl fmt::Display for LinkError {
             Self::Frame => f.write_str("the link's frame length must be 2.5, 5, 10 or 20 ms"),
             Self::Transport => f.write_str("the link's transport must be auto or websocket"),
             Self::Playout => f.write_str("the link's playout must be worker or worklet"),
+            Self::Coding => f.write_str("the link's coding must be lossless or pcm"),
             Self::Flag { name } => write!(f, "the link's {name} setting must be 0 or 1"),
             Self::Fragment => f.write_str(
                 "the part of the link after # is not a leaf key; ask for the link again",
@@ -126,6 +131,7 @@ impl Link {
             mobile: false,
             websocket_only: false,
             playout: PlayoutPath::default(),
+            coding: Coding::default(),
             fragment: parse_fragment(fragment)?,
         };
         let mut rate = None;
@@ -152,6 +158,9 @@ impl Link {
                 }
                 "playout" => {
                     link.playout = PlayoutPath::from_name(value).ok_or(LinkError::Playout)?;
+                }
+                "coding" => {
+                    link.coding = Coding::from_name(value).ok_or(LinkError::Coding)?;
                 }
                 // Unknown parameters are left for whoever added them.
                 _ => {}
@@ -252,6 +261,15 @@ mod tests {
             PlayoutPath::Worker
         );
         assert_eq!(parse("playout=gpu"), Err(LinkError::Playout));
+    }
+
+    #[test]
+    fn coding_names_how_audio_frames_are_written() {
+        let parse = |q: &str| Link::parse(&format!("{PAGE}?apikey=k&{q}"));
+        assert_eq!(parse("").unwrap().coding, Coding::Lossless);
+        assert_eq!(parse("coding=lossless").unwrap().coding, Coding::Lossless);
+        assert_eq!(parse("coding=pcm").unwrap().coding, Coding::Pcm);
+        assert_eq!(parse("coding=flac"), Err(LinkError::Coding));
     }
 
     #[test]

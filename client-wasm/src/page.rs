@@ -27,6 +27,8 @@ export interface LinkInfo {
   transport: "auto" | "websocket";
   /** `&playout=`: where the jitter buffer runs, "worklet" (the audio thread, the default) or "worker". */
   playout: "worker" | "worklet";
+  /** `&coding=`: "lossless" (the default) codes audio for a peer that reads it; "pcm" never does. */
+  coding: "lossless" | "pcm";
   /** The leaf key (`leaf_...`), or null when the link has none. */
   leaf: string | null;
   /** Whether this page just generated the leaf (the link came with `#generate_leaf`). */
@@ -57,6 +59,7 @@ struct LinkInfoData {
     mobile: bool,
     transport: &'static str,
     playout: &'static str,
+    coding: &'static str,
     leaf: Option<String>,
     generated: bool,
     share_url: Option<String>,
@@ -154,6 +157,7 @@ pub fn read_link() -> Result<LinkInfo, JsValue> {
             "auto"
         },
         playout: link.playout.name(),
+        coding: link.coding.name(),
         share_url: text.as_deref().map(|t| link.share_url(t)),
         mobile_share_url: text.as_deref().map(|t| link.mobile_share_url(t)),
         line_id: leaf.as_ref().map(|l| l.line_id().to_string()),

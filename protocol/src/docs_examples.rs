@@ -58,6 +58,8 @@ fn docs_examples() {
             "nonce-2",
             "payload-audio",
             "payload-bye",
+            "payload-coded-audio",
+            "payload-coded-repair",
             "payload-hello",
             "payload-ping",
             "payload-pong",
@@ -162,7 +164,7 @@ fn docs_examples() {
     assert_eq!(
         decode(&ex["payload-hello"]),
         Payload::Hello(Hello {
-            protocol_version: 1,
+            protocol_version: 2,
             client: "line-web 0.1.0",
             sample_rate: 48_000,
             channels: 1,
@@ -189,6 +191,53 @@ fn docs_examples() {
             capture_time_xor: 0x1234,
             pcm_xor: &[0x00, 0x40, 0x01, 0x80],
         })
+    );
+
+    let coded = Payload::decode(&ex["payload-coded-audio"]).expect("decodes");
+    let Payload::CodedAudio(coded) = coded else {
+        panic!("coded audio: {coded:?}");
+    };
+    assert_eq!(
+        (
+            coded.sample_rate,
+            coded.channels,
+            coded.first_sample,
+            coded.capture_time_us
+        ),
+        (48_000, 1, 960, 1_764_150_000_000_000)
+    );
+    let mut samples = Vec::new();
+    crate::lossless::decode(coded.coded, 480, &mut samples).expect("a coded frame");
+    assert_eq!(samples, [0; 480]);
+    let repair = Payload::decode(&ex["payload-coded-repair"]).expect("decodes");
+    let Payload::CodedRepair(repair) = repair else {
+        panic!("coded repair: {repair:?}");
+    };
+    let frame = |first_sample, coded| crate::payload::CodedAudio {
+        sample_rate: 200_000,
+        channels: 1,
+        first_sample,
+        capture_time_us: 0,
+        coded,
+    };
+    let (frame0, frame1) = (
+        frame(4000, &[0, 2, 1, 1, 0][..]),
+        frame(4002, &[0, 2, 0, 0, 0x40, 0x01, 0x80][..]),
+    );
+    for f in [frame0, frame1] {
+        crate::lossless::decode(f.coded, 2, &mut samples).expect("a coded frame");
+    }
+    assert_eq!(samples, [16384, -32767]);
+    let mut decoder = crate::repair::RepairDecoder::new();
+    decoder.handle_coded_audio(&frame1);
+    decoder.handle_coded_repair(&repair);
+    let mut buf = Vec::new();
+    assert_eq!(
+        decoder.poll_rebuilt(&mut buf),
+        Some(Payload::CodedAudio(crate::payload::CodedAudio {
+            capture_time_us: 0x1234,
+            ..frame0
+        }))
     );
 
     // Section 6: the relay messages as the table shows them.
@@ -284,6 +333,18 @@ fn wire_constants() -> BTreeMap<&'static str, u64> {
         (
             "payload::REPAIR_HEADER_LEN",
             crate::payload::REPAIR_HEADER_LEN as u64,
+        ),
+        (
+            "payload::LOSSLESS_VERSION",
+            u64::from(crate::payload::LOSSLESS_VERSION),
+        ),
+        (
+            "payload::CODED_AUDIO_HEADER_LEN",
+            crate::payload::CODED_AUDIO_HEADER_LEN as u64,
+        ),
+        (
+            "payload::CODED_REPAIR_HEADER_LEN",
+            crate::payload::CODED_REPAIR_HEADER_LEN as u64,
         ),
         ("repair::GROUP", u64::from(crate::repair::GROUP)),
         ("repair::MAX_GROUP", u64::from(crate::repair::MAX_GROUP)),

@@ -22,10 +22,14 @@ use core::fmt;
 /// The payload format version this crate writes and reads: the first byte of every payload.
 pub const VERSION: u8 = 1;
 
-/// The protocol version a [`Hello`] announces: the highest this crate speaks. It is the same
-/// number as [`VERSION`]; a later protocol that changes the payloads raises both, and two peers
-/// speak the lower of the two versions their Hellos announce.
-pub const PROTOCOL_VERSION: u16 = VERSION as u16;
+/// The protocol version a [`Hello`] announces: the highest this crate speaks. Two peers speak the
+/// lower of the two versions their Hellos announce. Version 2 adds payload types to version 1
+/// ([`CodedAudio`], [`CodedRepair`]) and changes none, so its payloads keep [`VERSION`] 1: a
+/// sender sends the added types only to a peer whose Hello announced [`LOSSLESS_VERSION`] or more.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The first protocol version whose peers take [`CodedAudio`] and [`CodedRepair`].
+pub const LOSSLESS_VERSION: u16 = 2;
 
 /// Bytes before the PCM of an [`Audio`] payload.
 pub const AUDIO_HEADER_LEN: usize = 23;
@@ -33,12 +37,20 @@ pub const AUDIO_HEADER_LEN: usize = 23;
 /// Bytes before the PCM of a [`Repair`] payload.
 pub const REPAIR_HEADER_LEN: usize = 24;
 
+/// Bytes before the coded frame of a [`CodedAudio`] payload: the same fields as [`Audio`]'s.
+pub const CODED_AUDIO_HEADER_LEN: usize = AUDIO_HEADER_LEN;
+
+/// Bytes of a [`CodedRepair`] payload before its frames' lengths (2 bytes a frame).
+pub const CODED_REPAIR_HEADER_LEN: usize = 26;
+
 const TYPE_AUDIO: u8 = 1;
 const TYPE_HELLO: u8 = 2;
 const TYPE_PING: u8 = 3;
 const TYPE_PONG: u8 = 4;
 const TYPE_BYE: u8 = 5;
 const TYPE_REPAIR: u8 = 6;
+const TYPE_CODED_AUDIO: u8 = 7;
+const TYPE_CODED_REPAIR: u8 = 8;
 
 /// One decoded payload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +68,10 @@ pub enum Payload<'a> {
     Bye(Bye<'a>),
     /// What rebuilds any one lost frame of a group of audio frames (see [`crate::repair`]).
     Repair(Repair<'a>),
+    /// A frame of audio, losslessly coded (protocol version 2).
+    CodedAudio(CodedAudio<'a>),
+    /// What rebuilds any one lost frame of a group of coded audio frames (protocol version 2).
+    CodedRepair(CodedRepair<'a>),
 }
 
 /// A frame of 16-bit PCM audio.
@@ -96,6 +112,64 @@ impl Repair<'_> {
     #[must_use]
     pub fn samples_per_channel(&self) -> usize {
         self.pcm_xor.len() / 2 / usize::from(self.channels.max(1))
+    }
+}
+
+/// A frame of audio as [`Audio`], its samples coded by [`crate::lossless`]: the same samples in
+/// a third to two fifths of the bytes for a microphone's audio at 200 kHz, never more than 3 bytes
+/// more than raw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodedAudio<'a> {
+    /// Samples per second per channel.
+    pub sample_rate: u32,
+    /// Interleaved channels (1 = mono).
+    pub channels: u8,
+    /// Index of this frame's first sample in the sender's running count (per channel).
+    pub first_sample: u64,
+    /// The sender's wall-clock time of capture, in microseconds, for latency measurement.
+    pub capture_time_us: u64,
+    /// One lossless frame (docs/LOSSLESS.md) of the samples, channels interleaved. Decoding
+    /// checked only its sample count: the rest is checked when it is decoded.
+    pub coded: &'a [u8],
+}
+
+impl CodedAudio<'_> {
+    /// Samples per channel in this frame, as its coded frame announces.
+    #[must_use]
+    pub fn samples_per_channel(&self) -> usize {
+        crate::lossless::sample_count(self.coded).unwrap_or(0) / usize::from(self.channels.max(1))
+    }
+}
+
+/// The parity of a group of consecutive coded audio frames of one sample count: with all of the
+/// group's frames but one, it rebuilds that one's coded bytes exactly (see [`crate::repair`]).
+/// Coded frames differ in length, so each is zero-padded to the longest and the lengths travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodedRepair<'a> {
+    /// The frames' sample rate.
+    pub sample_rate: u32,
+    /// The frames' channels.
+    pub channels: u8,
+    /// The `first_sample` of the group's first frame; frame `i` starts `i * frame_samples` later.
+    pub first_sample: u64,
+    /// How many frames the group holds (at least 1).
+    pub frames: u8,
+    /// The XOR of the frames' `capture_time_us`.
+    pub capture_time_xor: u64,
+    /// Samples per channel in each frame of the group.
+    pub frame_samples: u16,
+    /// Each frame's coded length in bytes, 16 bits big-endian, in the group's order.
+    pub lengths: &'a [u8],
+    /// The XOR of the frames' coded bytes, each zero-padded to the longest: as long as it.
+    pub coded_xor: &'a [u8],
+}
+
+impl CodedRepair<'_> {
+    /// The coded lengths of the group's frames, in order.
+    pub fn frame_lengths(&self) -> impl Iterator<Item = usize> + '_ {
+        self.lengths
+            .chunks_exact(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
     }
 }
 
@@ -173,6 +247,20 @@ pub enum PayloadError {
     Utf8,
     /// A repair payload for a group of no frames.
     EmptyGroup,
+    /// A coded frame whose sample count is not a whole number of samples for every channel.
+    SampleCount {
+        /// Samples the coded frame announces.
+        samples: usize,
+        /// Channels announced.
+        channels: u8,
+    },
+    /// A coded repair whose parity is not as long as the longest frame it announces.
+    ParityLength {
+        /// Bytes of parity.
+        len: usize,
+        /// The longest frame's length.
+        longest: usize,
+    },
 }
 
 impl fmt::Display for PayloadError {
@@ -201,6 +289,14 @@ impl fmt::Display for PayloadError {
             ),
             Self::Utf8 => f.write_str("text field is not utf-8"),
             Self::EmptyGroup => f.write_str("repair for a group of no frames"),
+            Self::SampleCount { samples, channels } => write!(
+                f,
+                "a coded frame of {samples} samples is not whole samples for {channels} channels"
+            ),
+            Self::ParityLength { len, longest } => write!(
+                f,
+                "{len} bytes of parity for a group whose longest frame has {longest}"
+            ),
         }
     }
 }
@@ -254,6 +350,25 @@ impl Payload<'_> {
                 out.extend_from_slice(&r.capture_time_xor.to_be_bytes());
                 out.extend_from_slice(r.pcm_xor);
             }
+            Self::CodedAudio(a) => {
+                out.push(TYPE_CODED_AUDIO);
+                out.extend_from_slice(&a.sample_rate.to_be_bytes());
+                out.push(a.channels);
+                out.extend_from_slice(&a.first_sample.to_be_bytes());
+                out.extend_from_slice(&a.capture_time_us.to_be_bytes());
+                out.extend_from_slice(a.coded);
+            }
+            Self::CodedRepair(r) => {
+                out.push(TYPE_CODED_REPAIR);
+                out.extend_from_slice(&r.sample_rate.to_be_bytes());
+                out.push(r.channels);
+                out.extend_from_slice(&r.first_sample.to_be_bytes());
+                out.push(r.frames);
+                out.extend_from_slice(&r.capture_time_xor.to_be_bytes());
+                out.extend_from_slice(&r.frame_samples.to_be_bytes());
+                out.extend_from_slice(r.lengths);
+                out.extend_from_slice(r.coded_xor);
+            }
         }
     }
 
@@ -266,6 +381,10 @@ impl Payload<'_> {
             Self::Ping(_) | Self::Pong(_) => 12,
             Self::Bye(b) => b.reason.len(),
             Self::Repair(r) => REPAIR_HEADER_LEN - 2 + r.pcm_xor.len(),
+            Self::CodedAudio(a) => CODED_AUDIO_HEADER_LEN - 2 + a.coded.len(),
+            Self::CodedRepair(r) => {
+                CODED_REPAIR_HEADER_LEN - 2 + r.lengths.len() + r.coded_xor.len()
+            }
         }
     }
 
@@ -377,6 +496,71 @@ impl Payload<'_> {
                     pcm_xor,
                 }))
             }
+            TYPE_CODED_AUDIO => {
+                r.fixed(CODED_AUDIO_HEADER_LEN + crate::lossless::HEADER_LEN)?;
+                let sample_rate = r.u32()?;
+                let channels = r.u8()?;
+                let first_sample = r.u64()?;
+                let capture_time_us = r.u64()?;
+                let coded = r.rest();
+                if sample_rate == 0 {
+                    return Err(PayloadError::ZeroSampleRate);
+                }
+                if channels == 0 {
+                    return Err(PayloadError::NoChannels);
+                }
+                let samples = crate::lossless::sample_count(coded).unwrap_or(0);
+                if !samples.is_multiple_of(usize::from(channels)) {
+                    return Err(PayloadError::SampleCount { samples, channels });
+                }
+                Ok(Payload::CodedAudio(CodedAudio {
+                    sample_rate,
+                    channels,
+                    first_sample,
+                    capture_time_us,
+                    coded,
+                }))
+            }
+            TYPE_CODED_REPAIR => {
+                r.fixed(CODED_REPAIR_HEADER_LEN)?;
+                let sample_rate = r.u32()?;
+                let channels = r.u8()?;
+                let first_sample = r.u64()?;
+                let frames = r.u8()?;
+                let capture_time_xor = r.u64()?;
+                let frame_samples = r.u16()?;
+                if frames == 0 {
+                    return Err(PayloadError::EmptyGroup);
+                }
+                let lengths_len = 2 * usize::from(frames);
+                r.fixed(CODED_REPAIR_HEADER_LEN + lengths_len)?;
+                let lengths = r.slice(lengths_len)?;
+                let coded_xor = r.rest();
+                if sample_rate == 0 {
+                    return Err(PayloadError::ZeroSampleRate);
+                }
+                if channels == 0 {
+                    return Err(PayloadError::NoChannels);
+                }
+                let repair = CodedRepair {
+                    sample_rate,
+                    channels,
+                    first_sample,
+                    frames,
+                    capture_time_xor,
+                    frame_samples,
+                    lengths,
+                    coded_xor,
+                };
+                let longest = repair.frame_lengths().max().unwrap_or(0);
+                if coded_xor.len() != longest {
+                    return Err(PayloadError::ParityLength {
+                        len: coded_xor.len(),
+                        longest,
+                    });
+                }
+                Ok(Payload::CodedRepair(repair))
+            }
             kind => Err(PayloadError::UnknownType { kind }),
         }
     }
@@ -436,6 +620,19 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, PayloadError> {
         self.take().map(u64::from_be_bytes)
+    }
+
+    fn slice(&mut self, len: usize) -> Result<&'a [u8], PayloadError> {
+        let end = self.pos + len;
+        let field = self
+            .bytes
+            .get(self.pos..end)
+            .ok_or(PayloadError::Truncated {
+                needed: end,
+                available: self.bytes.len(),
+            })?;
+        self.pos = end;
+        Ok(field)
     }
 
     fn rest(&mut self) -> &'a [u8] {
@@ -506,6 +703,96 @@ mod tests {
             pcm_xor: &pcm,
         }));
         assert_eq!(repair.len(), REPAIR_HEADER_LEN + pcm.len());
+        let coded = [0, 2, 1, 5, 0];
+        let audio = round_trip(Payload::CodedAudio(CodedAudio {
+            sample_rate: 200_000,
+            channels: 2,
+            first_sample: 1 << 40,
+            capture_time_us: 1_700_000_000_000_000,
+            coded: &coded,
+        }));
+        assert_eq!(audio.len(), CODED_AUDIO_HEADER_LEN + coded.len());
+        let repair = round_trip(Payload::CodedRepair(CodedRepair {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: 7,
+            frames: 2,
+            capture_time_xor: 0x0123_4567_89ab_cdef,
+            frame_samples: 480,
+            lengths: &[0, 5, 0, 3],
+            coded_xor: &coded,
+        }));
+        assert_eq!(repair.len(), CODED_REPAIR_HEADER_LEN + 4 + coded.len());
+    }
+
+    #[test]
+    fn bad_coded_payloads_get_typed_errors() {
+        let audio = round_trip(Payload::CodedAudio(CodedAudio {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: 0,
+            capture_time_us: 0,
+            coded: &[0, 3, 1, 0, 0],
+        }));
+        let repair = round_trip(Payload::CodedRepair(CodedRepair {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: 0,
+            frames: 2,
+            capture_time_xor: 0,
+            frame_samples: 3,
+            lengths: &[0, 5, 0, 4],
+            coded_xor: &[0, 3, 1, 0, 0],
+        }));
+        let with = |bytes: &[u8], at: usize, value: u8| {
+            let mut b = bytes.to_vec();
+            b[at] = value;
+            b
+        };
+        let cases: [(Vec<u8>, PayloadError); 9] = [
+            (
+                audio[..CODED_AUDIO_HEADER_LEN + 2].to_vec(),
+                PayloadError::Truncated {
+                    needed: 26,
+                    available: 25,
+                },
+            ),
+            (with(&audio, 6, 0), PayloadError::NoChannels),
+            (
+                with(&audio, 6, 2),
+                PayloadError::SampleCount {
+                    samples: 3,
+                    channels: 2,
+                },
+            ),
+            (
+                repair[..CODED_REPAIR_HEADER_LEN - 1].to_vec(),
+                PayloadError::Truncated {
+                    needed: 26,
+                    available: 25,
+                },
+            ),
+            (
+                repair[..CODED_REPAIR_HEADER_LEN + 3].to_vec(),
+                PayloadError::Truncated {
+                    needed: 30,
+                    available: 29,
+                },
+            ),
+            (with(&repair, 15, 0), PayloadError::EmptyGroup),
+            (with(&repair, 6, 0), PayloadError::NoChannels),
+            (
+                repair[..repair.len() - 1].to_vec(),
+                PayloadError::ParityLength { len: 4, longest: 5 },
+            ),
+            (
+                with(&repair, CODED_REPAIR_HEADER_LEN + 3, 6),
+                PayloadError::ParityLength { len: 5, longest: 6 },
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(Payload::decode(&bytes), Err(expected), "{bytes:02x?}");
+        }
     }
 
     #[test]
@@ -540,7 +827,7 @@ mod tests {
                 PayloadError::UnsupportedVersion { version: 2 },
             ),
             (with(&ping, 1, 0), PayloadError::UnknownType { kind: 0 }),
-            (with(&ping, 1, 7), PayloadError::UnknownType { kind: 7 }),
+            (with(&ping, 1, 9), PayloadError::UnknownType { kind: 9 }),
             (
                 ping[..13].to_vec(),
                 PayloadError::Truncated {

@@ -1,11 +1,13 @@
-//! Forward error correction for audio on datagrams: a [`Repair`] payload after every group of
+//! Forward error correction for audio on datagrams: a repair payload after every group of
 //! [`GROUP`] audio frames rebuilds any one frame of the group that was lost.
 //!
 //! Over WebTransport a lost datagram is a lost frame, which the receiver's jitter buffer can only
-//! conceal. A repair payload is the XOR of the group's frames (their PCM and their capture
-//! times): with the other frames of the group it gives back the missing one bit for bit. It is
-//! sealed like any other payload, so the relay sees only another frame and only the two people on
-//! the line can read it; a receiver that does not know it drops it as an unknown type.
+//! conceal. A [`Repair`] payload is the XOR of the group's frames (their PCM and their capture
+//! times): with the other frames of the group it gives back the missing one bit for bit. Coded
+//! frames ([`CodedAudio`]) differ in length: their [`CodedRepair`] XORs their coded bytes, each
+//! zero-padded to the longest, and carries each frame's length. A repair is sealed like any other
+//! payload, so the relay sees only another frame and only the two people on the line can read it;
+//! a receiver that does not know it drops it as an unknown type.
 //!
 //! Sans-IO like the rest of the crate: [`RepairEncoder`] is fed each audio payload a sender seals
 //! and answers with a repair payload once a group is complete; [`RepairDecoder`] is fed every
@@ -14,7 +16,7 @@
 //! once they have seen a few frames.
 //!
 //! ```
-//! use line_protocol::payload::Audio;
+//! use line_protocol::payload::{Audio, Payload};
 //! use line_protocol::repair::{RepairDecoder, RepairEncoder};
 //!
 //! let mut encoder = RepairEncoder::new(2);
@@ -33,22 +35,22 @@
 //! decoder.handle_audio(&b);
 //! decoder.handle_repair(&repair);
 //! let mut pcm = Vec::new();
-//! assert_eq!(decoder.poll_rebuilt(&mut pcm), Some(a));
+//! assert_eq!(decoder.poll_rebuilt(&mut pcm), Some(Payload::Audio(a)));
 //! assert_eq!(decoder.poll_rebuilt(&mut pcm), None);
 //! ```
 
 use alloc::vec::Vec;
 
-use crate::payload::{Audio, Repair};
+use crate::payload::{Audio, CodedAudio, CodedRepair, Payload, Repair};
 
 /// Audio frames per repair payload a sender uses on datagrams. Four costs a quarter more
 /// bandwidth: 200 kHz mono in 2.5 ms frames is about 3.5 Mbit/s with its QUIC and IP headers,
 /// 4.4 Mbit/s with repair, within the 8 Mbit/s of a mobile link with room for the other
-/// direction's acknowledgements. A frame is lost for good only when another of its group's five
-/// datagrams is lost too: at 1 % random loss one frame in 2500 instead of one in 100, at 3 % one
-/// in 290 instead of one in 33. A larger group costs less and protects less; a smaller one the
-/// reverse. A rebuilt frame waits for the rest of its group: the last frame of a group for
-/// nothing, the first for three frame durations (7.5 ms at 2.5 ms frames).
+/// direction's acknowledgements (less than half that when coded). A frame is lost for good only
+/// when another of its group's five datagrams is lost too: at 1 % random loss one frame in 2500
+/// instead of one in 100, at 3 % one in 290 instead of one in 33. A larger group costs less and
+/// protects less; a smaller one the reverse. A rebuilt frame waits for the rest of its group: the
+/// last frame of a group for nothing, the first for three frame durations (7.5 ms at 2.5 ms frames).
 pub const GROUP: u8 = 4;
 
 /// The largest group a decoder takes: a repair for more frames is ignored.
@@ -61,23 +63,66 @@ const REMEMBERED_FRAMES: usize = 2 * MAX_GROUP as usize;
 /// Repair payloads a decoder keeps while their groups are still missing two frames or more.
 const PENDING_REPAIRS: usize = 8;
 
+/// What identifies a frame of a stream, and what a group's frames share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Place {
+    /// Coded ([`CodedAudio`]) or PCM ([`Audio`]): a group holds one kind.
+    coded: bool,
+    sample_rate: u32,
+    channels: u8,
+    first_sample: u64,
+}
+
+impl Place {
+    fn of_audio(audio: &Audio<'_>) -> Self {
+        Self {
+            coded: false,
+            sample_rate: audio.sample_rate,
+            channels: audio.channels,
+            first_sample: audio.first_sample,
+        }
+    }
+
+    fn of_coded(audio: &CodedAudio<'_>) -> Self {
+        Self {
+            coded: true,
+            sample_rate: audio.sample_rate,
+            channels: audio.channels,
+            first_sample: audio.first_sample,
+        }
+    }
+
+    /// The same stream and kind, at another sample.
+    fn at(self, first_sample: u64) -> Self {
+        Self {
+            first_sample,
+            ..self
+        }
+    }
+}
+
 /// Builds a repair payload for every `group` consecutive audio frames a sender sends.
 ///
-/// A group is frames of one rate, channel count and length whose `first_sample`s follow on from
-/// each other. A frame that does not continue the group (a gap in the sender's count, another
-/// length) starts a new group, and the unfinished one is given up: its frames go unprotected.
+/// A group is frames of one kind (PCM or coded), rate, channel count and sample count whose
+/// `first_sample`s follow on from each other. A frame that does not continue the group (a gap in
+/// the sender's count, another length) starts a new group, and the unfinished one is given up: its
+/// frames go unprotected.
 #[derive(Debug, Clone)]
 pub struct RepairEncoder {
     group: u8,
     /// Frames XORed into the group so far.
     count: u8,
-    sample_rate: u32,
-    channels: u8,
-    first_sample: u64,
+    /// The group's first frame.
+    place: Place,
+    /// Samples per channel in each frame.
+    frame_samples: u64,
     /// The `first_sample` that continues the group.
     next_sample: u64,
     capture_time_xor: u64,
-    pcm_xor: Vec<u8>,
+    /// Each coded frame's length, 16 bits big-endian, as [`CodedRepair::lengths`].
+    lengths: [u8; 2 * MAX_GROUP as usize],
+    /// The XOR of the frames' bytes, as long as the longest.
+    xor: Vec<u8>,
 }
 
 impl RepairEncoder {
@@ -95,12 +140,12 @@ impl RepairEncoder {
         Self {
             group,
             count: 0,
-            sample_rate: 0,
-            channels: 0,
-            first_sample: 0,
+            place: Place::default(),
+            frame_samples: 0,
             next_sample: 0,
             capture_time_xor: 0,
-            pcm_xor: Vec::new(),
+            lengths: [0; 2 * MAX_GROUP as usize],
+            xor: Vec::new(),
         }
     }
 
@@ -113,46 +158,89 @@ impl RepairEncoder {
     /// The sender sends `audio`: the repair payload to send after it when it completes a group.
     pub fn handle_audio(&mut self, audio: &Audio<'_>) -> Option<Repair<'_>> {
         let samples = audio.samples_per_channel() as u64;
-        if audio.pcm.is_empty() || audio.channels == 0 {
+        if !self.add(
+            Place::of_audio(audio),
+            audio.capture_time_us,
+            samples,
+            audio.pcm,
+        ) {
+            return None;
+        }
+        Some(Repair {
+            sample_rate: self.place.sample_rate,
+            channels: self.place.channels,
+            first_sample: self.place.first_sample,
+            frames: self.group,
+            capture_time_xor: self.capture_time_xor,
+            pcm_xor: &self.xor,
+        })
+    }
+
+    /// The sender sends the coded `audio`: the coded repair payload to send after it when it
+    /// completes a group.
+    pub fn handle_coded_audio(&mut self, audio: &CodedAudio<'_>) -> Option<CodedRepair<'_>> {
+        let samples = audio.samples_per_channel() as u64;
+        if u16::try_from(audio.coded.len()).is_err() || u16::try_from(samples).is_err() {
+            // Lengths a coded repair cannot carry (far beyond any frame line sends).
+            self.count = 0;
+            return None;
+        }
+        if !self.add(
+            Place::of_coded(audio),
+            audio.capture_time_us,
+            samples,
+            audio.coded,
+        ) {
+            return None;
+        }
+        Some(CodedRepair {
+            sample_rate: self.place.sample_rate,
+            channels: self.place.channels,
+            first_sample: self.place.first_sample,
+            frames: self.group,
+            capture_time_xor: self.capture_time_xor,
+            frame_samples: self.frame_samples as u16,
+            lengths: &self.lengths[..2 * usize::from(self.group)],
+            coded_xor: &self.xor,
+        })
+    }
+
+    /// Adds a frame of `samples` per channel and `bytes` (PCM or coded) at `place`; true when
+    /// it completes a group.
+    fn add(&mut self, place: Place, capture_time_us: u64, samples: u64, bytes: &[u8]) -> bool {
+        if bytes.is_empty() || place.channels == 0 || samples == 0 {
             // Nothing a receiver would need rebuilt, and no length to place the next frame by.
             self.count = 0;
-            return None;
+            return false;
         }
-        let Some(next_sample) = audio.first_sample.checked_add(samples) else {
+        let Some(next_sample) = place.first_sample.checked_add(samples) else {
             self.count = 0;
-            return None;
+            return false;
         };
         let continues = self.count > 0
-            && audio.first_sample == self.next_sample
-            && audio.pcm.len() == self.pcm_xor.len()
-            && audio.sample_rate == self.sample_rate
-            && audio.channels == self.channels;
+            && place == self.place.at(self.next_sample)
+            && samples == self.frame_samples
+            && (place.coded || bytes.len() == self.xor.len());
         if continues {
-            self.capture_time_xor ^= audio.capture_time_us;
-            xor_into(&mut self.pcm_xor, audio.pcm);
+            self.capture_time_xor ^= capture_time_us;
+            xor_into(&mut self.xor, bytes);
         } else {
-            self.sample_rate = audio.sample_rate;
-            self.channels = audio.channels;
-            self.first_sample = audio.first_sample;
-            self.capture_time_xor = audio.capture_time_us;
-            self.pcm_xor.clear();
-            self.pcm_xor.extend_from_slice(audio.pcm);
+            self.place = place;
+            self.frame_samples = samples;
+            self.capture_time_xor = capture_time_us;
+            self.xor.clear();
+            self.xor.extend_from_slice(bytes);
             self.count = 0;
         }
+        let at = 2 * usize::from(self.count);
+        self.lengths[at..at + 2].copy_from_slice(&(bytes.len() as u16).to_be_bytes());
         self.count += 1;
         self.next_sample = next_sample;
         if self.count < self.group {
-            return None;
+            return false;
         }
         self.count = 0;
-        Some(Repair {
-            sample_rate: self.sample_rate,
-            channels: self.channels,
-            first_sample: self.first_sample,
-            frames: self.group,
-            capture_time_xor: self.capture_time_xor,
-            pcm_xor: &self.pcm_xor,
-        })
+        true
     }
 }
 
@@ -162,38 +250,34 @@ struct Remembered {
     used: bool,
     /// Rebuilt here and not yet taken by [`RepairDecoder::poll_rebuilt`].
     rebuilt: bool,
-    sample_rate: u32,
-    channels: u8,
-    first_sample: u64,
+    place: Place,
+    /// Samples per channel.
+    samples: u64,
     capture_time_us: u64,
-    pcm: Vec<u8>,
-}
-
-impl Remembered {
-    fn is(&self, sample_rate: u32, channels: u8, first_sample: u64) -> bool {
-        self.used
-            && self.first_sample == first_sample
-            && self.sample_rate == sample_rate
-            && self.channels == channels
-    }
+    /// Its PCM or its coded bytes.
+    bytes: Vec<u8>,
 }
 
 /// A repair payload whose group still misses two frames or more.
 #[derive(Debug, Clone, Default)]
 struct Pending {
     used: bool,
-    sample_rate: u32,
-    channels: u8,
-    first_sample: u64,
+    /// The group's first frame.
+    place: Place,
     frames: u8,
+    /// Samples per channel in each frame.
+    frame_samples: u64,
     capture_time_xor: u64,
-    pcm_xor: Vec<u8>,
+    /// Each frame's length in bytes.
+    lengths: [usize; MAX_GROUP as usize],
+    xor: Vec<u8>,
 }
 
 /// Rebuilds lost audio frames from the frames that did arrive and the repair payloads.
 ///
-/// Feed it every authentic audio payload ([`RepairDecoder::handle_audio`]) and repair payload
-/// ([`RepairDecoder::handle_repair`]) of one sender's stream, in any order, then take what it
+/// Feed it every authentic audio payload ([`RepairDecoder::handle_audio`],
+/// [`RepairDecoder::handle_coded_audio`]) and repair payload ([`RepairDecoder::handle_repair`],
+/// [`RepairDecoder::handle_coded_repair`]) of one sender's stream, in any order, then take what it
 /// rebuilt with [`RepairDecoder::poll_rebuilt`] until `None`. It rebuilds a frame when exactly one
 /// frame of a group is missing, never one that arrived (as far as it remembers: the last
 /// 32 frames), and each at most once. Duplicates are ignored. A new stream (another sender KID,
@@ -242,30 +326,40 @@ impl RepairDecoder {
 
     /// An audio frame arrived. It may complete a group whose repair came first.
     pub fn handle_audio(&mut self, audio: &Audio<'_>) {
-        if self
-            .find(audio.sample_rate, audio.channels, audio.first_sample)
-            .is_some()
-        {
-            return;
-        }
-        self.remember(
-            audio.sample_rate,
-            audio.channels,
-            audio.first_sample,
+        let samples = audio.samples_per_channel() as u64;
+        self.handle_frame(
+            Place::of_audio(audio),
+            samples,
             audio.capture_time_us,
             audio.pcm,
-            false,
         );
+    }
+
+    /// A coded audio frame arrived. It may complete a group whose repair came first.
+    pub fn handle_coded_audio(&mut self, audio: &CodedAudio<'_>) {
+        let samples = audio.samples_per_channel() as u64;
+        self.handle_frame(
+            Place::of_coded(audio),
+            samples,
+            audio.capture_time_us,
+            audio.coded,
+        );
+    }
+
+    fn handle_frame(&mut self, place: Place, samples: u64, capture_time_us: u64, bytes: &[u8]) {
+        if self.find(place).is_some() {
+            return;
+        }
+        self.remember(place, samples, capture_time_us, bytes, false);
         for i in 0..self.pending.len() {
             let p = &self.pending[i];
             if p.used
-                && p.sample_rate == audio.sample_rate
-                && p.channels == audio.channels
+                && p.place.at(place.first_sample) == place
                 && member(
-                    p.first_sample,
+                    p.place.first_sample,
                     p.frames,
-                    group_samples(p),
-                    audio.first_sample,
+                    p.frame_samples,
+                    place.first_sample,
                 )
             {
                 self.resolve(i);
@@ -283,57 +377,121 @@ impl RepairDecoder {
         {
             return;
         }
-        let duplicate = self.pending.iter().any(|p| {
-            p.used
-                && p.first_sample == repair.first_sample
-                && p.sample_rate == repair.sample_rate
-                && p.channels == repair.channels
-        });
-        if duplicate {
+        let place = Place {
+            coded: false,
+            sample_rate: repair.sample_rate,
+            channels: repair.channels,
+            first_sample: repair.first_sample,
+        };
+        let samples = repair.samples_per_channel() as u64;
+        let lengths = [repair.pcm_xor.len(); MAX_GROUP as usize];
+        self.add_pending(
+            place,
+            repair.frames,
+            samples,
+            repair.capture_time_xor,
+            lengths,
+            repair.pcm_xor,
+        );
+    }
+
+    /// A coded repair payload arrived: as [`RepairDecoder::handle_repair`], for coded frames.
+    pub fn handle_coded_repair(&mut self, repair: &CodedRepair<'_>) {
+        if repair.frames == 0
+            || repair.frames > MAX_GROUP
+            || repair.channels == 0
+            || repair.frame_samples == 0
+            || repair.coded_xor.is_empty()
+            || repair.lengths.len() != 2 * usize::from(repair.frames)
+        {
+            return;
+        }
+        let place = Place {
+            coded: true,
+            sample_rate: repair.sample_rate,
+            channels: repair.channels,
+            first_sample: repair.first_sample,
+        };
+        let mut lengths = [0; MAX_GROUP as usize];
+        for (length, len) in lengths.iter_mut().zip(repair.frame_lengths()) {
+            *length = len;
+        }
+        if lengths.iter().any(|&len| len > repair.coded_xor.len()) {
+            return;
+        }
+        self.add_pending(
+            place,
+            repair.frames,
+            u64::from(repair.frame_samples),
+            repair.capture_time_xor,
+            lengths,
+            repair.coded_xor,
+        );
+    }
+
+    fn add_pending(
+        &mut self,
+        place: Place,
+        frames: u8,
+        frame_samples: u64,
+        capture_time_xor: u64,
+        lengths: [usize; MAX_GROUP as usize],
+        xor: &[u8],
+    ) {
+        if frame_samples == 0 || self.pending.iter().any(|p| p.used && p.place == place) {
             return;
         }
         let i = self.next_pending;
         self.next_pending = (i + 1) % self.pending.len();
         let p = &mut self.pending[i];
         p.used = true;
-        p.sample_rate = repair.sample_rate;
-        p.channels = repair.channels;
-        p.first_sample = repair.first_sample;
-        p.frames = repair.frames;
-        p.capture_time_xor = repair.capture_time_xor;
-        p.pcm_xor.clear();
-        p.pcm_xor.extend_from_slice(repair.pcm_xor);
+        p.place = place;
+        p.frames = frames;
+        p.frame_samples = frame_samples;
+        p.capture_time_xor = capture_time_xor;
+        p.lengths = lengths;
+        p.xor.clear();
+        p.xor.extend_from_slice(xor);
         self.resolve(i);
     }
 
-    /// The next rebuilt frame, its PCM written to `pcm`; `None` when there is none.
-    pub fn poll_rebuilt<'a>(&mut self, pcm: &'a mut Vec<u8>) -> Option<Audio<'a>> {
+    /// The next rebuilt frame, an [`Payload::Audio`] or a [`Payload::CodedAudio`] as it was
+    /// sent, its bytes written to `buf`; `None` when there is none.
+    pub fn poll_rebuilt<'a>(&mut self, buf: &'a mut Vec<u8>) -> Option<Payload<'a>> {
         let frame = self.frames.iter_mut().find(|f| f.used && f.rebuilt)?;
         frame.rebuilt = false;
-        pcm.clear();
-        pcm.extend_from_slice(&frame.pcm);
-        Some(Audio {
-            sample_rate: frame.sample_rate,
-            channels: frame.channels,
-            first_sample: frame.first_sample,
-            capture_time_us: frame.capture_time_us,
-            pcm,
+        buf.clear();
+        buf.extend_from_slice(&frame.bytes);
+        let p = frame.place;
+        Some(if p.coded {
+            Payload::CodedAudio(CodedAudio {
+                sample_rate: p.sample_rate,
+                channels: p.channels,
+                first_sample: p.first_sample,
+                capture_time_us: frame.capture_time_us,
+                coded: buf,
+            })
+        } else {
+            Payload::Audio(Audio {
+                sample_rate: p.sample_rate,
+                channels: p.channels,
+                first_sample: p.first_sample,
+                capture_time_us: frame.capture_time_us,
+                pcm: buf,
+            })
         })
     }
 
-    fn find(&self, sample_rate: u32, channels: u8, first_sample: u64) -> Option<usize> {
-        self.frames
-            .iter()
-            .position(|f| f.is(sample_rate, channels, first_sample))
+    fn find(&self, place: Place) -> Option<usize> {
+        self.frames.iter().position(|f| f.used && f.place == place)
     }
 
     fn remember(
         &mut self,
-        sample_rate: u32,
-        channels: u8,
-        first_sample: u64,
+        place: Place,
+        samples: u64,
         capture_time_us: u64,
-        pcm: &[u8],
+        bytes: &[u8],
         rebuilt: bool,
     ) {
         let i = self.next_frame;
@@ -341,38 +499,40 @@ impl RepairDecoder {
         let f = &mut self.frames[i];
         f.used = true;
         f.rebuilt = rebuilt;
-        f.sample_rate = sample_rate;
-        f.channels = channels;
-        f.first_sample = first_sample;
+        f.place = place;
+        f.samples = samples;
         f.capture_time_us = capture_time_us;
-        f.pcm.clear();
-        f.pcm.extend_from_slice(pcm);
+        f.bytes.clear();
+        f.bytes.extend_from_slice(bytes);
     }
 
     /// Rebuilds the one missing frame of pending repair `i`'s group, or forgets the repair when
     /// nothing is missing or the group cannot be rebuilt; keeps it while two or more are missing.
     fn resolve(&mut self, i: usize) {
         let p = &self.pending[i];
-        let samples = group_samples(p);
+        let samples = p.frame_samples;
         let mut missing = None;
-        for k in 0..u64::from(p.frames) {
-            let Some(first) = k
+        for k in 0..usize::from(p.frames) {
+            let Some(first) = (k as u64)
                 .checked_mul(samples)
-                .and_then(|offset| p.first_sample.checked_add(offset))
+                .and_then(|offset| p.place.first_sample.checked_add(offset))
             else {
                 // A group that runs off the end of the count: nothing to rebuild.
                 self.pending[i].used = false;
                 return;
             };
-            match self.find(p.sample_rate, p.channels, first) {
-                Some(f) if self.frames[f].pcm.len() != p.pcm_xor.len() => {
+            match self.find(p.place.at(first)) {
+                Some(f)
+                    if self.frames[f].bytes.len() != p.lengths[k]
+                        || self.frames[f].samples != samples =>
+                {
                     // Not the group this repair was made of.
                     self.pending[i].used = false;
                     return;
                 }
                 Some(_) => {}
                 None if missing.is_some() => return,
-                None => missing = Some(first),
+                None => missing = Some(k),
             }
         }
         self.pending[i].used = false;
@@ -381,29 +541,22 @@ impl RepairDecoder {
         };
         let p = &self.pending[i];
         self.scratch.clear();
-        self.scratch.extend_from_slice(&p.pcm_xor);
+        self.scratch.extend_from_slice(&p.xor);
         let mut capture_time_us = p.capture_time_xor;
-        for k in 0..u64::from(p.frames) {
-            let first = p.first_sample + k * samples;
-            if first == missing {
-                continue;
-            }
+        for k in (0..usize::from(p.frames)).filter(|&k| k != missing) {
             let f = &self.frames[self
-                .find(p.sample_rate, p.channels, first)
+                .find(p.place.at(p.place.first_sample + k as u64 * samples))
                 .expect("present")];
             capture_time_us ^= f.capture_time_us;
-            xor_into(&mut self.scratch, &f.pcm);
+            xor_into(&mut self.scratch, &f.bytes);
         }
-        let (sample_rate, channels) = (p.sample_rate, p.channels);
-        let pcm = core::mem::take(&mut self.scratch);
-        self.remember(sample_rate, channels, missing, capture_time_us, &pcm, true);
-        self.scratch = pcm;
+        // The padding past the missing frame's end XORs to zero; its length says where it ends.
+        self.scratch.truncate(p.lengths[missing]);
+        let place = p.place.at(p.place.first_sample + missing as u64 * samples);
+        let bytes = core::mem::take(&mut self.scratch);
+        self.remember(place, samples, capture_time_us, &bytes, true);
+        self.scratch = bytes;
     }
-}
-
-/// Samples per channel of each frame of a pending repair's group.
-fn group_samples(p: &Pending) -> u64 {
-    (p.pcm_xor.len() / 2 / usize::from(p.channels.max(1))) as u64
 }
 
 /// Whether `first_sample` starts one of the `frames` frames of `samples` from `group_first`.
@@ -414,7 +567,11 @@ fn member(group_first: u64, frames: u8, samples: u64, first_sample: u64) -> bool
     samples > 0 && offset.is_multiple_of(samples) && offset / samples < u64::from(frames)
 }
 
-fn xor_into(acc: &mut [u8], bytes: &[u8]) {
+/// XORs `bytes` into `acc`, zero-padding the shorter of the two to the longer's length.
+fn xor_into(acc: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.len() > acc.len() {
+        acc.resize(bytes.len(), 0);
+    }
     for (a, b) in acc.iter_mut().zip(bytes) {
         *a ^= b;
     }
@@ -428,23 +585,82 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    /// A sender's frame as the tests keep it.
+    /// A sender's frame as the tests keep it: PCM, or coded bytes of any length.
     #[derive(Clone, Debug, PartialEq, Eq)]
     struct Frame {
+        coded: bool,
         first_sample: u64,
         capture_time_us: u64,
-        pcm: Vec<u8>,
+        bytes: Vec<u8>,
     }
 
     impl Frame {
-        fn audio(&self) -> Audio<'_> {
-            Audio {
-                sample_rate: 200_000,
-                channels: 1,
-                first_sample: self.first_sample,
-                capture_time_us: self.capture_time_us,
-                pcm: &self.pcm,
+        fn payload(&self) -> Payload<'_> {
+            if self.coded {
+                Payload::CodedAudio(CodedAudio {
+                    sample_rate: 200_000,
+                    channels: 1,
+                    first_sample: self.first_sample,
+                    capture_time_us: self.capture_time_us,
+                    coded: &self.bytes,
+                })
+            } else {
+                Payload::Audio(Audio {
+                    sample_rate: 200_000,
+                    channels: 1,
+                    first_sample: self.first_sample,
+                    capture_time_us: self.capture_time_us,
+                    pcm: &self.bytes,
+                })
             }
+        }
+
+        fn from_payload(payload: &Payload<'_>) -> Self {
+            match payload {
+                Payload::Audio(a) => {
+                    assert_eq!((a.sample_rate, a.channels), (200_000, 1));
+                    Self {
+                        coded: false,
+                        first_sample: a.first_sample,
+                        capture_time_us: a.capture_time_us,
+                        bytes: a.pcm.to_vec(),
+                    }
+                }
+                Payload::CodedAudio(a) => {
+                    assert_eq!((a.sample_rate, a.channels), (200_000, 1));
+                    Self {
+                        coded: true,
+                        first_sample: a.first_sample,
+                        capture_time_us: a.capture_time_us,
+                        bytes: a.coded.to_vec(),
+                    }
+                }
+                other => panic!("rebuilt {other:?}"),
+            }
+        }
+    }
+
+    /// The encoded repair payload `encoder` answers to `frame`, if any.
+    fn encode(encoder: &mut RepairEncoder, frame: &Frame) -> Option<Vec<u8>> {
+        let mut bytes = Vec::new();
+        match frame.payload() {
+            Payload::Audio(a) => Payload::Repair(encoder.handle_audio(&a)?).encode(&mut bytes),
+            Payload::CodedAudio(a) => {
+                Payload::CodedRepair(encoder.handle_coded_audio(&a)?).encode(&mut bytes);
+            }
+            _ => unreachable!(),
+        }
+        Some(bytes)
+    }
+
+    /// Hands an audio or repair payload to `decoder`.
+    fn deliver(decoder: &mut RepairDecoder, payload: &Payload<'_>) {
+        match payload {
+            Payload::Audio(a) => decoder.handle_audio(a),
+            Payload::CodedAudio(a) => decoder.handle_coded_audio(a),
+            Payload::Repair(r) => decoder.handle_repair(r),
+            Payload::CodedRepair(r) => decoder.handle_coded_repair(r),
+            other => panic!("not audio or repair: {other:?}"),
         }
     }
 
@@ -455,10 +671,12 @@ mod tests {
         Repair(Vec<u8>),
     }
 
-    /// `count` frames of `samples` each, starting at `start`, with drawn PCM and capture times,
-    /// and what a sender with groups of `group` sends for them, in order.
+    /// `count` frames of `samples` each, starting at `start`, with drawn contents (PCM, or
+    /// `coded` bytes of drawn lengths) and capture times, and what a sender with groups of `group`
+    /// sends for them, in order.
     fn send(
         rng: &mut crate::testing::Rng,
+        coded: bool,
         group: u8,
         start: u64,
         samples: usize,
@@ -468,16 +686,24 @@ mod tests {
         let mut frames = Vec::new();
         let mut sent = Vec::new();
         for i in 0..count {
+            let bytes = if coded {
+                // A coded frame's header (sample count, method), then a body of any length.
+                let body = (rng.next_u64() % (2 * samples as u64 + 1)) as usize;
+                let mut b = (samples as u16).to_be_bytes().to_vec();
+                b.extend((0..=body).map(|_| rng.next_u64() as u8));
+                b
+            } else {
+                (0..2 * samples).map(|_| rng.next_u64() as u8).collect()
+            };
             let frame = Frame {
+                coded,
                 first_sample: start + (i * samples) as u64,
                 capture_time_us: rng.next_u64(),
-                pcm: (0..2 * samples).map(|_| rng.next_u64() as u8).collect(),
+                bytes,
             };
             sent.push(Sent::Audio(i));
-            if let Some(repair) = encoder.handle_audio(&frame.audio()) {
-                let mut bytes = Vec::new();
-                crate::payload::Payload::Repair(repair).encode(&mut bytes);
-                sent.push(Sent::Repair(bytes));
+            if let Some(repair) = encode(&mut encoder, &frame) {
+                sent.push(Sent::Repair(repair));
             }
             frames.push(frame);
         }
@@ -500,24 +726,25 @@ mod tests {
         // The model: repairs (first frame, frames) not yet resolved.
         let mut waiting: Vec<(usize, usize)> = Vec::new();
         let mut expected: Vec<usize> = Vec::new();
-        let mut pcm = Vec::new();
+        let mut buf = Vec::new();
         for s in sent {
             match s {
                 Sent::Audio(i) => {
                     arrived[*i] = true;
-                    decoder.handle_audio(&frames[*i].audio());
+                    deliver(&mut decoder, &frames[*i].payload());
                 }
                 Sent::Repair(bytes) => {
-                    let Ok(crate::payload::Payload::Repair(repair)) =
-                        crate::payload::Payload::decode(bytes)
-                    else {
-                        panic!("a repair payload decodes");
+                    let repair = Payload::decode(bytes).expect("a repair payload decodes");
+                    let (first_sample, n) = match repair {
+                        Payload::Repair(r) => (r.first_sample, r.frames),
+                        Payload::CodedRepair(r) => (r.first_sample, r.frames),
+                        other => panic!("not a repair: {other:?}"),
                     };
-                    let group = (index(repair.first_sample), usize::from(repair.frames));
+                    let group = (index(first_sample), usize::from(n));
                     if !waiting.contains(&group) {
                         waiting.push(group);
                     }
-                    decoder.handle_repair(&repair);
+                    deliver(&mut decoder, &repair);
                 }
             }
             waiting.retain(|&(first, n)| {
@@ -529,15 +756,11 @@ mod tests {
                 }
                 missing.len() > 1
             });
-            while let Some(audio) = decoder.poll_rebuilt(&mut pcm) {
-                assert_eq!((audio.sample_rate, audio.channels), (200_000, 1));
-                let i = index(audio.first_sample);
+            while let Some(payload) = decoder.poll_rebuilt(&mut buf) {
+                let frame = Frame::from_payload(&payload);
+                let i = index(frame.first_sample);
                 assert!(!arrived[i], "frame {i} had arrived, and was rebuilt");
-                rebuilt.push(Frame {
-                    first_sample: audio.first_sample,
-                    capture_time_us: audio.capture_time_us,
-                    pcm: audio.pcm.to_vec(),
-                });
+                rebuilt.push(frame);
             }
             let got: Vec<usize> = rebuilt.iter().map(|f| index(f.first_sample)).collect();
             assert_eq!(got, expected, "what was rebuilt, by index");
@@ -555,8 +778,11 @@ mod tests {
     #[test]
     fn every_single_loss_in_a_group_is_rebuilt_exactly_whatever_arrives_last() {
         let mut rng = crate::testing::Rng::from_env();
-        for group in 1..=MAX_GROUP {
-            let (frames, sent) = send(&mut rng, group, 1_000, 3, usize::from(group));
+        for (coded, group) in [false, true]
+            .into_iter()
+            .flat_map(|c| (1..=MAX_GROUP).map(move |g| (c, g)))
+        {
+            let (frames, sent) = send(&mut rng, coded, group, 1_000, 3, usize::from(group));
             let repair = sent.last().expect("a repair").clone();
             assert!(matches!(repair, Sent::Repair(_)));
             for lost in 0..usize::from(group) {
@@ -571,7 +797,7 @@ mod tests {
                     assert_eq!(
                         rebuilt,
                         [frames[lost].clone()],
-                        "group {group}, lost {lost}"
+                        "coded {coded}, group {group}, lost {lost}"
                     );
                 }
             }
@@ -591,7 +817,8 @@ mod tests {
             let start = rng.next_u64() >> 20;
             let count = 20 + (rng.next_u64() % 200) as usize;
             let loss = rng.unit() * 0.3;
-            let (frames, sent) = send(&mut rng, group, start, samples, count);
+            let coded = rng.unit() < 0.5;
+            let (frames, sent) = send(&mut rng, coded, group, start, samples, count);
             // Loss, a duplicate now and then, and reordering by a few places.
             let mut delivered: Vec<(f64, Sent)> = Vec::new();
             for (k, s) in sent.iter().enumerate() {
@@ -606,7 +833,8 @@ mod tests {
             delivered.sort_by(|a, b| a.0.total_cmp(&b.0));
             let delivered: Vec<Sent> = delivered.into_iter().map(|(_, s)| s).collect();
             eprintln!(
-                "round {round}: group {group}, {samples} samples, {count} frames, loss {loss:.2}"
+                "round {round}: coded {coded}, group {group}, {samples} samples, {count} frames, \
+                 loss {loss:.2}"
             );
             let (arrived, rebuilt) = receive(&frames, &delivered);
             lost += arrived.iter().filter(|a| !**a).count();
@@ -661,9 +889,77 @@ mod tests {
     }
 
     #[test]
+    fn coded_groups_carry_each_length_and_never_mix_with_pcm() {
+        let mut encoder = RepairEncoder::new(2);
+        let coded = |first_sample, coded: &'static [u8]| CodedAudio {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample,
+            capture_time_us: first_sample,
+            coded,
+        };
+        // Two coded frames of 2 samples, 4 and 6 bytes long.
+        let (a, b) = (coded(10, &[0, 2, 9, 1]), coded(12, &[0, 2, 9, 2, 3, 4]));
+        assert!(encoder.handle_coded_audio(&a).is_none());
+        let repair = encoder.handle_coded_audio(&b).expect("a group of two");
+        assert_eq!(
+            (repair.first_sample, repair.frames, repair.frame_samples),
+            (10, 2, 2)
+        );
+        assert_eq!(repair.frame_lengths().collect::<Vec<_>>(), [4, 6]);
+        assert_eq!(repair.coded_xor, [0, 0, 0, 3, 3, 4]);
+        assert_eq!(repair.capture_time_xor, 10 ^ 12);
+        let mut bytes = Vec::new();
+        Payload::CodedRepair(repair).encode(&mut bytes);
+        let Ok(Payload::CodedRepair(repair)) = Payload::decode(&bytes) else {
+            panic!("a coded repair decodes");
+        };
+        // Either frame comes back from the other, at its own length.
+        let mut buf = Vec::new();
+        for (lost, kept) in [(a, b), (b, a)] {
+            let mut decoder = RepairDecoder::new();
+            decoder.handle_coded_audio(&kept);
+            decoder.handle_coded_repair(&repair);
+            assert_eq!(
+                decoder.poll_rebuilt(&mut buf),
+                Some(Payload::CodedAudio(lost))
+            );
+        }
+        // A PCM frame at a coded frame's place is another stream: nothing is rebuilt from it.
+        let mut decoder = RepairDecoder::new();
+        decoder.handle_audio(&Audio {
+            sample_rate: 48_000,
+            channels: 1,
+            first_sample: 12,
+            capture_time_us: 12,
+            pcm: &[0, 2, 9, 2],
+        });
+        decoder.handle_coded_repair(&repair);
+        assert_eq!(decoder.poll_rebuilt(&mut buf), None);
+        // A coded frame of the wrong length where the group's frame should be: nothing either.
+        let mut decoder = RepairDecoder::new();
+        decoder.handle_coded_audio(&coded(12, &[0, 2, 9, 2, 3]));
+        decoder.handle_coded_repair(&repair);
+        assert_eq!(decoder.poll_rebuilt(&mut buf), None);
+        // The encoder starts a new group when the kind changes.
+        assert!(encoder.handle_coded_audio(&a).is_none());
+        assert!(
+            encoder
+                .handle_audio(&Audio {
+                    sample_rate: 48_000,
+                    channels: 1,
+                    first_sample: 12,
+                    capture_time_us: 0,
+                    pcm: &[1, 2, 3, 4],
+                })
+                .is_none()
+        );
+    }
+
+    #[test]
     fn memory_is_bounded_and_old_groups_are_forgotten() {
         let mut rng = crate::testing::Rng::from_env();
-        let (frames, sent) = send(&mut rng, GROUP, 0, 250, 4_000);
+        let (frames, sent) = send(&mut rng, false, GROUP, 0, 250, 4_000);
         let mut decoder = RepairDecoder::new();
         // Every repair, and every frame but the first of each group: each group rebuilds one.
         let mut rebuilt = 0;
@@ -671,7 +967,7 @@ mod tests {
         for s in &sent {
             match s {
                 Sent::Audio(i) if i % usize::from(GROUP) == 0 => {}
-                Sent::Audio(i) => decoder.handle_audio(&frames[*i].audio()),
+                Sent::Audio(i) => deliver(&mut decoder, &frames[*i].payload()),
                 Sent::Repair(bytes) => {
                     let Ok(crate::payload::Payload::Repair(r)) =
                         crate::payload::Payload::decode(bytes)
@@ -681,11 +977,9 @@ mod tests {
                     decoder.handle_repair(&r);
                 }
             }
-            while let Some(audio) = decoder.poll_rebuilt(&mut pcm) {
-                assert_eq!(
-                    audio.pcm,
-                    frames[(audio.first_sample / 250) as usize].pcm.as_slice()
-                );
+            while let Some(payload) = decoder.poll_rebuilt(&mut pcm) {
+                let frame = Frame::from_payload(&payload);
+                assert_eq!(frame, frames[(frame.first_sample / 250) as usize]);
                 rebuilt += 1;
             }
             assert_eq!(decoder.frames.len(), REMEMBERED_FRAMES);

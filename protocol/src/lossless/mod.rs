@@ -1,6 +1,6 @@
 //! A lossless coder for one frame of 16-bit PCM, with no state across frames: a frame decodes
-//! alone, whatever was lost or reordered before it. Not on the wire yet; docs/LOSSLESS.md has the
-//! format byte by byte.
+//! alone, whatever was lost or reordered before it. Coded audio payloads carry it (protocol
+//! version 2, docs/PROTOCOL.md); docs/LOSSLESS.md has the format byte by byte.
 //!
 //! The method is FLAC's, reduced to one frame and hand-written, because FLAC crates code whole
 //! streams (a stream header, allocation per block) rather than one header-less frame into a
@@ -38,6 +38,16 @@ use bits::{BitReader, BitWriter};
 pub const HEADER_LEN: usize = 3;
 /// The most samples one frame may hold (the count is 16 bits).
 pub const MAX_SAMPLES: usize = u16::MAX as usize;
+
+/// The sample count a coded frame announces (its first two bytes), or `None` when it is shorter
+/// than a header: what a receiver needs to place a frame before it decodes it.
+#[must_use]
+pub fn sample_count(frame: &[u8]) -> Option<usize> {
+    match frame {
+        [c0, c1, _, ..] => Some(usize::from(u16::from_be_bytes([*c0, *c1]))),
+        _ => None,
+    }
+}
 
 const METHOD_VERBATIM: u8 = 0;
 const METHOD_CONSTANT: u8 = 1;
