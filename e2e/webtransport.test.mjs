@@ -126,6 +126,24 @@ async function checkFlow(a, b) {
   return m;
 }
 
+/** `p` sends its audio losslessly coded (`sends`), and receives the other's coded (`receives`):
+ *  every audio frame either way, since its first; a coded microphone tone at 200 kHz takes well
+ *  under its PCM's bytes. Shown in the statistics panel too. */
+async function checkCoding(p, { sends, receives }) {
+  const s = await stats(p);
+  assert.ok(s.framesSent > 100 && s.framesReceived > 100, `${p.name}: frames flow ${s.framesSent} / ${s.framesReceived}`);
+  // A frame coded may not have left yet when the snapshot is taken: within a percent.
+  if (sends) assert.ok(s.framesSentLossless / s.framesSent >= 0.99, `${p.name}: ${s.framesSentLossless} of ${s.framesSent} sent coded`);
+  else assert.equal(s.framesSentLossless, 0, `${p.name}: sends PCM`);
+  if (receives) assert.ok(s.framesReceivedLossless / s.framesReceived >= 0.99, `${p.name}: ${s.framesReceivedLossless} of ${s.framesReceived} received coded`);
+  else assert.equal(s.framesReceivedLossless, 0, `${p.name}: receives PCM`);
+  if (sends) assert.ok(s.losslessRatio > 0.02 && s.losslessRatio < 0.7, `${p.name}: coded/PCM ${s.losslessRatio}`);
+  const shown = await p.page.textContent('[data-stat="coding"]');
+  const expected = new RegExp(`^${sends ? 'lossless, \\d+ % of PCM' : 'PCM'} / ${receives ? 'lossless' : 'PCM'}$`);
+  assert.match(shown, expected, `${p.name} shows ${shown}`);
+  return s.losslessRatio;
+}
+
 async function hangUpAll() {
   for (const p of people.splice(0)) await p.close().catch(() => {});
 }
@@ -156,6 +174,10 @@ describe('WebTransport', () => {
     await bothHear(a, b);
     const m = await checkFlow(a, b);
     results['chromium-200k'] = flowFigures(m);
+    results['chromium-200k'].losslessRatio = [
+      await checkCoding(a, { sends: true, receives: true }),
+      await checkCoding(b, { sends: true, receives: true }),
+    ];
     // What the relay got in datagrams: frames within a datagram's bound, no leaf, no audio.
     const leaf = Buffer.from(lastShared.split('#leaf_')[1], 'base64url');
     const plain = tonePcm({ freq: TONE_A, rate: 200_000, amplitude: AMPLITUDE, count: 500 });
@@ -180,10 +202,10 @@ describe('WebTransport', () => {
     await hangUpAll();
   }));
 
-  test('a mixed call: one on WebTransport, one forced to a WebSocket, audio both ways', () => guarded(async () => {
+  test('a mixed call: one on WebTransport, one forced to a WebSocket and raw PCM, audio both ways', () => guarded(async () => {
     const a = await chromium('mixed-A', wavA);
     const b = await chromium('mixed-B', wavB);
-    await call(a, b, { paramsB: 'transport=websocket' });
+    await call(a, b, { paramsB: 'transport=websocket&coding=pcm' });
     const [sa, sb] = [await transportOf(a), await transportOf(b)];
     assert.equal(sa.transport, 'webtransport');
     assert.equal(sb.transport, 'websocket');
@@ -191,6 +213,9 @@ describe('WebTransport', () => {
     assert.equal(sb.frameMs, 10);
     await bothHear(a, b);
     results['mixed-200k'] = flowFigures(await checkFlow(a, b));
+    // B asked for PCM: it sends PCM, and still reads A's coded frames.
+    await checkCoding(a, { sends: true, receives: false });
+    await checkCoding(b, { sends: false, receives: true });
     await hangUpAll();
   }));
 
