@@ -105,7 +105,7 @@ bench: build
     -just bench-latency
     node scripts/bench-summary.mjs
 
-# Impaired networks, measured (root; about 20 minutes, after `just build`): Chromium on each line-netem profile calls the native tone peer beside the server, 60 s at 200 and at 48 kHz, over a WebSocket and over WebTransport (LINE_NETWORK_PROFILES, LINE_NETWORK_RATES, LINE_NETWORK_TRANSPORTS, LINE_NETWORK_BENCH_SECONDS); mouth to ear p50/p95, concealed frames and ms a minute, underruns, in target/bench/network.json
+# Impaired networks, measured (root; about 20 minutes, after `just build`): Chromium on each line-netem profile calls the native tone peer beside the server, 60 s at 200 and at 48 kHz, over a WebSocket and over WebTransport, audio losslessly coded (LINE_NETWORK_PROFILES, LINE_NETWORK_RATES, LINE_NETWORK_TRANSPORTS, LINE_NETWORK_CODINGS=lossless,pcm for raw PCM beside it, LINE_NETWORK_MIC_NOISE, LINE_NETWORK_BENCH_SECONDS); mouth to ear p50/p95, concealed frames and ms a minute, underruns, in target/bench/network.json
 bench-network:
     cargo build --release --locked -p line-netem -p line-loadgen
     node e2e/network-bench.mjs

@@ -8,9 +8,16 @@
 // target/bench/network.json for scripts/bench-summary.mjs. Needs root, `just build`, and
 // `cargo build --release -p line-netem -p line-loadgen`.
 //
+// The browser's microphone plays a tone over a microphone's noise floor (white noise over the
+// whole 48 kHz band, LINE_NETWORK_MIC_NOISE rms, default 0.01: -40 dBFS; the page in studio mode,
+// so no noise suppression takes it out), the hard case for the lossless coding, since noise does
+// not predict; the tone peer sends pure tones. Each call
+// codes its audio as the page does by default (lossless); LINE_NETWORK_CODINGS=lossless,pcm adds
+// the same call with `&coding=pcm` beside it (raw PCM both ways).
+//
 //   node e2e/network-bench.mjs                 every profile, 200 and 48 kHz, both transports, 60 s each
 //   LINE_NETWORK_PROFILES=wifi LINE_NETWORK_RATES=200k LINE_NETWORK_TRANSPORTS=webtransport \
-//     LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
+//     LINE_NETWORK_CODINGS=lossless,pcm LINE_NETWORK_BENCH_SECONDS=30 node e2e/network-bench.mjs
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,6 +40,8 @@ const RATES = [
   { label: '48k', params: 'mobile=1' },
 ].filter((r) => (process.env.LINE_NETWORK_RATES ?? '200k,48k').split(',').includes(r.label));
 const TRANSPORTS = (process.env.LINE_NETWORK_TRANSPORTS ?? 'websocket,webtransport').split(',');
+const CODINGS = (process.env.LINE_NETWORK_CODINGS ?? 'lossless').split(',');
+const MIC_NOISE_RMS = Number(process.env.LINE_NETWORK_MIC_NOISE ?? 0.01);
 const PORT = 7777;
 
 mkdirSync(OUT, { recursive: true });
@@ -71,18 +80,27 @@ function figures(points, seconds, frameMs) {
   };
 }
 
-async function benchOne(network, server, profile, rate, transport) {
+/** The mean of a bitrate field over the settled samples, Mbit/s to two decimals. */
+function mbps(points, field) {
+  const xs = points.filter((p) => p.atS >= SETTLE_S).map((p) => p[field]);
+  return xs.length ? Math.round(xs.reduce((a, b) => a + b, 0) / xs.length / 1e4) / 100 : 0;
+}
+
+async function benchOne(network, server, profile, rate, transport, coding) {
   await network.command(`profile ${profile}`);
   const [browserTone, peerTone] = [tone(), tone()];
   const wav = path.join(OUT, `network-mic-${browserTone}.wav`);
-  writeTone(wav, { freq: browserTone, amplitude: 0.4, seconds: SECONDS + 30 });
+  writeTone(wav, { freq: browserTone, amplitude: 0.4, seconds: SECONDS + 30, noise: { rms: MIC_NOISE_RMS, random } });
   const origin = `http://${network.farAddr}:${PORT}`;
   const leaf = `leaf_${(await import('node:crypto')).randomBytes(32).toString('base64url')}`;
   // The page prefers WebTransport; `transport=websocket` keeps it on the WebSocket.
-  const params = [rate.params, transport === 'websocket' ? 'transport=websocket' : ''].filter(Boolean).join('&');
+  // `studio=1`: the microphone's noise floor reaches the coder, as from a studio microphone,
+  // instead of what noise suppression leaves of it.
+  const params = ['studio=1', rate.params, transport === 'websocket' ? 'transport=websocket' : '', coding === 'pcm' ? 'coding=pcm' : '']
+    .filter(Boolean).join('&');
   const link = `${origin}/line.html?apikey=${server.apikey}${params ? `&${params}` : ''}#${leaf}`;
   const peer = tonePeer(network, link, {
-    tones: [peerTone], heard: [browserTone], transport, json: path.join(OUT, `network-${profile}-${rate.label}-${transport}-peer.json`),
+    tones: [peerTone], heard: [browserTone], transport, json: path.join(OUT, `network-${profile}-${rate.label}-${transport}-${coding}-peer.json`),
   });
   const person = await launchPerson('browser', {
     wav,
@@ -118,6 +136,12 @@ async function benchOne(network, server, profile, rate, transport) {
     profile,
     rate: rate.label,
     transport,
+    coding,
+    // The browser's coded/PCM bytes (0 when it sent PCM), and what its engine sent and received
+    // (frame bytes, before the transport's own), Mbit/s over the settled samples.
+    browserLosslessRatio: Math.round((points.at(-1)?.losslessRatio ?? 0) * 1000) / 1000,
+    browserSendMbps: mbps(points, 'sendBitrate'),
+    browserReceiveMbps: mbps(points, 'receiveBitrate'),
     frameMs,
     tones: { browser: browserTone, peer: peerTone },
     browserHears: figures(points, SECONDS, frameMs),
@@ -128,15 +152,17 @@ async function benchOne(network, server, profile, rate, transport) {
 const linkSeed = Math.floor(random() * 2 ** 32);
 const network = await startNetwork({ profile: 'lan', seed: linkSeed });
 const server = await startServer({ netns: network.far, bind: network.farAddr, port: PORT, webtransport: true });
-const results = { seed: random.seed, linkSeed, seconds: SECONDS, settleSeconds: SETTLE_S, calls: [] };
+const results = { seed: random.seed, linkSeed, seconds: SECONDS, settleSeconds: SETTLE_S, micNoiseRms: MIC_NOISE_RMS, calls: [] };
 try {
   for (const profile of PROFILES) {
     for (const rate of RATES) {
       for (const transport of TRANSPORTS) {
-        const r = await benchOne(network, server, profile, rate, transport);
-        results.calls.push(r);
-        console.log(`network ${profile} ${rate.label} ${transport}: browser hears ${JSON.stringify(r.browserHears)}; peer hears ${JSON.stringify(r.peerHears)}`);
-        writeFileSync(path.join(OUT, 'network.json'), JSON.stringify(results, null, 2));
+        for (const coding of CODINGS) {
+          const r = await benchOne(network, server, profile, rate, transport, coding);
+          results.calls.push(r);
+          console.log(`network ${profile} ${rate.label} ${transport} ${coding}: browser hears ${JSON.stringify(r.browserHears)}; peer hears ${JSON.stringify(r.peerHears)}; browser sends ${r.browserSendMbps} Mbit/s (coded/PCM ${r.browserLosslessRatio}), receives ${r.browserReceiveMbps}`);
+          writeFileSync(path.join(OUT, 'network.json'), JSON.stringify(results, null, 2));
+        }
       }
     }
   }

@@ -139,10 +139,10 @@ for (const [label, c] of Object.entries(e2e?.browsers ?? {})) {
 // native tone peer beside the server, both on one transport; each side's estimate of what it hears.
 for (const c of json(at('target/bench/network.json'))?.calls ?? []) {
   const side = (h) => `${fixed(h.mouthToEarP50Ms, 0)} / ${fixed(h.mouthToEarP95Ms, 0)} ms, ${fixed(h.concealedMsPerMinute ?? h.concealedFramesPerMinute)} ${h.concealedMsPerMinute === undefined ? 'concealed/min' : 'ms concealed/min'}, ${h.underruns} underruns`;
-  add(`network "${c.profile}", ${c.rate}${c.transport ? `, ${c.transport} (${c.frameMs} ms frames)` : ''}: mouth to ear p50 / p95, glitches — browser hears; peer hears`,
+  add(`network "${c.profile}", ${c.rate}${c.transport ? `, ${c.transport} (${c.frameMs} ms frames)` : ''}${c.coding ? `, ${c.coding}` : ''}: mouth to ear p50 / p95, glitches — browser hears; peer hears${c.browserSendMbps === undefined ? '' : '; browser sends'}`,
     // The mouth-to-ear goal is set for a quiet local network; the impaired profiles are reported.
     c.profile === 'lan' ? '≤ 30 ms p50 (10 ms frames)' : '(reported)',
-    `${side(c.browserHears)}; ${side(c.peerHears)}`,
+    `${side(c.browserHears)}; ${side(c.peerHears)}${c.browserSendMbps === undefined ? '' : `; ${c.browserSendMbps} Mbit/s`}`,
     c.profile === 'lan' ? Math.max(c.browserHears.mouthToEarP50Ms, c.peerHears.mouthToEarP50Ms) <= 30 : null,
     '`just bench-network`, `target/bench/network.json`');
 }

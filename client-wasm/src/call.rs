@@ -25,7 +25,7 @@ use line_protocol::payload::{
     AUDIO_HEADER_LEN, Audio, Bye, CODED_REPAIR_HEADER_LEN, CodedAudio, Hello, LOSSLESS_VERSION,
     Payload, Ping, REPAIR_HEADER_LEN,
 };
-use line_protocol::repair::{GROUP, RepairDecoder, RepairEncoder};
+use line_protocol::repair::{CODED_GROUP, GROUP, RepairDecoder, RepairEncoder};
 use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender, TAG_LEN};
 use line_protocol::{lossless, pcm};
 
@@ -45,7 +45,7 @@ const CLIENT_NAME: &str = "line-web";
 /// repair frames that protect them, are at most `max_len` bytes whatever their header and coding
 /// (a coded frame is at most a few bytes longer than raw), or `None` when even the shortest is
 /// longer. On datagrams, where a frame must fit one (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes
-/// 2.5 ms frames and 48 kHz 10 ms; above 206 kHz no frame fits.
+/// 2.5 ms frames and 48 kHz 10 ms; above 207 kHz no frame fits.
 #[must_use]
 pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<FrameDuration> {
     FrameDuration::ALL
@@ -57,7 +57,8 @@ pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<
 
 /// The longest sealed audio or repair frame of `frame` at `rate` Hz, PCM or coded.
 fn sealed_len_at_most(rate: u32, frame: FrameDuration) -> usize {
-    let coded_repair = CODED_REPAIR_HEADER_LEN + 2 * usize::from(GROUP) + lossless::HEADER_LEN;
+    let coded_repair =
+        CODED_REPAIR_HEADER_LEN + 2 * usize::from(CODED_GROUP) + lossless::HEADER_LEN;
     let overhead =
         Header::MAX_LEN + AUDIO_HEADER_LEN.max(REPAIR_HEADER_LEN).max(coded_repair) + TAG_LEN;
     overhead + 2 * CHANNELS as usize * frame.samples(rate)
@@ -169,8 +170,11 @@ pub struct Call {
     /// The PCM of a coded frame received.
     scratch_decoded: Vec<u8>,
     scratch_plain: Vec<u8>,
-    /// The repair payload to seal after the audio frame that completed its group.
+    /// The repair payload of the group the last audio frame completed, if it did.
     scratch_repair: Vec<u8>,
+    /// The repair payload of the last completed group, sent after the next audio frame (see
+    /// [`Call::send_audio`]); empty when there is none.
+    repair_due: Vec<u8>,
     scratch_decrypted: Vec<u8>,
     scratch_samples: Vec<f32>,
     /// Running index of the next sample this side sends.
@@ -181,6 +185,8 @@ pub struct Call {
     incoming: Option<Incoming>,
     /// Makes repair frames for this connection's audio (on datagrams), or none.
     repair_encoder: Option<RepairEncoder>,
+    /// The same for coded audio, in groups of [`CODED_GROUP`].
+    coded_repair_encoder: Option<RepairEncoder>,
     /// Whether the next connection sends repair frames.
     send_repair: bool,
     coding: Coding,
@@ -240,6 +246,7 @@ impl Call {
             scratch_decoded: Vec::new(),
             scratch_plain: Vec::new(),
             scratch_repair: Vec::new(),
+            repair_due: Vec::new(),
             scratch_decrypted: Vec::new(),
             scratch_samples: Vec::new(),
             next_sample: 0,
@@ -247,6 +254,7 @@ impl Call {
             peer_present: false,
             incoming: None,
             repair_encoder: None,
+            coded_repair_encoder: None,
             send_repair: false,
             coding: Coding::default(),
             peer_reads_coded: None,
@@ -322,8 +330,9 @@ impl Call {
         self.stats.frame_ms = frame.millis();
     }
 
-    /// Whether the next connection follows every [`GROUP`] audio frames with a repair frame
-    /// that rebuilds any one of them: on datagrams, where a frame may be lost; not over TCP.
+    /// Whether the next connection follows every [`GROUP`] audio frames ([`CODED_GROUP`] coded
+    /// ones) with a repair frame that rebuilds any one of them: on datagrams, where a frame may
+    /// be lost; not over TCP.
     pub fn set_repair(&mut self, on: bool) {
         self.send_repair = on;
     }
@@ -346,10 +355,12 @@ impl Call {
     pub fn connected(&mut self, now_us: u64, kid: u64) {
         self.sender = Some(FrameSender::new(&self.leaf, kid));
         self.repair_encoder = self.send_repair.then(|| RepairEncoder::new(GROUP));
+        self.coded_repair_encoder = self.send_repair.then(|| RepairEncoder::new(CODED_GROUP));
         // A relay that reflects our own frames must not make us hear ourselves.
         self.receiver.refuse_kid(kid);
         self.binding.connected(kid);
         self.binding.forget_peer();
+        self.repair_due.clear();
         self.outgoing.clear();
         self.pending.clear();
         self.next_ping_us = now_us;
@@ -361,6 +372,7 @@ impl Call {
         self.sender = None;
         self.peer_present = false;
         self.binding.forget_peer();
+        self.repair_due.clear();
         self.outgoing.clear();
         self.pending.clear();
     }
@@ -370,6 +382,7 @@ impl Call {
         self.peer_present = true;
         // They may be on a new connection: bind nothing to them until their Hello says which.
         self.binding.forget_peer();
+        self.repair_due.clear();
         self.incoming = None;
         self.decrypted_since_join = 0;
         self.failures_since_join = 0;
@@ -381,6 +394,7 @@ impl Call {
     pub fn peer_left(&mut self) {
         self.peer_present = false;
         self.binding.forget_peer();
+        self.repair_due.clear();
         self.incoming = None;
     }
 
@@ -488,7 +502,7 @@ impl Call {
             };
             Payload::CodedAudio(coded).encode(&mut self.scratch_plain);
             if let Some(repair) = self
-                .repair_encoder
+                .coded_repair_encoder
                 .as_mut()
                 .and_then(|encoder| encoder.handle_coded_audio(&coded))
             {
@@ -505,6 +519,7 @@ impl Call {
             }
         }
         let Some(bytes) = self.seal(true) else {
+            self.repair_due.clear();
             return;
         };
         self.outgoing.push_back(Outgoing {
@@ -512,17 +527,21 @@ impl Call {
             is_audio: true,
             is_repair: false,
         });
-        if self.scratch_repair.is_empty() {
-            return;
+        // A group's repair goes out after the next group's first frame, not beside its own last
+        // frame: QUIC packs small datagrams sent together into one packet, and a packet that
+        // took a group's last frame and its repair would lose both, which no repair rebuilds.
+        if !self.repair_due.is_empty() {
+            core::mem::swap(&mut self.scratch_plain, &mut self.repair_due);
+            if let Some(bytes) = self.seal(true) {
+                self.outgoing.push_back(Outgoing {
+                    bytes,
+                    is_audio: true,
+                    is_repair: true,
+                });
+            }
         }
-        core::mem::swap(&mut self.scratch_plain, &mut self.scratch_repair);
-        if let Some(bytes) = self.seal(true) {
-            self.outgoing.push_back(Outgoing {
-                bytes,
-                is_audio: true,
-                is_repair: true,
-            });
-        }
+        self.repair_due.clear();
+        core::mem::swap(&mut self.repair_due, &mut self.scratch_repair);
     }
 
     fn send_hello(&mut self) {
@@ -1284,28 +1303,29 @@ mod tests {
         while let Some(out) = b.poll_transmit() {
             a.receive(0, &out.bytes);
         }
-        // A frame at a time, 5 % of datagrams lost after the first second; what is lost, and
-        // whether each group of four frames and its repair lost just one audio frame.
-        let (mut lost_audio, mut rebuildable, mut in_group) = (0u64, 0u64, Vec::new());
+        // A frame at a time, 5 % of datagrams lost after the first second; which audio frames
+        // and which repairs (the n-th protects audio frames gn to gn + g - 1) were lost.
+        let g = usize::from(match coding {
+            Coding::Lossless => CODED_GROUP,
+            Coding::Pcm => GROUP,
+        });
+        let (mut audio_lost, mut repair_lost) = (Vec::new(), Vec::new());
         let mut heard = Vec::new();
         for step in 0..1_000u64 {
             let now = step * 10_000;
             a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
             while let Some(out) = a.poll_transmit() {
                 let lost = step > 100 && rng.unit() < 0.05;
-                if out.is_audio {
-                    in_group.push((out.is_repair, lost));
-                }
-                if out.is_repair {
-                    let lost_here = in_group.iter().filter(|(_, l)| *l).count();
-                    if lost_here == 1 && in_group.iter().any(|&(r, l)| l && !r) {
-                        rebuildable += 1;
+                match (out.is_audio, out.is_repair) {
+                    (true, false) => audio_lost.push(lost),
+                    (true, true) => {
+                        // A group's repair follows the next group's first frame.
+                        assert_eq!(audio_lost.len(), g * repair_lost.len() + g + 1);
+                        repair_lost.push(lost);
                     }
-                    in_group.clear();
+                    _ => {}
                 }
-                if lost {
-                    lost_audio += u64::from(out.is_audio && !out.is_repair);
-                } else {
+                if !lost {
                     b.receive(now, &out.bytes);
                 }
             }
@@ -1313,6 +1333,16 @@ mod tests {
             b.play(now, &mut out);
             heard.extend_from_slice(&out);
         }
+        // A group whose only loss is one audio frame is rebuilt.
+        let lost_audio = audio_lost.iter().filter(|l| **l).count() as u64;
+        let rebuildable = repair_lost
+            .iter()
+            .enumerate()
+            .filter(|&(n, repair)| {
+                let group = &audio_lost[g * n..g * n + g];
+                !repair && group.iter().filter(|l| **l).count() == 1
+            })
+            .count() as u64;
         let stats = b.stats();
         assert_eq!(a.stats().frames_sent, 4_000);
         let coded = if coding == Coding::Lossless { 4_000 } else { 0 };
@@ -1483,10 +1513,10 @@ mod tests {
         assert_eq!(fit(48_000, FrameDuration::Ms5), Some(FrameDuration::Ms5));
         assert_eq!(fit(96_000, FrameDuration::Ms10), Some(FrameDuration::Ms5));
         assert_eq!(
-            fit(206_000, FrameDuration::Ms10),
+            fit(207_000, FrameDuration::Ms10),
             Some(FrameDuration::Ms2_5)
         );
-        assert_eq!(fit(207_000, FrameDuration::Ms10), None);
+        assert_eq!(fit(208_000, FrameDuration::Ms10), None);
         assert_eq!(fit(384_000, FrameDuration::Ms2_5), None);
         // What the sender makes at 200 kHz in 2.5 ms, with the longest header, fits.
         let mut a = Call::new(

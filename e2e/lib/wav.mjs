@@ -3,15 +3,22 @@
 import { writeFileSync } from 'node:fs';
 
 /** Writes `seconds` of a sine at `freq` Hz and `amplitude` (0..1) to `path` at `rate` Hz. */
-export function writeTone(path, { freq, amplitude = 0.5, seconds = 30, rate = 48000 }) {
-  writeTones(path, { freqs: [freq], amplitude, seconds, rate });
+export function writeTone(path, { freq, amplitude = 0.5, seconds = 30, rate = 48000, noise }) {
+  writeTones(path, { freqs: [freq], amplitude, seconds, rate, noise });
 }
 
-/** Writes `seconds` of the sum of sines at `freqs` Hz, each at `amplitude`, to `path`. */
-export function writeTones(path, { freqs, amplitude = 0.5, seconds = 30, rate = 48000 }) {
+/**
+ * Writes `seconds` of the sum of sines at `freqs` Hz, each at `amplitude`, to `path`; with
+ * `noise` ({ rms, random }), white noise of that rms added over the whole band, as a microphone's
+ * floor (`random`: a seeded generator).
+ */
+export function writeTones(path, { freqs, amplitude = 0.5, seconds = 30, rate = 48000, noise }) {
   const samples = new Float32Array(Math.round(seconds * rate));
+  // Uniform noise of rms r spans ±r·√3.
+  const spread = noise ? noise.rms * Math.sqrt(3) : 0;
   for (let i = 0; i < samples.length; i++) {
-    samples[i] = amplitude * freqs.reduce((sum, f) => sum + Math.sin((2 * Math.PI * f * i) / rate), 0);
+    const floor = noise ? spread * (2 * noise.random() - 1) : 0;
+    samples[i] = amplitude * freqs.reduce((sum, f) => sum + Math.sin((2 * Math.PI * f * i) / rate), 0) + floor;
   }
   writeSamples(path, samples, rate);
 }

@@ -341,8 +341,9 @@ pub async fn run(config: &ToneCallConfig) -> Result<ToneCallReport, LoadError> {
         },
         leaf.clone(),
     );
-    // As the page does: repair frames on datagrams, which may be lost.
+    // As the page does: repair frames on datagrams, which may be lost; the link's coding.
     call.set_repair(config.transport == Transport::WebTransport);
+    call.set_coding(link.coding);
     let (sink, mut source, partner_present) = connect(&link, &leaf, config.transport).await?;
     let mut uplink = Sender::start(sink, Uplink::new(rate, frame.micros()));
     call.connected(wall_clock_us(), rand::random());
