@@ -25,7 +25,7 @@ use line_protocol::payload::{
     AUDIO_HEADER_LEN, Audio, Bye, CODED_REPAIR_HEADER_LEN, CodedAudio, Hello, LOSSLESS_VERSION,
     Payload, Ping, REPAIR_HEADER_LEN,
 };
-use line_protocol::repair::{CODED_GROUP, GROUP, RepairDecoder, RepairEncoder};
+use line_protocol::repair::{GROUP, RepairDecoder, RepairEncoder};
 use line_protocol::sframe::{DecryptError, EncryptError, FrameReceiver, FrameSender, TAG_LEN};
 use line_protocol::{lossless, pcm};
 
@@ -45,7 +45,7 @@ const CLIENT_NAME: &str = "line-web";
 /// repair frames that protect them, are at most `max_len` bytes whatever their header and coding
 /// (a coded frame is at most a few bytes longer than raw), or `None` when even the shortest is
 /// longer. On datagrams, where a frame must fit one (`MAX_DATAGRAM_FRAME_LEN`), 200 kHz takes
-/// 2.5 ms frames and 48 kHz 10 ms; above 207 kHz no frame fits.
+/// 2.5 ms frames and 48 kHz 10 ms; above 206 kHz no frame fits.
 #[must_use]
 pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<FrameDuration> {
     FrameDuration::ALL
@@ -57,8 +57,7 @@ pub fn frame_within(rate: u32, wanted: FrameDuration, max_len: usize) -> Option<
 
 /// The longest sealed audio or repair frame of `frame` at `rate` Hz, PCM or coded.
 fn sealed_len_at_most(rate: u32, frame: FrameDuration) -> usize {
-    let coded_repair =
-        CODED_REPAIR_HEADER_LEN + 2 * usize::from(CODED_GROUP) + lossless::HEADER_LEN;
+    let coded_repair = CODED_REPAIR_HEADER_LEN + 2 * usize::from(GROUP) + lossless::HEADER_LEN;
     let overhead =
         Header::MAX_LEN + AUDIO_HEADER_LEN.max(REPAIR_HEADER_LEN).max(coded_repair) + TAG_LEN;
     overhead + 2 * CHANNELS as usize * frame.samples(rate)
@@ -185,8 +184,6 @@ pub struct Call {
     incoming: Option<Incoming>,
     /// Makes repair frames for this connection's audio (on datagrams), or none.
     repair_encoder: Option<RepairEncoder>,
-    /// The same for coded audio, in groups of [`CODED_GROUP`].
-    coded_repair_encoder: Option<RepairEncoder>,
     /// Whether the next connection sends repair frames.
     send_repair: bool,
     coding: Coding,
@@ -254,7 +251,6 @@ impl Call {
             peer_present: false,
             incoming: None,
             repair_encoder: None,
-            coded_repair_encoder: None,
             send_repair: false,
             coding: Coding::default(),
             peer_reads_coded: None,
@@ -330,9 +326,8 @@ impl Call {
         self.stats.frame_ms = frame.millis();
     }
 
-    /// Whether the next connection follows every [`GROUP`] audio frames ([`CODED_GROUP`] coded
-    /// ones) with a repair frame that rebuilds any one of them: on datagrams, where a frame may
-    /// be lost; not over TCP.
+    /// Whether the next connection follows every [`GROUP`] audio frames with a repair frame
+    /// that rebuilds any one of them: on datagrams, where a frame may be lost; not over TCP.
     pub fn set_repair(&mut self, on: bool) {
         self.send_repair = on;
     }
@@ -355,7 +350,6 @@ impl Call {
     pub fn connected(&mut self, now_us: u64, kid: u64) {
         self.sender = Some(FrameSender::new(&self.leaf, kid));
         self.repair_encoder = self.send_repair.then(|| RepairEncoder::new(GROUP));
-        self.coded_repair_encoder = self.send_repair.then(|| RepairEncoder::new(CODED_GROUP));
         // A relay that reflects our own frames must not make us hear ourselves.
         self.receiver.refuse_kid(kid);
         self.binding.connected(kid);
@@ -502,7 +496,7 @@ impl Call {
             };
             Payload::CodedAudio(coded).encode(&mut self.scratch_plain);
             if let Some(repair) = self
-                .coded_repair_encoder
+                .repair_encoder
                 .as_mut()
                 .and_then(|encoder| encoder.handle_coded_audio(&coded))
             {
@@ -1305,10 +1299,7 @@ mod tests {
         }
         // A frame at a time, 5 % of datagrams lost after the first second; which audio frames
         // and which repairs (the n-th protects audio frames gn to gn + g - 1) were lost.
-        let g = usize::from(match coding {
-            Coding::Lossless => CODED_GROUP,
-            Coding::Pcm => GROUP,
-        });
+        let g = usize::from(GROUP);
         let (mut audio_lost, mut repair_lost) = (Vec::new(), Vec::new());
         let mut heard = Vec::new();
         for step in 0..1_000u64 {
@@ -1513,10 +1504,10 @@ mod tests {
         assert_eq!(fit(48_000, FrameDuration::Ms5), Some(FrameDuration::Ms5));
         assert_eq!(fit(96_000, FrameDuration::Ms10), Some(FrameDuration::Ms5));
         assert_eq!(
-            fit(207_000, FrameDuration::Ms10),
+            fit(206_000, FrameDuration::Ms10),
             Some(FrameDuration::Ms2_5)
         );
-        assert_eq!(fit(208_000, FrameDuration::Ms10), None);
+        assert_eq!(fit(207_000, FrameDuration::Ms10), None);
         assert_eq!(fit(384_000, FrameDuration::Ms2_5), None);
         // What the sender makes at 200 kHz in 2.5 ms, with the longest header, fits.
         let mut a = Call::new(

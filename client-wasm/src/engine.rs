@@ -1684,12 +1684,11 @@ mod tests {
             .collect();
         let audio = sent.iter().filter(|(repair, _)| !repair).count();
         assert!((15..=16).contains(&audio), "{sent:?}");
-        // Each group of two coded audio frames has its repair frame, after the next group's
-        // first.
+        // Each group of four audio frames has its repair frame, after the next group's first.
         let repairs: Vec<usize> = (0..sent.len()).filter(|&i| sent[i].0).collect();
-        assert_eq!(repairs.len(), (audio - 1) / 2, "{sent:?}");
+        assert_eq!(repairs.len(), (audio - 1) / 4, "{sent:?}");
         assert!(
-            repairs.iter().enumerate().all(|(k, &i)| i == 3 * k + 3),
+            repairs.iter().enumerate().all(|(k, &i)| i == 5 * k + 5),
             "{sent:?}"
         );
         assert!(

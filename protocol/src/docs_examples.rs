@@ -347,7 +347,6 @@ fn wire_constants() -> BTreeMap<&'static str, u64> {
             crate::payload::CODED_REPAIR_HEADER_LEN as u64,
         ),
         ("repair::GROUP", u64::from(crate::repair::GROUP)),
-        ("repair::CODED_GROUP", u64::from(crate::repair::CODED_GROUP)),
         ("repair::MAX_GROUP", u64::from(crate::repair::MAX_GROUP)),
         ("audio::CHANNELS", u64::from(audio::CHANNELS)),
         ("audio::MIN_RATE", u64::from(audio::MIN_RATE)),

@@ -54,13 +54,6 @@ use crate::payload::{Audio, CodedAudio, CodedRepair, Payload, Repair};
 /// frame duration, the first four (10 ms at 2.5 ms frames).
 pub const GROUP: u8 = 4;
 
-/// Coded audio frames per coded repair payload a sender uses on datagrams. Coded frames take a
-/// third to two fifths of the bytes of PCM at 200 kHz, so protection costs little: two frames
-/// per repair lose a frame for good only when one of its group's other two datagrams is lost too
-/// (at 1 % random loss one frame in 5000, at 3 % one in 560), and a rebuilt frame waits at most
-/// two frame durations (the repair follows the next group's first frame).
-pub const CODED_GROUP: u8 = 2;
-
 /// The largest group a decoder takes: a repair for more frames is ignored.
 pub const MAX_GROUP: u8 = 16;
 
