@@ -36,6 +36,19 @@ impl Lpc {
         &self.coefs[..self.order]
     }
 
+    /// A predictor with these coefficients, for tests of what uses one.
+    #[cfg(test)]
+    pub(super) fn new(coefs: &[i32], width: u32, shift: u32) -> Self {
+        let mut lpc = Self {
+            order: coefs.len(),
+            width,
+            shift,
+            coefs: [0; MAX_ORDER],
+        };
+        lpc.coefs[..coefs.len()].copy_from_slice(coefs);
+        lpc
+    }
+
     /// The four parameter bytes, warm-up samples and coefficients.
     pub(super) fn header_bits(&self) -> u64 {
         32 + (16 + u64::from(self.width)) * self.order as u64
@@ -75,22 +88,46 @@ pub(super) fn candidates(samples: &[i16]) -> impl Iterator<Item = Lpc> {
 /// Autocorrelation at lags `0..=max_order` of the frame under a Welch window, which tapers the
 /// ends so the frame's edges do not read as content; and the window's energy (the sum of its
 /// squares), which scales the lag-0 figure back to a power per sample.
+///
+/// The windowed samples go through a buffer a block at a time, each lag's products summed in
+/// four lanes, so the compiler can keep them in SIMD registers.
 fn autocorrelation(samples: &[i16], max_order: usize) -> ([f64; MAX_ORDER + 1], f64) {
-    const RING: usize = 64;
-    let mut r = [0f64; MAX_ORDER + 1];
-    let mut ring = [0f64; RING];
+    const BLOCK: usize = 64;
+    const LANES: usize = 4;
+    // The block's windowed samples after the `MAX_ORDER` before them (zeros before the frame).
+    let mut buf = [0f64; MAX_ORDER + BLOCK];
+    let mut lanes = [[0f64; LANES]; MAX_ORDER + 1];
     let mut window_energy = 0.0;
     let half = (samples.len() as f64 + 1.0) / 2.0;
     let centre = (samples.len() as f64 - 1.0) / 2.0;
-    for (i, &s) in samples.iter().enumerate() {
-        let d = (i as f64 - centre) / half;
-        let w = 1.0 - d * d;
-        window_energy += w * w;
-        let x = f64::from(s) * w;
-        ring[i % RING] = x;
-        for (lag, acc) in r.iter_mut().enumerate().take(max_order.min(i) + 1) {
-            *acc += x * ring[(i - lag) % RING];
+    for (b, chunk) in samples.chunks(BLOCK).enumerate() {
+        let (_, block) = buf.split_at_mut(MAX_ORDER);
+        for (t, x) in block.iter_mut().enumerate() {
+            *x = match chunk.get(t) {
+                Some(&s) => {
+                    let d = ((b * BLOCK + t) as f64 - centre) / half;
+                    let w = 1.0 - d * d;
+                    window_energy += w * w;
+                    f64::from(s) * w
+                }
+                // Past the end of the frame: contributes nothing.
+                None => 0.0,
+            };
         }
+        let block = &buf[MAX_ORDER..];
+        for (lag, acc) in lanes.iter_mut().enumerate().take(max_order + 1) {
+            let earlier = &buf[MAX_ORDER - lag..][..BLOCK];
+            for (x, y) in block.chunks_exact(LANES).zip(earlier.chunks_exact(LANES)) {
+                for k in 0..LANES {
+                    acc[k] += x[k] * y[k];
+                }
+            }
+        }
+        buf.copy_within(BLOCK.., 0);
+    }
+    let mut r = [0f64; MAX_ORDER + 1];
+    for (r, acc) in r.iter_mut().zip(&lanes) {
+        *r = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
     // A tiny noise floor keeps the recursion stable on pure tones and rounded ramps.
     r[0] *= 1.0 + 1e-9;

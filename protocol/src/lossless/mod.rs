@@ -24,6 +24,7 @@
 
 mod bits;
 mod lpc;
+mod residual;
 #[cfg(all(feature = "std", any(test, feature = "test-support")))]
 pub mod signals;
 #[cfg(test)]
@@ -78,27 +79,15 @@ impl Predictor {
     }
 
     /// Calls `f` with each zigzagged residual; false when one exceeds [`MAX_RESIDUAL`] (only
-    /// linear prediction can overshoot that far).
-    fn for_each_residual(&self, samples: &[i16], mut f: impl FnMut(u32)) -> bool {
+    /// linear prediction can overshoot that far). `peak` is the largest magnitude in `samples`.
+    fn for_each_residual(&self, samples: &[i16], peak: u32, f: impl FnMut(u32)) -> bool {
         match self {
             Self::Fixed(0) => fixed_residuals::<0>(samples, f),
             Self::Fixed(1) => fixed_residuals::<1>(samples, f),
             Self::Fixed(2) => fixed_residuals::<2>(samples, f),
             Self::Fixed(3) => fixed_residuals::<3>(samples, f),
             Self::Fixed(_) => fixed_residuals::<4>(samples, f),
-            Self::Lpc(lpc) => {
-                let coefs = lpc.coefs();
-                for w in samples.windows(lpc.order + 1) {
-                    let (history, current) = w.split_at(lpc.order);
-                    let r = i64::from(current[0]) - lpc::predict(coefs, history, lpc.shift);
-                    let u = ((r << 1) ^ (r >> 63)) as u64;
-                    if u > u64::from(MAX_RESIDUAL) {
-                        return false;
-                    }
-                    f(u as u32);
-                }
-                true
-            }
+            Self::Lpc(lpc) => residual::for_each(lpc, samples, peak, MAX_RESIDUAL, f),
         }
     }
 }
@@ -181,11 +170,12 @@ pub fn encode(samples: &[i16], out: &mut Vec<u8>) {
         out.extend_from_slice(&first.to_le_bytes());
         return;
     }
-    if let Some(plan) = best_plan(samples)
+    let peak = peak(samples);
+    if let Some(plan) = best_plan(samples, peak)
         // Against the raw samples; the method byte is common to both.
         && plan.bits < 16 * n as u64
     {
-        write_plan(samples, &plan, out);
+        write_plan(samples, peak, &plan, out);
         if out.len() - body <= 1 + 2 * n {
             return;
         }
@@ -269,7 +259,7 @@ struct Plan {
 
 /// The best partition order and Rice parameters for `predictor`'s residual of `samples`, with
 /// the bits they take; `None` when a residual is out of range.
-fn plan_rice(samples: &[i16], predictor: Predictor, header_bits: u64) -> Option<Plan> {
+fn plan_rice(samples: &[i16], peak: u32, predictor: Predictor, header_bits: u64) -> Option<Plan> {
     let len = samples.len() - predictor.order();
     let finest = (len / MIN_PARTITION_LEN)
         .checked_ilog2()
@@ -277,7 +267,7 @@ fn plan_rice(samples: &[i16], predictor: Predictor, header_bits: u64) -> Option<
         .min(MAX_PARTITION_ORDER);
     let mut sums = [0u64; 1 << MAX_PARTITION_ORDER];
     let (mut i, mut part, mut next) = (0usize, 0usize, boundary(1, len, finest));
-    let in_range = predictor.for_each_residual(samples, |u| {
+    let in_range = predictor.for_each_residual(samples, peak, |u| {
         while i == next {
             part += 1;
             next = boundary(part + 1, len, finest);
@@ -335,7 +325,16 @@ fn best_rice(sum: u64, count: usize) -> (u32, u64) {
         .unwrap_or((0, u64::MAX))
 }
 
-fn best_plan(samples: &[i16]) -> Option<Plan> {
+/// The frame's largest sample magnitude.
+fn peak(samples: &[i16]) -> u32 {
+    samples
+        .iter()
+        .map(|s| u32::from(s.unsigned_abs()))
+        .max()
+        .unwrap_or(0)
+}
+
+fn best_plan(samples: &[i16], peak: u32) -> Option<Plan> {
     let n = samples.len();
     let mut best: Option<Plan> = None;
     let mut consider = |plan: Option<Plan>| {
@@ -348,15 +347,20 @@ fn best_plan(samples: &[i16]) -> Option<Plan> {
     for order in 0..=MAX_FIXED_ORDER.min(n) {
         // The parameter byte and the warm-up samples.
         let header = 8 + 16 * order as u64;
-        consider(plan_rice(samples, Predictor::Fixed(order), header));
+        consider(plan_rice(samples, peak, Predictor::Fixed(order), header));
     }
     for lpc in lpc::candidates(samples) {
-        consider(plan_rice(samples, Predictor::Lpc(lpc), lpc.header_bits()));
+        consider(plan_rice(
+            samples,
+            peak,
+            Predictor::Lpc(lpc),
+            lpc.header_bits(),
+        ));
     }
     best
 }
 
-fn write_plan(samples: &[i16], plan: &Plan, out: &mut Vec<u8>) {
+fn write_plan(samples: &[i16], peak: u32, plan: &Plan, out: &mut Vec<u8>) {
     let order = plan.predictor.order();
     match &plan.predictor {
         Predictor::Fixed(_) => {
@@ -387,7 +391,7 @@ fn write_plan(samples: &[i16], plan: &Plan, out: &mut Vec<u8>) {
     let (mut i, mut part, mut next) = (0usize, 0usize, boundary(1, len, p));
     let mut k = u32::from(plan.rice[0]);
     w.put(k, RICE_FIELD_BITS);
-    plan.predictor.for_each_residual(samples, |u| {
+    plan.predictor.for_each_residual(samples, peak, |u| {
         while i == next {
             part += 1;
             next = boundary(part + 1, len, p);
