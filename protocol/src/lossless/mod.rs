@@ -78,33 +78,20 @@ impl Predictor {
         }
     }
 
-    /// Calls `f` with each zigzagged residual; false when one exceeds [`MAX_RESIDUAL`] (only
-    /// linear prediction can overshoot that far). `peak` is the largest magnitude in `samples`.
-    fn for_each_residual(&self, samples: &[i16], peak: u32, f: impl FnMut(u32)) -> bool {
+    /// Calls `f` with the zigzagged residuals in order, a block at a time; false, and stops,
+    /// when one exceeds [`MAX_RESIDUAL`] (only linear prediction can overshoot that far).
+    /// `peak` is the largest magnitude in `samples`.
+    fn for_each_block(&self, samples: &[i16], peak: u32, f: impl FnMut(&[u32])) -> bool {
         match self {
-            Self::Fixed(0) => fixed_residuals::<0>(samples, f),
-            Self::Fixed(1) => fixed_residuals::<1>(samples, f),
-            Self::Fixed(2) => fixed_residuals::<2>(samples, f),
-            Self::Fixed(3) => fixed_residuals::<3>(samples, f),
-            Self::Fixed(_) => fixed_residuals::<4>(samples, f),
-            Self::Lpc(lpc) => residual::for_each(lpc, samples, peak, MAX_RESIDUAL, f),
+            Self::Fixed(0) => residual::fixed::<0>(samples, f),
+            Self::Fixed(1) => residual::fixed::<1>(samples, f),
+            Self::Fixed(2) => residual::fixed::<2>(samples, f),
+            Self::Fixed(3) => residual::fixed::<3>(samples, f),
+            Self::Fixed(_) => residual::fixed::<4>(samples, f),
+            Self::Lpc(lpc) => return residual::lpc(lpc, samples, peak, MAX_RESIDUAL, f),
         }
+        true
     }
-}
-
-fn fixed_residuals<const O: usize>(samples: &[i16], mut f: impl FnMut(u32)) -> bool {
-    for w in samples.windows(O + 1) {
-        let x = |j: usize| i32::from(w[O - j]);
-        let r = match O {
-            0 => x(0),
-            1 => x(0) - x(1),
-            2 => x(0) - 2 * x(1) + x(2),
-            3 => x(0) - 3 * x(1) + 3 * x(2) - x(3),
-            _ => x(0) - 4 * x(1) + 6 * x(2) - 4 * x(3) + x(4),
-        };
-        f(((r << 1) ^ (r >> 31)) as u32);
-    }
-    true
 }
 
 /// Why a frame could not be decoded.
@@ -267,13 +254,18 @@ fn plan_rice(samples: &[i16], peak: u32, predictor: Predictor, header_bits: u64)
         .min(MAX_PARTITION_ORDER);
     let mut sums = [0u64; 1 << MAX_PARTITION_ORDER];
     let (mut i, mut part, mut next) = (0usize, 0usize, boundary(1, len, finest));
-    let in_range = predictor.for_each_residual(samples, peak, |u| {
-        while i == next {
-            part += 1;
-            next = boundary(part + 1, len, finest);
+    let in_range = predictor.for_each_block(samples, peak, |mut block| {
+        while !block.is_empty() {
+            while i == next {
+                part += 1;
+                next = boundary(part + 1, len, finest);
+            }
+            let (head, rest) = block.split_at((next - i).min(block.len()));
+            // A block's residuals, each at most 2^20, sum below 2^25.
+            sums[part] += u64::from(head.iter().sum::<u32>());
+            i += head.len();
+            block = rest;
         }
-        sums[part] += u64::from(u);
-        i += 1;
     });
     if !in_range {
         return None;
@@ -313,11 +305,15 @@ fn best_rice(sum: u64, count: usize) -> (u32, u64) {
     if count == 0 {
         return (0, 0);
     }
-    let mean = sum / count as u64;
-    let guess = if mean == 0 {
+    let count64 = count as u64;
+    // floor(log2(sum / count)) without a division: it is one of the difference of the logs
+    // and the integer below.
+    let guess = if sum < count64 {
         0
     } else {
-        mean.ilog2().min(MAX_RICE)
+        let g = sum.ilog2() - count64.ilog2();
+        let g = if count64 << g > sum { g - 1 } else { g };
+        g.min(MAX_RICE)
     };
     (guess.saturating_sub(1)..=(guess + 1).min(MAX_RICE))
         .map(|k| (k, count as u64 * u64::from(k + 1) + (sum >> k)))
@@ -391,15 +387,17 @@ fn write_plan(samples: &[i16], peak: u32, plan: &Plan, out: &mut Vec<u8>) {
     let (mut i, mut part, mut next) = (0usize, 0usize, boundary(1, len, p));
     let mut k = u32::from(plan.rice[0]);
     w.put(k, RICE_FIELD_BITS);
-    plan.predictor.for_each_residual(samples, peak, |u| {
-        while i == next {
-            part += 1;
-            next = boundary(part + 1, len, p);
-            k = u32::from(plan.rice[part]);
-            w.put(k, RICE_FIELD_BITS);
+    plan.predictor.for_each_block(samples, peak, |block| {
+        for &u in block {
+            while i == next {
+                part += 1;
+                next = boundary(part + 1, len, p);
+                k = u32::from(plan.rice[part]);
+                w.put(k, RICE_FIELD_BITS);
+            }
+            w.put_rice(u, k);
+            i += 1;
         }
-        w.put_rice(u, k);
-        i += 1;
     });
     // Empty partitions at the end still carry their parameter.
     for part in part + 1..1 << p {

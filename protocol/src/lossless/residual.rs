@@ -1,13 +1,17 @@
 //! The linear predictor's residual, computed for a block of consecutive samples at a time so the
 //! compiler turns the products into SIMD lanes (wasm's simd128, SSE natively): each coefficient
 //! is multiplied into every output of the block, rather than each output summing its own
-//! products. The sums are exact: in 32-bit lanes when the frame's peak times the coefficients'
-//! magnitudes fits in 31 bits, four to a 128-bit register, else in 64-bit lanes.
+//! products. The sums are exact: in 32-bit integer lanes when the frame's peak times the
+//! coefficients' magnitudes fits in 31 bits, four to a 128-bit register, else in f64 lanes, whose
+//! 53-bit mantissa holds any such sum (wasm has no fast 64-bit integer multiply in SIMD).
 
-use super::lpc::Lpc;
+use super::lpc::{Lpc, MAX_ORDER};
 
-/// Outputs computed together: enough to fill the registers, small enough for the stack.
-const BLOCK: usize = 32;
+/// Residuals computed together: enough to fill the SIMD registers, small enough for the stack.
+pub(super) const BLOCK: usize = 32;
+/// A prediction is clamped to this magnitude, so the residual fits an i32; a clamped one leaves
+/// a residual far above any a frame may carry, as the true one would.
+const PREDICTION_LIMIT: i32 = 1 << 22;
 
 /// An exact accumulator of products of a coefficient and a sample.
 trait Lane: Copy {
@@ -15,7 +19,8 @@ trait Lane: Copy {
     fn coef(c: i32) -> Self;
     fn sample(x: i16) -> Self;
     fn mul_add(self, c: Self, x: Self) -> Self;
-    fn shr(self, shift: u32) -> i64;
+    /// The prediction: the sum shifted right, clamped to [`PREDICTION_LIMIT`].
+    fn prediction(self, shift: u32) -> i32;
 }
 
 impl Lane for i32 {
@@ -30,50 +35,51 @@ impl Lane for i32 {
     fn mul_add(self, c: Self, x: Self) -> Self {
         self.wrapping_add(c.wrapping_mul(x))
     }
-    fn shr(self, shift: u32) -> i64 {
-        i64::from(self >> shift)
+    fn prediction(self, shift: u32) -> i32 {
+        (self >> shift).clamp(-PREDICTION_LIMIT, PREDICTION_LIMIT)
     }
 }
 
-impl Lane for i64 {
-    const ZERO: Self = 0;
+impl Lane for f64 {
+    const ZERO: Self = 0.0;
     fn coef(c: i32) -> Self {
         Self::from(c)
     }
     fn sample(x: i16) -> Self {
         Self::from(x)
     }
-    // |c| < 2^24 and |x| <= 2^15: at most 32 products below 2^39 each never overflow.
+    // Exact: every product is an integer below 2^39 and every sum below 2^44, inside the 53
+    // bits of the mantissa.
     fn mul_add(self, c: Self, x: Self) -> Self {
-        self.wrapping_add(c.wrapping_mul(x))
+        self + c * x
     }
-    fn shr(self, shift: u32) -> i64 {
-        self >> shift
+    fn prediction(self, shift: u32) -> i32 {
+        let p = (self as i64) >> shift;
+        p.clamp(-i64::from(PREDICTION_LIMIT), i64::from(PREDICTION_LIMIT)) as i32
     }
 }
 
-/// Calls `f` with each zigzagged residual of `lpc` over `samples`, in order; false (and stops)
-/// at the first above `max`. `peak` is the largest sample magnitude of `samples`.
-pub(super) fn for_each(
-    lpc: &Lpc,
-    samples: &[i16],
-    peak: u32,
-    max: u32,
-    f: impl FnMut(u32),
-) -> bool {
+fn zigzag(r: i32) -> u32 {
+    ((r << 1) ^ (r >> 31)) as u32
+}
+
+/// Calls `f` with the zigzagged residuals of `lpc` over `samples`, in order, up to [`BLOCK`] at
+/// a time; false, and stops before the block, when one exceeds `max` (below 2^22). `peak` is the
+/// largest sample magnitude of `samples`.
+pub(super) fn lpc(lpc: &Lpc, samples: &[i16], peak: u32, max: u32, f: impl FnMut(&[u32])) -> bool {
     let magnitude: u64 = lpc
         .coefs()
         .iter()
         .map(|c| u64::from(c.unsigned_abs()))
         .sum();
     if magnitude * u64::from(peak) <= i32::MAX as u64 {
-        blocks::<i32>(lpc, samples, max, f)
+        lpc_blocks::<i32>(lpc, samples, max, f)
     } else {
-        blocks::<i64>(lpc, samples, max, f)
+        lpc_blocks::<f64>(lpc, samples, max, f)
     }
 }
 
-fn blocks<A: Lane>(lpc: &Lpc, samples: &[i16], max: u32, mut f: impl FnMut(u32)) -> bool {
+fn lpc_blocks<A: Lane>(lpc: &Lpc, samples: &[i16], max: u32, mut f: impl FnMut(&[u32])) -> bool {
     let q = lpc.order;
     let coefs = lpc.coefs();
     let mut start = q;
@@ -81,36 +87,57 @@ fn blocks<A: Lane>(lpc: &Lpc, samples: &[i16], max: u32, mut f: impl FnMut(u32))
         let len = BLOCK.min(samples.len() - start);
         // The block's outputs and the `q` samples before them.
         let window = &samples[start - q..start + len];
+        // Converted once, not once per product.
+        let mut xs = [A::ZERO; MAX_ORDER + BLOCK];
+        for (x, &s) in xs.iter_mut().zip(window) {
+            *x = A::sample(s);
+        }
         let mut acc = [A::ZERO; BLOCK];
-        if len == BLOCK {
-            for (j, &c) in coefs.iter().enumerate() {
-                let c = A::coef(c);
-                let xs: &[i16; BLOCK] = window[q - 1 - j..][..BLOCK]
-                    .try_into()
-                    .expect("a whole block");
-                for (a, &x) in acc.iter_mut().zip(xs) {
-                    *a = a.mul_add(c, A::sample(x));
-                }
-            }
-        } else {
-            for (j, &c) in coefs.iter().enumerate() {
-                let c = A::coef(c);
-                for (a, &x) in acc[..len].iter_mut().zip(&window[q - 1 - j..]) {
-                    *a = a.mul_add(c, A::sample(x));
-                }
+        for (j, &c) in coefs.iter().enumerate() {
+            let c = A::coef(c);
+            let xs: &[A; BLOCK] = xs[q - 1 - j..][..BLOCK].try_into().expect("a whole block");
+            for (a, &x) in acc.iter_mut().zip(xs) {
+                *a = a.mul_add(c, x);
             }
         }
-        for (a, &x) in acc[..len].iter().zip(&window[q..]) {
-            let r = i64::from(x) - a.shr(lpc.shift);
-            let u = ((r << 1) ^ (r >> 63)) as u64;
-            if u > u64::from(max) {
-                return false;
-            }
-            f(u as u32);
+        let mut u = [0u32; BLOCK];
+        for ((u, a), &x) in u.iter_mut().zip(&acc).zip(&window[q..]) {
+            *u = zigzag(i32::from(x) - a.prediction(lpc.shift));
         }
+        let u = &u[..len];
+        if u.iter().fold(0, |m, &u| m.max(u)) > max {
+            return false;
+        }
+        f(u);
         start += len;
     }
     true
+}
+
+/// Calls `f` with the zigzagged residuals of the order-`O` fixed predictor over `samples`, in
+/// order, up to [`BLOCK`] at a time. None exceeds 2^20.
+pub(super) fn fixed<const O: usize>(samples: &[i16], mut f: impl FnMut(&[u32])) {
+    let mut start = O;
+    while start < samples.len() {
+        let len = BLOCK.min(samples.len() - start);
+        let mut u = [0u32; BLOCK];
+        for (u, w) in u
+            .iter_mut()
+            .zip(samples[start - O..start + len].windows(O + 1))
+        {
+            let x = |j: usize| i32::from(w[O - j]);
+            let r = match O {
+                0 => x(0),
+                1 => x(0) - x(1),
+                2 => x(0) - 2 * x(1) + x(2),
+                3 => x(0) - 3 * x(1) + 3 * x(2) - x(3),
+                _ => x(0) - 4 * x(1) + 6 * x(2) - 4 * x(3) + x(4),
+            };
+            *u = zigzag(r);
+        }
+        f(&u[..len]);
+        start += len;
+    }
 }
 
 #[cfg(test)]
@@ -167,20 +194,25 @@ mod tests {
                 wide += 1;
             }
             let want = one_by_one(&lpc, &samples);
-            // Every limit stops at the first residual above it, none short of that.
+            // Every limit stops before the block of the first residual above it: the frame's
+            // own limit, or one near the largest residual.
             let top = want.iter().copied().max().unwrap_or(0);
             let limit = if rng.next_u64() % 2 == 0 {
-                u32::MAX
+                super::super::MAX_RESIDUAL
             } else {
-                (rng.next_u64() % (top as u64).clamp(1, u64::from(u32::MAX))) as u32
+                (rng.next_u64() % (top as u64).clamp(1, 1 << 21)) as u32
             };
             let stop = want.iter().position(|&u| u > i64::from(limit));
             let mut got = Vec::new();
-            let complete = for_each(&lpc, &samples, peak, limit, |u| got.push(i64::from(u)));
+            let complete = super::lpc(&lpc, &samples, peak, limit, |u| {
+                assert!(!u.is_empty() && u.len() <= BLOCK);
+                got.extend(u.iter().map(|&u| i64::from(u)));
+            });
             assert_eq!(complete, stop.is_none());
+            let whole = stop.map_or(want.len(), |s| s / BLOCK * BLOCK);
             assert_eq!(
                 got,
-                want[..stop.unwrap_or(want.len())],
+                want[..whole],
                 "order {order}, width {width}, shift {shift}"
             );
         }
