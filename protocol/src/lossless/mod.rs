@@ -340,10 +340,20 @@ fn best_plan(samples: &[i16], peak: u32) -> Option<Plan> {
             best = Some(plan);
         }
     };
-    for order in 0..=MAX_FIXED_ORDER.min(n) {
-        // The parameter byte and the warm-up samples.
-        let header = 8 + 16 * order as u64;
-        consider(plan_rice(samples, peak, Predictor::Fixed(order), header));
+    // Of the fixed predictors only the one whose residual sums smallest as one partition, as
+    // FLAC's encoder does: all five are summed in one pass, and they rarely differ by less than
+    // what partitioning gains.
+    let fixed_header = |order: usize| 8 + 16 * order as u64;
+    let sums = residual::fixed_sums(samples);
+    if let Some(order) =
+        (0..=MAX_FIXED_ORDER.min(n)).min_by_key(|&o| fixed_header(o) + best_rice(sums[o], n - o).1)
+    {
+        consider(plan_rice(
+            samples,
+            peak,
+            Predictor::Fixed(order),
+            fixed_header(order),
+        ));
     }
     for lpc in lpc::candidates(samples) {
         consider(plan_rice(

@@ -140,6 +140,48 @@ pub(super) fn fixed<const O: usize>(samples: &[i16], mut f: impl FnMut(&[u32])) 
     }
 }
 
+/// The residual of the fixed predictor of order `w.len() - 1` for the last sample of `w`: the
+/// order-th difference.
+#[inline]
+fn difference(w: &[i16]) -> i32 {
+    let x = |j: usize| i32::from(w[w.len() - 1 - j]);
+    match w.len() - 1 {
+        0 => x(0),
+        1 => x(0) - x(1),
+        2 => x(0) - 2 * x(1) + x(2),
+        3 => x(0) - 3 * x(1) + 3 * x(2) - x(3),
+        _ => x(0) - 4 * x(1) + 6 * x(2) - 4 * x(3) + x(4),
+    }
+}
+
+/// The sums of the zigzagged residuals of the fixed predictors of order 0 to 4 over `samples`,
+/// in one pass.
+pub(super) fn fixed_sums(samples: &[i16]) -> [u64; 5] {
+    let mut sums = [0u64; 5];
+    // The residuals before order 4 has its history.
+    for i in 0..samples.len().min(4) {
+        for (o, sum) in sums.iter_mut().enumerate().take(i + 1) {
+            *sum += u64::from(zigzag(difference(&samples[i - o..=i])));
+        }
+    }
+    let mut start = 4;
+    while start < samples.len() {
+        let len = BLOCK.min(samples.len() - start);
+        // A block's residuals, each at most 2^20, sum below 2^25.
+        let mut block = [0u32; 5];
+        for w in samples[start - 4..start + len].windows(5) {
+            for (o, b) in block.iter_mut().enumerate() {
+                *b += zigzag(difference(&w[4 - o..]));
+            }
+        }
+        for (sum, b) in sums.iter_mut().zip(block) {
+            *sum += u64::from(b);
+        }
+        start += len;
+    }
+    sums
+}
+
 #[cfg(test)]
 mod tests {
     use alloc::vec::Vec;
@@ -217,5 +259,26 @@ mod tests {
             );
         }
         assert!(narrow > 20 && wide > 20, "{narrow} narrow, {wide} wide");
+    }
+
+    #[test]
+    fn the_fixed_sums_of_one_pass_are_those_of_each_order_alone() {
+        let mut rng = Rng::from_env();
+        for _ in 0..200 {
+            let n = (rng.next_u64() % 200) as usize;
+            let samples: Vec<i16> = (0..n).map(|_| (rng.next_u64() >> 48) as i16).collect();
+            let mut want = [0u64; 5];
+            for (o, sum) in want.iter_mut().enumerate() {
+                let add = |u: &[u32]| *sum += u.iter().map(|&u| u64::from(u)).sum::<u64>();
+                match o {
+                    0 => fixed::<0>(&samples, add),
+                    1 => fixed::<1>(&samples, add),
+                    2 => fixed::<2>(&samples, add),
+                    3 => fixed::<3>(&samples, add),
+                    _ => fixed::<4>(&samples, add),
+                }
+            }
+            assert_eq!(fixed_sums(&samples), want, "{n} samples");
+        }
     }
 }
