@@ -4,11 +4,11 @@
 //!
 //! The method is FLAC's, reduced to one frame and hand-written, because FLAC crates code whole
 //! streams (a stream header, allocation per block) rather than one header-less frame into a
-//! caller's buffer: each frame picks the predictor that leaves the smallest residual, a fixed
-//! polynomial (order 0 to 4) or a quantized linear predictor (order 2 to 32), and Rice-codes that
-//! residual in 1 to 256 partitions, each with its own parameter. A frame of one repeated value is
-//! coded as that value; a frame that would not get smaller is sent verbatim, so a frame is never
-//! more than [`HEADER_LEN`] bytes larger than raw.
+//! caller's buffer: each frame picks, of the predictors it measures, the one that leaves the
+//! smallest residual, a fixed polynomial (order 0 to 4) or a quantized linear predictor (order 2
+//! to 32), and Rice-codes that residual in 1 to 256 partitions, each with its own parameter. A
+//! frame of one repeated value is coded as that value; a frame that would not get smaller is sent
+//! verbatim, so a frame is never more than [`HEADER_LEN`] bytes larger than raw.
 //!
 //! ```
 //! use line_protocol::lossless;

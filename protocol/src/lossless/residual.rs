@@ -239,7 +239,7 @@ mod tests {
             // Every limit stops before the block of the first residual above it: the frame's
             // own limit, or one near the largest residual.
             let top = want.iter().copied().max().unwrap_or(0);
-            let limit = if rng.next_u64() % 2 == 0 {
+            let limit = if rng.next_u64() & 1 == 0 {
                 super::super::MAX_RESIDUAL
             } else {
                 (rng.next_u64() % (top as u64).clamp(1, 1 << 21)) as u32
