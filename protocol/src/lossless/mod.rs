@@ -4,11 +4,11 @@
 //!
 //! The method is FLAC's, reduced to one frame and hand-written, because FLAC crates code whole
 //! streams (a stream header, allocation per block) rather than one header-less frame into a
-//! caller's buffer: each frame picks the predictor that leaves the smallest residual, a fixed
-//! polynomial (order 0 to 4) or a quantized linear predictor (order 2 to 32), and Rice-codes that
-//! residual in 1 to 256 partitions, each with its own parameter. A frame of one repeated value is
-//! coded as that value; a frame that would not get smaller is sent verbatim, so a frame is never
-//! more than [`HEADER_LEN`] bytes larger than raw.
+//! caller's buffer: each frame picks, of the predictors it measures, the one that leaves the
+//! smallest residual, a fixed polynomial (order 0 to 4) or a quantized linear predictor (order 2
+//! to 32), and Rice-codes that residual in 1 to 256 partitions, each with its own parameter. A
+//! frame of one repeated value is coded as that value; a frame that would not get smaller is sent
+//! verbatim, so a frame is never more than [`HEADER_LEN`] bytes larger than raw.
 //!
 //! ```
 //! use line_protocol::lossless;
@@ -24,6 +24,7 @@
 
 mod bits;
 mod lpc;
+mod residual;
 #[cfg(all(feature = "std", any(test, feature = "test-support")))]
 pub mod signals;
 #[cfg(test)]
@@ -87,45 +88,20 @@ impl Predictor {
         }
     }
 
-    /// Calls `f` with each zigzagged residual; false when one exceeds [`MAX_RESIDUAL`] (only
-    /// linear prediction can overshoot that far).
-    fn for_each_residual(&self, samples: &[i16], mut f: impl FnMut(u32)) -> bool {
+    /// Calls `f` with the zigzagged residuals in order, a block at a time; false, and stops,
+    /// when one exceeds [`MAX_RESIDUAL`] (only linear prediction can overshoot that far).
+    /// `peak` is the largest magnitude in `samples`.
+    fn for_each_block(&self, samples: &[i16], peak: u32, f: impl FnMut(&[u32])) -> bool {
         match self {
-            Self::Fixed(0) => fixed_residuals::<0>(samples, f),
-            Self::Fixed(1) => fixed_residuals::<1>(samples, f),
-            Self::Fixed(2) => fixed_residuals::<2>(samples, f),
-            Self::Fixed(3) => fixed_residuals::<3>(samples, f),
-            Self::Fixed(_) => fixed_residuals::<4>(samples, f),
-            Self::Lpc(lpc) => {
-                let coefs = lpc.coefs();
-                for w in samples.windows(lpc.order + 1) {
-                    let (history, current) = w.split_at(lpc.order);
-                    let r = i64::from(current[0]) - lpc::predict(coefs, history, lpc.shift);
-                    let u = ((r << 1) ^ (r >> 63)) as u64;
-                    if u > u64::from(MAX_RESIDUAL) {
-                        return false;
-                    }
-                    f(u as u32);
-                }
-                true
-            }
+            Self::Fixed(0) => residual::fixed::<0>(samples, f),
+            Self::Fixed(1) => residual::fixed::<1>(samples, f),
+            Self::Fixed(2) => residual::fixed::<2>(samples, f),
+            Self::Fixed(3) => residual::fixed::<3>(samples, f),
+            Self::Fixed(_) => residual::fixed::<4>(samples, f),
+            Self::Lpc(lpc) => return residual::lpc(lpc, samples, peak, MAX_RESIDUAL, f),
         }
+        true
     }
-}
-
-fn fixed_residuals<const O: usize>(samples: &[i16], mut f: impl FnMut(u32)) -> bool {
-    for w in samples.windows(O + 1) {
-        let x = |j: usize| i32::from(w[O - j]);
-        let r = match O {
-            0 => x(0),
-            1 => x(0) - x(1),
-            2 => x(0) - 2 * x(1) + x(2),
-            3 => x(0) - 3 * x(1) + 3 * x(2) - x(3),
-            _ => x(0) - 4 * x(1) + 6 * x(2) - 4 * x(3) + x(4),
-        };
-        f(((r << 1) ^ (r >> 31)) as u32);
-    }
-    true
 }
 
 /// Why a frame could not be decoded.
@@ -191,11 +167,12 @@ pub fn encode(samples: &[i16], out: &mut Vec<u8>) {
         out.extend_from_slice(&first.to_le_bytes());
         return;
     }
-    if let Some(plan) = best_plan(samples)
+    let peak = peak(samples);
+    if let Some(plan) = best_plan(samples, peak)
         // Against the raw samples; the method byte is common to both.
         && plan.bits < 16 * n as u64
     {
-        write_plan(samples, &plan, out);
+        write_plan(samples, peak, &plan, out);
         if out.len() - body <= 1 + 2 * n {
             return;
         }
@@ -279,7 +256,7 @@ struct Plan {
 
 /// The best partition order and Rice parameters for `predictor`'s residual of `samples`, with
 /// the bits they take; `None` when a residual is out of range.
-fn plan_rice(samples: &[i16], predictor: Predictor, header_bits: u64) -> Option<Plan> {
+fn plan_rice(samples: &[i16], peak: u32, predictor: Predictor, header_bits: u64) -> Option<Plan> {
     let len = samples.len() - predictor.order();
     let finest = (len / MIN_PARTITION_LEN)
         .checked_ilog2()
@@ -287,13 +264,18 @@ fn plan_rice(samples: &[i16], predictor: Predictor, header_bits: u64) -> Option<
         .min(MAX_PARTITION_ORDER);
     let mut sums = [0u64; 1 << MAX_PARTITION_ORDER];
     let (mut i, mut part, mut next) = (0usize, 0usize, boundary(1, len, finest));
-    let in_range = predictor.for_each_residual(samples, |u| {
-        while i == next {
-            part += 1;
-            next = boundary(part + 1, len, finest);
+    let in_range = predictor.for_each_block(samples, peak, |mut block| {
+        while !block.is_empty() {
+            while i == next {
+                part += 1;
+                next = boundary(part + 1, len, finest);
+            }
+            let (head, rest) = block.split_at((next - i).min(block.len()));
+            // A block's residuals, each at most 2^20, sum below 2^25.
+            sums[part] += u64::from(head.iter().sum::<u32>());
+            i += head.len();
+            block = rest;
         }
-        sums[part] += u64::from(u);
-        i += 1;
     });
     if !in_range {
         return None;
@@ -333,11 +315,15 @@ fn best_rice(sum: u64, count: usize) -> (u32, u64) {
     if count == 0 {
         return (0, 0);
     }
-    let mean = sum / count as u64;
-    let guess = if mean == 0 {
+    let count64 = count as u64;
+    // floor(log2(sum / count)) without a division: it is one of the difference of the logs
+    // and the integer below.
+    let guess = if sum < count64 {
         0
     } else {
-        mean.ilog2().min(MAX_RICE)
+        let g = sum.ilog2() - count64.ilog2();
+        let g = if count64 << g > sum { g - 1 } else { g };
+        g.min(MAX_RICE)
     };
     (guess.saturating_sub(1)..=(guess + 1).min(MAX_RICE))
         .map(|k| (k, count as u64 * u64::from(k + 1) + (sum >> k)))
@@ -345,7 +331,16 @@ fn best_rice(sum: u64, count: usize) -> (u32, u64) {
         .unwrap_or((0, u64::MAX))
 }
 
-fn best_plan(samples: &[i16]) -> Option<Plan> {
+/// The frame's largest sample magnitude.
+fn peak(samples: &[i16]) -> u32 {
+    samples
+        .iter()
+        .map(|s| u32::from(s.unsigned_abs()))
+        .max()
+        .unwrap_or(0)
+}
+
+fn best_plan(samples: &[i16], peak: u32) -> Option<Plan> {
     let n = samples.len();
     let mut best: Option<Plan> = None;
     let mut consider = |plan: Option<Plan>| {
@@ -355,18 +350,33 @@ fn best_plan(samples: &[i16]) -> Option<Plan> {
             best = Some(plan);
         }
     };
-    for order in 0..=MAX_FIXED_ORDER.min(n) {
-        // The parameter byte and the warm-up samples.
-        let header = 8 + 16 * order as u64;
-        consider(plan_rice(samples, Predictor::Fixed(order), header));
+    // Of the fixed predictors only the one whose residual sums smallest as one partition, as
+    // FLAC's encoder does: all five are summed in one pass, and they rarely differ by less than
+    // what partitioning gains.
+    let fixed_header = |order: usize| 8 + 16 * order as u64;
+    let sums = residual::fixed_sums(samples);
+    if let Some(order) =
+        (0..=MAX_FIXED_ORDER.min(n)).min_by_key(|&o| fixed_header(o) + best_rice(sums[o], n - o).1)
+    {
+        consider(plan_rice(
+            samples,
+            peak,
+            Predictor::Fixed(order),
+            fixed_header(order),
+        ));
     }
     for lpc in lpc::candidates(samples) {
-        consider(plan_rice(samples, Predictor::Lpc(lpc), lpc.header_bits()));
+        consider(plan_rice(
+            samples,
+            peak,
+            Predictor::Lpc(lpc),
+            lpc.header_bits(),
+        ));
     }
     best
 }
 
-fn write_plan(samples: &[i16], plan: &Plan, out: &mut Vec<u8>) {
+fn write_plan(samples: &[i16], peak: u32, plan: &Plan, out: &mut Vec<u8>) {
     let order = plan.predictor.order();
     match &plan.predictor {
         Predictor::Fixed(_) => {
@@ -397,15 +407,17 @@ fn write_plan(samples: &[i16], plan: &Plan, out: &mut Vec<u8>) {
     let (mut i, mut part, mut next) = (0usize, 0usize, boundary(1, len, p));
     let mut k = u32::from(plan.rice[0]);
     w.put(k, RICE_FIELD_BITS);
-    plan.predictor.for_each_residual(samples, |u| {
-        while i == next {
-            part += 1;
-            next = boundary(part + 1, len, p);
-            k = u32::from(plan.rice[part]);
-            w.put(k, RICE_FIELD_BITS);
+    plan.predictor.for_each_block(samples, peak, |block| {
+        for &u in block {
+            while i == next {
+                part += 1;
+                next = boundary(part + 1, len, p);
+                k = u32::from(plan.rice[part]);
+                w.put(k, RICE_FIELD_BITS);
+            }
+            w.put_rice(u, k);
+            i += 1;
         }
-        w.put_rice(u, k);
-        i += 1;
     });
     // Empty partitions at the end still carry their parameter.
     for part in part + 1..1 << p {
