@@ -314,9 +314,7 @@ impl Payload<'_> {
         match self {
             Self::Audio(a) => {
                 out.push(TYPE_AUDIO);
-                out.extend_from_slice(&a.sample_rate.to_be_bytes());
-                out.push(a.channels);
-                out.extend_from_slice(&a.first_sample.to_be_bytes());
+                put_stream(out, a.sample_rate, a.channels, a.first_sample);
                 out.extend_from_slice(&a.capture_time_us.to_be_bytes());
                 out.extend_from_slice(a.pcm);
             }
@@ -343,26 +341,20 @@ impl Payload<'_> {
             }
             Self::Repair(r) => {
                 out.push(TYPE_REPAIR);
-                out.extend_from_slice(&r.sample_rate.to_be_bytes());
-                out.push(r.channels);
-                out.extend_from_slice(&r.first_sample.to_be_bytes());
+                put_stream(out, r.sample_rate, r.channels, r.first_sample);
                 out.push(r.frames);
                 out.extend_from_slice(&r.capture_time_xor.to_be_bytes());
                 out.extend_from_slice(r.pcm_xor);
             }
             Self::CodedAudio(a) => {
                 out.push(TYPE_CODED_AUDIO);
-                out.extend_from_slice(&a.sample_rate.to_be_bytes());
-                out.push(a.channels);
-                out.extend_from_slice(&a.first_sample.to_be_bytes());
+                put_stream(out, a.sample_rate, a.channels, a.first_sample);
                 out.extend_from_slice(&a.capture_time_us.to_be_bytes());
                 out.extend_from_slice(a.coded);
             }
             Self::CodedRepair(r) => {
                 out.push(TYPE_CODED_REPAIR);
-                out.extend_from_slice(&r.sample_rate.to_be_bytes());
-                out.push(r.channels);
-                out.extend_from_slice(&r.first_sample.to_be_bytes());
+                put_stream(out, r.sample_rate, r.channels, r.first_sample);
                 out.push(r.frames);
                 out.extend_from_slice(&r.capture_time_xor.to_be_bytes());
                 out.extend_from_slice(&r.frame_samples.to_be_bytes());
@@ -401,17 +393,9 @@ impl Payload<'_> {
         match kind {
             TYPE_AUDIO => {
                 r.fixed(AUDIO_HEADER_LEN)?;
-                let sample_rate = r.u32()?;
-                let channels = r.u8()?;
-                let first_sample = r.u64()?;
+                let (sample_rate, channels, first_sample) = r.stream()?;
                 let capture_time_us = r.u64()?;
                 let pcm = r.rest();
-                if sample_rate == 0 {
-                    return Err(PayloadError::ZeroSampleRate);
-                }
-                if channels == 0 {
-                    return Err(PayloadError::NoChannels);
-                }
                 if !pcm.len().is_multiple_of(2 * usize::from(channels)) {
                     return Err(PayloadError::PcmLength {
                         len: pcm.len(),
@@ -466,18 +450,10 @@ impl Payload<'_> {
             }
             TYPE_REPAIR => {
                 r.fixed(REPAIR_HEADER_LEN)?;
-                let sample_rate = r.u32()?;
-                let channels = r.u8()?;
-                let first_sample = r.u64()?;
+                let (sample_rate, channels, first_sample) = r.stream()?;
                 let frames = r.u8()?;
                 let capture_time_xor = r.u64()?;
                 let pcm_xor = r.rest();
-                if sample_rate == 0 {
-                    return Err(PayloadError::ZeroSampleRate);
-                }
-                if channels == 0 {
-                    return Err(PayloadError::NoChannels);
-                }
                 if frames == 0 {
                     return Err(PayloadError::EmptyGroup);
                 }
@@ -498,17 +474,9 @@ impl Payload<'_> {
             }
             TYPE_CODED_AUDIO => {
                 r.fixed(CODED_AUDIO_HEADER_LEN + crate::lossless::HEADER_LEN)?;
-                let sample_rate = r.u32()?;
-                let channels = r.u8()?;
-                let first_sample = r.u64()?;
+                let (sample_rate, channels, first_sample) = r.stream()?;
                 let capture_time_us = r.u64()?;
                 let coded = r.rest();
-                if sample_rate == 0 {
-                    return Err(PayloadError::ZeroSampleRate);
-                }
-                if channels == 0 {
-                    return Err(PayloadError::NoChannels);
-                }
                 let samples = crate::lossless::sample_count(coded).unwrap_or(0);
                 if !samples.is_multiple_of(usize::from(channels)) {
                     return Err(PayloadError::SampleCount { samples, channels });
@@ -523,9 +491,7 @@ impl Payload<'_> {
             }
             TYPE_CODED_REPAIR => {
                 r.fixed(CODED_REPAIR_HEADER_LEN)?;
-                let sample_rate = r.u32()?;
-                let channels = r.u8()?;
-                let first_sample = r.u64()?;
+                let (sample_rate, channels, first_sample) = r.stream()?;
                 let frames = r.u8()?;
                 let capture_time_xor = r.u64()?;
                 let frame_samples = r.u16()?;
@@ -536,12 +502,6 @@ impl Payload<'_> {
                 r.fixed(CODED_REPAIR_HEADER_LEN + lengths_len)?;
                 let lengths = r.slice(lengths_len)?;
                 let coded_xor = r.rest();
-                if sample_rate == 0 {
-                    return Err(PayloadError::ZeroSampleRate);
-                }
-                if channels == 0 {
-                    return Err(PayloadError::NoChannels);
-                }
                 let repair = CodedRepair {
                     sample_rate,
                     channels,
@@ -574,6 +534,13 @@ impl Audio<'_> {
     }
 }
 
+/// Writes the fields that place a frame in a stream, as [`Reader::stream`] reads them.
+fn put_stream(out: &mut Vec<u8>, sample_rate: u32, channels: u8, first_sample: u64) {
+    out.extend_from_slice(&sample_rate.to_be_bytes());
+    out.push(channels);
+    out.extend_from_slice(&first_sample.to_be_bytes());
+}
+
 /// Reads big-endian fields from the front of a payload; every read is bounds-checked.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -594,15 +561,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take<const N: usize>(&mut self) -> Result<[u8; N], PayloadError> {
-        let end = self.pos + N;
-        let field = self
-            .bytes
-            .get(self.pos..end)
-            .ok_or(PayloadError::Truncated {
-                needed: end,
-                available: self.bytes.len(),
-            })?;
-        self.pos = end;
+        let field = self.slice(N)?;
         Ok(field.try_into().expect("slice of length N"))
     }
 
@@ -620,6 +579,21 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, PayloadError> {
         self.take().map(u64::from_be_bytes)
+    }
+
+    /// The fields that place a frame in a stream: its sample rate (not zero), channels (at least
+    /// one) and first sample.
+    fn stream(&mut self) -> Result<(u32, u8, u64), PayloadError> {
+        let sample_rate = self.u32()?;
+        let channels = self.u8()?;
+        let first_sample = self.u64()?;
+        if sample_rate == 0 {
+            return Err(PayloadError::ZeroSampleRate);
+        }
+        if channels == 0 {
+            return Err(PayloadError::NoChannels);
+        }
+        Ok((sample_rate, channels, first_sample))
     }
 
     fn slice(&mut self, len: usize) -> Result<&'a [u8], PayloadError> {
