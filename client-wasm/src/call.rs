@@ -458,39 +458,29 @@ impl Call {
     }
 
     fn send_audio(&mut self, start: usize, len: usize, capture_time_us: u64) {
-        self.scratch_pcm.resize(2 * len, 0);
-        if self.muted {
-            self.scratch_pcm.fill(0);
-        } else {
-            pcm::f32_to_i16le(&self.pending[start..start + len], &mut self.scratch_pcm);
-        }
-        let audio = Audio {
-            sample_rate: self.config.wire_rate,
-            channels: CHANNELS,
-            first_sample: self.next_sample,
-            capture_time_us,
-            pcm: &self.scratch_pcm,
-        };
+        let first_sample = self.next_sample;
         self.next_sample += len as u64;
+        let captured = &self.pending[start..start + len];
         self.scratch_plain.clear();
         self.scratch_repair.clear();
         if self.sends_coded() {
             self.scratch_i16.clear();
-            self.scratch_i16.extend(
-                self.scratch_pcm
-                    .chunks_exact(2)
-                    .map(|b| i16::from_le_bytes([b[0], b[1]])),
-            );
+            if self.muted {
+                self.scratch_i16.resize(len, 0);
+            } else {
+                self.scratch_i16
+                    .extend(captured.iter().map(|&s| pcm::f32_to_i16(s)));
+            }
             self.scratch_coded.clear();
             lossless::encode(&self.scratch_i16, &mut self.scratch_coded);
-            self.coded_raw_bytes += self.scratch_pcm.len() as u64;
+            self.coded_raw_bytes += 2 * len as u64;
             self.coded_bytes += self.scratch_coded.len() as u64;
             self.stats.frames_sent_lossless += 1;
             self.stats.lossless_ratio = self.coded_bytes as f64 / self.coded_raw_bytes as f64;
             let coded = CodedAudio {
-                sample_rate: audio.sample_rate,
-                channels: audio.channels,
-                first_sample: audio.first_sample,
+                sample_rate: self.config.wire_rate,
+                channels: CHANNELS,
+                first_sample,
                 capture_time_us,
                 coded: &self.scratch_coded,
             };
@@ -503,6 +493,19 @@ impl Call {
                 Payload::CodedRepair(repair).encode(&mut self.scratch_repair);
             }
         } else {
+            self.scratch_pcm.resize(2 * len, 0);
+            if self.muted {
+                self.scratch_pcm.fill(0);
+            } else {
+                pcm::f32_to_i16le(captured, &mut self.scratch_pcm);
+            }
+            let audio = Audio {
+                sample_rate: self.config.wire_rate,
+                channels: CHANNELS,
+                first_sample,
+                capture_time_us,
+                pcm: &self.scratch_pcm,
+            };
             Payload::Audio(audio).encode(&mut self.scratch_plain);
             if let Some(repair) = self
                 .repair_encoder
@@ -1306,7 +1309,9 @@ mod tests {
             let now = step * 10_000;
             a.capture(now, &tone(1000.0, step as usize * FRAME, FRAME, RATE));
             while let Some(out) = a.poll_transmit() {
-                let lost = step > 100 && rng.unit() < 0.05;
+                // Nothing of the last step is lost: a lost last frame is no gap the receiver
+                // could count, and the last group's repair waits for a frame that never comes.
+                let lost = (101..999).contains(&step) && rng.unit() < 0.05;
                 match (out.is_audio, out.is_repair) {
                     (true, false) => audio_lost.push(lost),
                     (true, true) => {
@@ -1371,7 +1376,8 @@ mod tests {
         while let Some(out) = from.poll_transmit() {
             peer.receive(0, &out.bytes);
         }
-        from.capture(0, &tone(1000.0, 0, 4 * FRAME, RATE));
+        let freq = 100.0 + 15_000.0 * line_protocol::testing::Rng::from_env().unit();
+        from.capture(0, &tone(freq, 0, 4 * FRAME, RATE));
         let mut kinds = Vec::new();
         let mut plain = Vec::new();
         while let Some(out) = from.poll_transmit() {
@@ -1413,7 +1419,7 @@ mod tests {
         );
         let stats = a.stats();
         assert_eq!(stats.frames_sent_lossless, 8);
-        // A 1 kHz tone at 48 kHz codes to well under half its PCM.
+        // A tone at 48 kHz codes to well under half its PCM.
         assert!(
             stats.lossless_ratio > 0.05 && stats.lossless_ratio < 0.5,
             "{stats:?}"

@@ -30,12 +30,18 @@ pub fn f32_to_i16le(input: &[f32], out: &mut [u8]) {
         "the output holds two bytes per sample"
     );
     for (&sample, bytes) in input.iter().zip(out.chunks_exact_mut(2)) {
-        let scaled = sample.clamp(-1.0, 1.0) * SCALE;
-        // Round half away from zero without `f32::round`, which core lacks; `as` truncates and
-        // maps NaN to 0.
-        let rounded = (scaled + 0.5f32.copysign(scaled)) as i16;
-        bytes.copy_from_slice(&rounded.to_le_bytes());
+        bytes.copy_from_slice(&f32_to_i16(sample).to_le_bytes());
     }
+}
+
+/// One sample, clamped to [-1, 1] and rounded to the nearest 16-bit value, as
+/// [`f32_to_i16le`] writes it. NaN becomes 0.
+#[must_use]
+pub fn f32_to_i16(sample: f32) -> i16 {
+    let scaled = sample.clamp(-1.0, 1.0) * SCALE;
+    // Round half away from zero without `f32::round`, which core lacks; `as` truncates and
+    // maps NaN to 0.
+    (scaled + 0.5f32.copysign(scaled)) as i16
 }
 
 /// Reads two little-endian bytes per sample into `out`, scaled to [-1, 1].
